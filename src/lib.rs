@@ -3,9 +3,14 @@
 //! Layers, top to bottom (see docs/ARCHITECTURE.md):
 //! - `sim`: the simulated SR-IOV node (fake sysfs tree + veth wiring) for demos and tests;
 //! - `sysfs`: reads the machine's PCI/SR-IOV tree under an injectable root;
-//! - `netlink`, `netns`: the kernel boundary for links and network namespaces.
+//! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
+//! - `pci`: PCI addresses.
 
+pub mod cni;
+pub mod ctl;
+pub mod logging;
 pub mod netlink;
 pub mod netns;
+pub mod pci;
 pub mod sim;
 pub mod sysfs;

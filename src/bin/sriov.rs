@@ -1,1 +1,16 @@
-fn main(){}
+//! The `sriov` CNI plugin: named `sriov` so NADs with `"type": "sriov"` find it.
+
+use std::io::Write;
+
+fn main() {
+    let mut stdin = std::io::stdin();
+    let (output, code) = match sriov_rs::cni::run_from_env(&mut stdin) {
+        Ok(result) => (result, 0),
+        Err(error) => (error.to_json(), 1),
+    };
+    let mut stdout = std::io::stdout().lock();
+    // Nothing sensible is left to do if stdout is gone; the exit code still tells.
+    let _ = writeln!(stdout, "{output}");
+    let _ = stdout.flush();
+    std::process::exit(code);
+}

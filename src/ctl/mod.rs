@@ -1,0 +1,45 @@
+//! `sriovctl`, the operator's CLI: argument parsing and dispatch. Each
+//! subcommand lives in its own module and returns a `CtlError`.
+
+pub mod sim;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sriovctl",
+    version,
+    about = "Operate sriov-rs: simulated node, inventory, installation"
+)]
+pub struct Cli {
+    /// sysfs tree to read (default /sys; the simulator defaults to /run/sriov-sim/sys)
+    #[arg(long, global = true, env = crate::sysfs::ENV_SYSFS_ROOT, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, trace); RUST_LOG overrides it
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, destroy or describe the simulated SR-IOV node
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub fn run(cli: Cli) -> Result<(), CtlError> {
+    match cli.command {
+        Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
+    }
+}

@@ -1,0 +1,55 @@
+//! The rtnetlink boundary: the only module that talks NETLINK_ROUTE.
+//!
+//! Synchronous on purpose: the CNI plugin runs once per pod start and a
+//! blocking request/ack on one socket is both the fastest and the simplest
+//! way to do a handful of link operations. A socket is bound to the network
+//! namespace it was created in, so callers that work in another namespace
+//! open the socket there (see `netns::run_in`) and may then use it anywhere.
+
+mod link;
+mod socket;
+
+pub use link::{format_mac, Link, LinkOps};
+pub use socket::Netlink;
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("opening a netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("{op}: {source}")]
+    Kernel {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{op}: cannot decode the kernel's reply: {detail}")]
+    Decode { op: String, detail: String },
+}
+
+impl NetlinkError {
+    /// The errno the kernel answered with, so callers can match `EEXIST`,
+    /// `ENODEV`, `EOPNOTSUPP` instead of comparing strings.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Kernel { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.errno(),
+            Some(libc_errno::ENODEV) | Some(libc_errno::ENOENT)
+        )
+    }
+}
+
+/// The few errno values we match on (values from the kernel's uapi).
+pub mod libc_errno {
+    pub const ENOENT: i32 = 2;
+    pub const EEXIST: i32 = 17;
+    pub const ENODEV: i32 = 19;
+    pub const EOPNOTSUPP: i32 = 95;
+}
