@@ -58,7 +58,7 @@ pub fn named_path(name: &str) -> Result<PathBuf, NetnsError> {
 /// EEXIST if it exists already, so two users cannot share one by accident.
 pub fn create_named(name: &str) -> Result<PathBuf, NetnsError> {
     let path = named_path(name)?;
-    std::fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| io_error(&path, "create /run/netns", e))?;
+    prepare_run_dir().map_err(|e| io_error(&path, "prepare /run/netns", e))?;
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -88,6 +88,44 @@ pub fn create_named(name: &str) -> Result<PathBuf, NetnsError> {
         return Err(error);
     }
     Ok(path)
+}
+
+/// Make /run/netns a shared mount point of its own, exactly as `ip netns add`
+/// does, before mounting anything in it. Otherwise a later `ip netns add`
+/// bind-mounts /run/netns over itself, our earlier namespace mounts end up
+/// hidden beneath that bind, and their files can never be unlinked (EBUSY).
+/// Shared propagation also lets containers that bind /run/netns see them.
+fn prepare_run_dir() -> io::Result<()> {
+    static ONCE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialised = ONCE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = Path::new(NETNS_RUN_DIR);
+    std::fs::create_dir_all(dir)?;
+    let make_shared = || {
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match make_shared() {
+        Ok(()) => Ok(()),
+        // EINVAL: not a mount point yet; bind it onto itself, then share it
+        Err(nix::errno::Errno::EINVAL) => {
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            make_shared().map_err(io::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Delete the named namespace (like `ip netns delete`). Returns false if it

@@ -6,9 +6,11 @@
 //! namespace it was created in, so callers that work in another namespace
 //! open the socket there (see `netns::run_in`) and may then use it anywhere.
 
+mod address;
 mod link;
 mod socket;
 
+pub use address::{AddressOps, IfAddress};
 pub use link::{format_mac, Link, LinkOps};
 pub use socket::Netlink;
 

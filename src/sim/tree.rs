@@ -74,7 +74,10 @@ pub fn relative_target(link: &Path, target: &Path) -> PathBuf {
         .iter()
         .zip(&target_parts)
         .take_while(|(a, b)| a == b)
-        .count();
+        .count()
+        // like the kernel, climb at least to the target's parent: a link to
+        // an ancestor reads `../../../0000:3b:00.0`, never `../..`
+        .min(target_parts.len().saturating_sub(1));
     let mut relative = PathBuf::new();
     for _ in common..link_dir.len() {
         relative.push("..");
