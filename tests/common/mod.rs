@@ -5,6 +5,7 @@
 //! need root and network namespaces call `require_root`, which skips loudly
 //! outside CI and fails under `CI=true`, where nothing may skip.
 #![allow(dead_code)] // each test crate uses a different subset of these helpers
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
 pub mod sysfs_shape;
 
