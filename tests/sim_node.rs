@@ -2,6 +2,7 @@
 //! the tree agrees with what the kernel shows for the same links, a packet
 //! crosses the wire bridge between two VFs of one PF, and destroy leaves
 //! the host as it was.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
 

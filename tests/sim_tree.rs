@@ -1,6 +1,7 @@
 //! The simulated sysfs tree, written without wiring: no root needed.
 //! Checks exact link targets and attribute contents against the kernel's
 //! conventions, and runs the same structural checks on the machine's /sys.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
 
@@ -162,7 +163,8 @@ fn json_layouts_parse_like_toml() {
 
 #[test]
 fn invalid_layouts_are_rejected_with_the_pf_and_key() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Layout)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Layout)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("exceeds total_vfs", Box::new(|l| l.pfs[0].num_vfs = 65)),
         (
             "netdev name",
