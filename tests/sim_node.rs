@@ -250,7 +250,7 @@ fn sriovctl_sim_create_then_destroy_leaves_the_host_as_before() {
         layout_path.to_str().unwrap(),
     ]);
     assert!(
-        out.contains(&format!("VF 3 0000:3b:01.3 driver vfio-pci (no netdev)")),
+        out.contains("VF 3 0000:3b:01.3 driver vfio-pci (no netdev)"),
         "{out}"
     );
     assert!(root.join("bus/pci/devices/0000:d8:00.2/physfn").exists());
