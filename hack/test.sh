@@ -17,6 +17,13 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"
-cargo test --locked --all-targets --no-fail-fast
-log "doc tests"
-cargo test --locked --doc
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+status=0
+cargo test --locked --no-fail-fast 2>&1 | tee "$LOG" || status=$?
+# One closing line over all test binaries (cargo prints one per binary, and
+# the last one is usually the empty doc-test run).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /SKIPPED/ { s++ }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+exit $status
