@@ -5,7 +5,29 @@
 //! Resolution order: an explicit `--sysfs-root` flag, then the
 //! `SRIOV_SYSFS_ROOT` environment variable, then `/sys`.
 
+mod device;
+
+pub use device::{link_type_name, PciDevice, SriovCapability};
+
+use std::io;
 use std::path::{Path, PathBuf};
+
+/// A sysfs read that failed; always names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: unexpected content {content:?}: {expected}")]
+    Parse {
+        path: PathBuf,
+        content: String,
+        expected: &'static str,
+    },
+}
 
 pub const ENV_SYSFS_ROOT: &str = "SRIOV_SYSFS_ROOT";
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";

@@ -1,0 +1,112 @@
+//! The sysfs reader on simulated trees (and, read-only, on this machine's /sys).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::{two_pf_layout, SimFixture};
+use sriov_rs::pci::PciAddress;
+use sriov_rs::sim::Layout;
+use sriov_rs::sysfs::{SriovCapability, SysfsError, SysfsRoot};
+
+fn addr(s: &str) -> PciAddress {
+    s.parse().unwrap()
+}
+
+#[test]
+fn reads_pf_and_vf_facts_from_the_simulated_e810() {
+    let fixture = SimFixture::new(|_| Layout::default_layout().unwrap(), false);
+    let sysfs = SysfsRoot::new(&fixture.root);
+    let all = sysfs.pci_addresses().unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0], addr("0000:3b:00.0"));
+
+    let pf = sysfs.pci_device(addr("0000:3b:00.0")).unwrap();
+    assert_eq!((pf.vendor.as_str(), pf.device.as_str()), ("8086", "1592"));
+    assert_eq!(pf.base_class(), 0x02);
+    assert_eq!(pf.driver.as_deref(), Some("ice"));
+    assert_eq!(pf.numa_node, Some(0));
+    assert_eq!(
+        pf.sriov,
+        Some(SriovCapability {
+            total_vfs: 64,
+            num_vfs: 4
+        })
+    );
+    assert_eq!(pf.netdevs, vec!["ens1f0".to_string()]);
+    assert!(!pf.is_vf());
+
+    let vf = sysfs.pci_device(addr("0000:86:01.2")).unwrap();
+    assert_eq!(vf.device, "1889");
+    assert_eq!(vf.physfn, Some(addr("0000:86:00.0")));
+    assert_eq!(vf.numa_node, Some(1));
+    assert_eq!(vf.driver.as_deref(), Some("iavf"));
+    assert_eq!(vf.netdevs, vec!["ens4f0v2".to_string()]);
+    assert_eq!(vf.sriov, None);
+    assert_eq!(
+        sysfs
+            .vf_index(addr("0000:86:00.0"), addr("0000:86:01.2"))
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        sysfs
+            .vf_index(addr("0000:3b:00.0"), addr("0000:86:01.2"))
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        sysfs.netdev_link_type(vf.address, "ens4f0v2").unwrap(),
+        Some("ether")
+    );
+
+    let vfio = sysfs.pci_device(addr("0000:86:01.3")).unwrap();
+    assert_eq!(vfio.driver.as_deref(), Some("vfio-pci"));
+    assert!(vfio.netdevs.is_empty());
+    // every function has its own IOMMU group in the simulator
+    assert!(vfio.iommu_group.is_some() && vfio.iommu_group != vf.iommu_group);
+}
+
+#[test]
+fn reads_rdma_devices_and_link_types() {
+    let fixture = SimFixture::new(two_pf_layout, false);
+    let sysfs = SysfsRoot::new(&fixture.root);
+    let vf = sysfs.pci_device(addr("0000:d8:00.3")).unwrap();
+    assert_eq!(vf.vendor, "15b3");
+    assert_eq!(vf.rdma_devices, vec!["mlx5_2".to_string()]);
+}
+
+#[test]
+fn missing_attributes_read_as_none_and_broken_ones_name_the_path() {
+    let fixture = SimFixture::new(|_| Layout::default_layout().unwrap(), false);
+    let sysfs = SysfsRoot::new(&fixture.root);
+    let dir = sysfs.device_dir(addr("0000:3b:01.1"));
+    // an unbound device with no NUMA affinity
+    std::fs::remove_file(dir.join("driver")).unwrap();
+    std::fs::write(dir.join("numa_node"), "-1\n").unwrap();
+    let vf = sysfs.pci_device(addr("0000:3b:01.1")).unwrap();
+    assert_eq!((vf.driver, vf.numa_node), (None, None));
+
+    std::fs::write(dir.join("vendor"), "intel\n").unwrap();
+    let err = sysfs.pci_device(addr("0000:3b:01.1")).unwrap_err();
+    assert!(matches!(err, SysfsError::Parse { .. }));
+    assert!(err.to_string().contains("0000:3b:01.1/vendor"), "{err}");
+
+    let err = sysfs.pci_device(addr("0000:3b:07.0")).unwrap_err();
+    assert!(err.to_string().contains("0000:3b:07.0"), "{err}");
+}
+
+#[test]
+fn reads_every_device_of_the_real_sysfs() {
+    // read-only; proves the reader copes with a kernel-written tree
+    let sysfs = SysfsRoot::new("/sys");
+    let Ok(addresses) = sysfs.pci_addresses() else {
+        return;
+    };
+    for address in addresses {
+        let device = sysfs
+            .pci_device(address)
+            .unwrap_or_else(|e| panic!("{address}: {e}"));
+        assert_eq!(device.address, address);
+        assert_eq!(device.vendor.len(), 4);
+    }
+}
