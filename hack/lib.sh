@@ -10,10 +10,12 @@ SRIOV_APT_PACKAGES=(iproute2 iputils-ping containernetworking-plugins dnsmasq)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Install the packages above that are missing (apt-get update only if needed).
+# Install the packages above (or the ones named) that are missing; apt-get
+# update runs only if something is missing.
 ensure_packages() {
-  local missing=()
-  for pkg in "${SRIOV_APT_PACKAGES[@]}"; do
+  local wanted=("$@") missing=()
+  [ ${#wanted[@]} -eq 0 ] && wanted=("${SRIOV_APT_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
