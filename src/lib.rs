@@ -14,3 +14,4 @@ pub mod netns;
 pub mod pci;
 pub mod sim;
 pub mod sysfs;
+pub mod vf;

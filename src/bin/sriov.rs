@@ -1,4 +1,5 @@
 //! The `sriov` CNI plugin: named `sriov` so NADs with `"type": "sriov"` find it.
+//! stdout carries only the result or the CNI error; logs go to stderr or `logFile`.
 
 use std::io::Write;
 
@@ -6,11 +7,16 @@ fn main() {
     let mut stdin = std::io::stdin();
     let (output, code) = match sriov_rs::cni::run_from_env(&mut stdin) {
         Ok(result) => (result, 0),
-        Err(error) => (error.to_json(), 1),
+        Err(error) => {
+            tracing::error!(code = error.code, error = %error.msg, details = %error.details, "CNI command failed");
+            (Some(error.to_json()), 1)
+        }
     };
-    let mut stdout = std::io::stdout().lock();
-    // Nothing sensible is left to do if stdout is gone; the exit code still tells.
-    let _ = writeln!(stdout, "{output}");
-    let _ = stdout.flush();
+    if let Some(output) = output {
+        let mut stdout = std::io::stdout().lock();
+        // Nothing sensible is left to do if stdout is gone; the exit code still tells.
+        let _ = writeln!(stdout, "{output}");
+        let _ = stdout.flush();
+    }
     std::process::exit(code);
 }

@@ -3,9 +3,24 @@
 use serde::Serialize;
 
 pub const CODE_INCOMPATIBLE_VERSION: u32 = 1;
+pub const CODE_UNSUPPORTED_FIELD: u32 = 2;
+pub const CODE_UNKNOWN_CONTAINER: u32 = 3;
 pub const CODE_INVALID_ENV: u32 = 4;
 pub const CODE_IO: u32 = 5;
 pub const CODE_DECODE: u32 = 6;
+pub const CODE_INVALID_CONFIG: u32 = 7;
+pub const CODE_TRY_AGAIN: u32 = 11;
+pub const CODE_NOT_AVAILABLE: u32 = 50;
+/// Plugin-specific (100+): the kernel refused an operation on the VF.
+pub const CODE_KERNEL: u32 = 101;
+/// Plugin-specific: the VF is attached to another live pod.
+pub const CODE_VF_IN_USE: u32 = 102;
+/// Plugin-specific: the delegated IPAM plugin failed without a CNI error.
+pub const CODE_IPAM: u32 = 103;
+/// Plugin-specific: CNI_IFNAME already exists in the pod netns.
+pub const CODE_IFNAME_TAKEN: u32 = 104;
+/// Plugin-specific: deviceID is not a VF this node has.
+pub const CODE_NO_SUCH_VF: u32 = 105;
 /// Plugin-specific (100+): a command this build does not serve yet.
 pub const CODE_PLUGIN_UNIMPLEMENTED: u32 = 100;
 
@@ -32,6 +47,14 @@ impl CniError {
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
         self.details = details.into();
+        self
+    }
+
+    /// Errors carry the config's cniVersion when we know it.
+    pub fn with_version(mut self, version: &str) -> Self {
+        if !version.is_empty() {
+            self.cni_version = version.to_owned();
+        }
         self
     }
 

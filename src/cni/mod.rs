@@ -1,38 +1,98 @@
-//! The CNI protocol edge of the `sriov` plugin: environment, versions and
-//! the error contract (JSON on stdout, non-zero exit).
-//!
-//! Only VERSION is served so far; ADD/DEL/CHECK/STATUS/GC answer a CNI
-//! error saying so (issue 5 builds them).
+//! The `sriov` CNI plugin: the protocol edge (env, stdin, versions, the error
+//! contract) and the commands ADD, DEL, CHECK, STATUS, GC and VERSION.
 
+pub mod add;
+pub mod check;
+pub mod config;
+pub mod del;
+pub mod device_info;
+pub mod env;
 pub mod error;
+pub mod ipam;
+pub mod lifecycle;
+pub mod result;
+pub mod state;
 pub mod version;
+pub mod vf_target;
 
 pub use error::CniError;
 
+use config::NetConf;
+use env::{CniEnv, Command};
+use error::CODE_INCOMPATIBLE_VERSION;
 use std::io::Read;
 
-/// Run one CNI invocation: returns what to print on stdout.
-pub fn run_from_env(stdin: &mut dyn Read) -> Result<String, CniError> {
-    let command = std::env::var("CNI_COMMAND").unwrap_or_default();
-    match command.as_str() {
-        "VERSION" => {
-            let mut input = String::new();
-            stdin
-                .read_to_string(&mut input)
-                .map_err(|e| CniError::io("reading stdin", e))?;
-            version::answer(&input)
+/// Run one CNI invocation from the process environment: what to print on
+/// stdout (a result, or nothing), or the error to print.
+pub fn run_from_env(stdin: &mut dyn Read) -> Result<Option<String>, CniError> {
+    let command = env::command(&std::env::var("CNI_COMMAND").unwrap_or_default())?;
+    let mut input = Vec::new();
+    stdin
+        .read_to_end(&mut input)
+        .map_err(|e| CniError::io("reading stdin", e))?;
+    if command == Command::Version {
+        return version::answer(&String::from_utf8_lossy(&input)).map(Some);
+    }
+    let conf = NetConf::parse(&input)?;
+    init_logging(&conf);
+    let version = conf.cni_version.as_str();
+    let fail_version = |e: CniError| e.with_version(version);
+    if !version::SUPPORTED.contains(&version) {
+        return Err(CniError::new(
+            CODE_INCOMPATIBLE_VERSION,
+            format!("cniVersion {version:?} is not supported"),
+        )
+        .with_details(format!(
+            "supported versions: {}",
+            version::SUPPORTED.join(", ")
+        )));
+    }
+    // As the Go library: CHECK needs 0.4.0+, STATUS and GC need 1.1.0.
+    let too_old = |needed: &str| version::compare(version, needed).is_lt();
+    match command {
+        Command::Check if too_old("0.4.0") => {
+            return Err(CniError::new(
+                CODE_INCOMPATIBLE_VERSION,
+                format!("CHECK needs cniVersion 0.4.0 or later, not {version}"),
+            ));
         }
-        "ADD" | "DEL" | "CHECK" | "STATUS" | "GC" => Err(CniError::new(
-            error::CODE_PLUGIN_UNIMPLEMENTED,
-            format!("CNI command {command} is not implemented yet"),
-        )),
-        "" => Err(CniError::new(
-            error::CODE_INVALID_ENV,
-            "CNI_COMMAND is not set",
-        )),
-        other => Err(CniError::new(
-            error::CODE_INVALID_ENV,
-            format!("CNI_COMMAND {other:?} is not one of ADD, DEL, CHECK, STATUS, GC, VERSION"),
-        )),
+        Command::Status | Command::Gc if too_old("1.1.0") => {
+            return Err(CniError::new(
+                CODE_INCOMPATIBLE_VERSION,
+                format!("STATUS and GC need cniVersion 1.1.0, not {version}"),
+            ));
+        }
+        _ => {}
+    }
+    let env = CniEnv::from_process(command).map_err(fail_version)?;
+    let outcome = match command {
+        Command::Add => add::add(&env, &input, &conf).map(|result| Some(result.to_string())),
+        Command::Del => del::del(&env, &input, &conf).map(|()| None),
+        Command::Check => check::check(&env, &input, &conf).map(|()| None),
+        Command::Status => lifecycle::status(&env, &input, &conf).map(|()| None),
+        Command::Gc => lifecycle::gc(&env, &input, &conf).map(|()| None),
+        Command::Version => unreachable_version(),
+    };
+    outcome.map_err(fail_version)
+}
+
+fn unreachable_version() -> Result<Option<String>, CniError> {
+    // VERSION returned above; kept total so no panic path exists
+    version::answer("").map(Some)
+}
+
+/// Logs go to `logFile` (appended) or stderr, never stdout; `logLevel` as
+/// sriov-cni spells it (`panic`, `error`, `warning`, `info`, `debug`,
+/// `verbose`); an unknown level means `info`.
+fn init_logging(conf: &NetConf) {
+    let level = match conf.log_level.as_deref().map(str::to_lowercase).as_deref() {
+        Some("panic") | Some("error") => "error",
+        Some("warning") => "warn",
+        Some("debug") | Some("verbose") => "debug",
+        _ => "info",
+    };
+    match conf.log_file.as_deref().filter(|f| !f.is_empty()) {
+        Some(path) => crate::logging::init_to_file(level, std::path::Path::new(path)),
+        None => crate::logging::init(level),
     }
 }

@@ -6,6 +6,16 @@ use serde::Deserialize;
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 pub const LATEST: &str = "1.1.0";
 
+/// Order two dotted versions numerically (`0.4.0` < `1.0.0`).
+pub fn compare(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |v: &str| {
+        v.split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    parts(a).cmp(&parts(b))
+}
+
 #[derive(Deserialize)]
 struct VersionRequest {
     #[serde(rename = "cniVersion", default)]

@@ -21,6 +21,9 @@ pub struct Link {
     /// Index of the bridge this link is a port of.
     pub master: Option<u32>,
     pub link_layer_type: u16,
+    /// The bus address of the device behind a hardware netdev
+    /// (`0000:3b:01.0` for a VF); None for virtual links such as veth.
+    pub parent_device: Option<String>,
 }
 
 impl Link {
@@ -34,6 +37,7 @@ impl Link {
             kind: None,
             master: None,
             link_layer_type: message.header.link_layer_type.into(),
+            parent_device: None,
         };
         for attribute in &message.attributes {
             match attribute {
@@ -43,6 +47,7 @@ impl Link {
                 }
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
                 LinkAttribute::Controller(index) => link.master = Some(*index),
+                LinkAttribute::ParentDevName(name) => link.parent_device = Some(name.clone()),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {
@@ -81,6 +86,15 @@ pub trait LinkOps {
     fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError>;
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError>;
     fn set_netns(&mut self, index: u32, netns: BorrowedFd<'_>) -> Result<(), NetlinkError>;
+    /// Move to another namespace and take `name` there, in one RTM_SETLINK:
+    /// the kernel renames as part of the move, so the link never exists
+    /// under a clashing or temporary name. EEXIST if `name` is taken there.
+    fn set_netns_and_name(
+        &mut self,
+        index: u32,
+        netns: BorrowedFd<'_>,
+        name: &str,
+    ) -> Result<(), NetlinkError>;
     fn delete(&mut self, index: u32) -> Result<(), NetlinkError>;
 }
 
@@ -224,6 +238,25 @@ impl LinkOps for Netlink {
         self.set(format!("move link #{index} to another netns"), message)
     }
 
+    fn set_netns_and_name(
+        &mut self,
+        index: u32,
+        netns: BorrowedFd<'_>,
+        name: &str,
+    ) -> Result<(), NetlinkError> {
+        let message = message_for(
+            index,
+            vec![
+                LinkAttribute::NetNsFd(netns.as_raw_fd()),
+                LinkAttribute::IfName(name.to_owned()),
+            ],
+        );
+        self.set(
+            format!("move link #{index} to another netns as {name}"),
+            message,
+        )
+    }
+
     fn delete(&mut self, index: u32) -> Result<(), NetlinkError> {
         self.execute(
             &format!("delete link #{index}"),
@@ -231,6 +264,20 @@ impl LinkOps for Netlink {
             0,
         )
     }
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff` (either case).
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// `aa:bb:cc:dd:ee:ff`, the way sysfs and `ip` print it.

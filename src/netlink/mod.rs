@@ -8,10 +8,12 @@
 
 mod address;
 mod link;
+mod route;
 mod socket;
 
 pub use address::{AddressOps, IfAddress};
-pub use link::{format_mac, Link, LinkOps};
+pub use link::{format_mac, parse_mac, Link, LinkOps};
+pub use route::{Route, RouteOps};
 pub use socket::Netlink;
 
 use std::io;
@@ -38,6 +40,10 @@ impl NetlinkError {
             NetlinkError::Kernel { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc_errno::EEXIST)
     }
 
     pub fn is_not_found(&self) -> bool {

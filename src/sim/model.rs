@@ -7,8 +7,7 @@ use std::collections::HashSet;
 
 pub use super::layout::LayoutError;
 
-/// Drivers that take a VF away from the kernel network stack: no netdev.
-pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
+pub use crate::sysfs::USERSPACE_DRIVERS;
 
 /// Names of the wire namespace's bridge and of the PF's peer port there.
 pub const WIRE_BRIDGE: &str = "wire";

@@ -29,6 +29,10 @@ pub enum SysfsError {
     },
 }
 
+/// Drivers that take a function away from the kernel network stack (no
+/// netdev): the CNI plugin's DPDK mode, the device plugin's vfio/uio specs.
+pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
+
 pub const ENV_SYSFS_ROOT: &str = "SRIOV_SYSFS_ROOT";
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
 

@@ -1,0 +1,391 @@
+//! ADD: attach the VF to the pod, transactionally.
+//!
+//! The attachment cache and the allocation marker are written before the VF
+//! is touched, so a plugin killed mid-ADD leaves enough behind for the
+//! runtime's DEL to put everything back. Every later step registers its
+//! undo; any failure runs them all in reverse and reports what could not be
+//! undone, so the VF ends exactly as it was and no IP stays allocated.
+
+use super::config::NetConf;
+use super::env::CniEnv;
+use super::error::{
+    CniError, CODE_INVALID_CONFIG, CODE_INVALID_ENV, CODE_UNSUPPORTED_FIELD, CODE_VF_IN_USE,
+};
+use super::ipam::Ipam;
+use super::result::{CniResult, Interface};
+use super::state::{Cache, Mode, OrigVfState, Progress, StateDir};
+use super::vf_target::{resolve, VfTarget};
+use crate::netlink::{format_mac, IfAddress, LinkOps, Netlink, Route};
+use crate::sysfs::SysfsRoot;
+use crate::vf::{self, Original};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::Path;
+
+type Undo = Box<dyn FnOnce() -> Result<(), CniError>>;
+
+/// Undo steps, run last-registered first.
+#[derive(Default)]
+struct Rollback {
+    steps: Vec<(&'static str, Undo)>,
+}
+
+impl Rollback {
+    fn push(&mut self, what: &'static str, undo: impl FnOnce() -> Result<(), CniError> + 'static) {
+        self.steps.push((what, Box::new(undo)));
+    }
+
+    /// Run every undo, keep going past failures, and attach them to `error`.
+    fn run(self, error: CniError) -> CniError {
+        let mut failures = Vec::new();
+        for (what, undo) in self.steps.into_iter().rev() {
+            if let Err(e) = undo() {
+                tracing::error!(step = what, error = %e.msg, "rollback step failed");
+                failures.push(format!("{what}: {}", e.msg));
+            }
+        }
+        if failures.is_empty() {
+            error
+        } else {
+            let details = format!(
+                "{}; rollback also failed: {}",
+                error.details,
+                failures.join("; ")
+            );
+            error.with_details(details.trim_start_matches("; ").to_owned())
+        }
+    }
+
+    fn forget(self) {}
+}
+
+pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
+    conf.validate()?;
+    let vf_address = conf.device()?;
+    let pf_keys = conf.pf_side_keys();
+    let sysfs = SysfsRoot::resolve(None);
+    let target = resolve(&sysfs, vf_address)?;
+    if !pf_keys.is_empty() {
+        // VF attributes held by the PF (issue 6) are not applied by this
+        // build: refuse before touching anything rather than ignore them.
+        return Err(CniError::new(
+            CODE_UNSUPPORTED_FIELD,
+            format!(
+                "{} set through PF {} is not supported by this build of sriov",
+                pf_keys.join(", "),
+                target.pf_name
+            ),
+        ));
+    }
+    let netns = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(CODE_INVALID_ENV, "CNI_NETNS is not set"))?;
+    if crate::netns::open(netns).is_err() {
+        return Err(CniError::new(
+            CODE_INVALID_ENV,
+            format!(
+                "CNI_NETNS {} cannot be opened: the pod's network namespace does not exist",
+                netns.display()
+            ),
+        ));
+    }
+    let netns_text = netns.display().to_string();
+    let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
+    let state = StateDir::from_env();
+    let _lock = state.lock_vf(vf_address)?;
+
+    if let Some(owner) = state.allocation(vf_address)? {
+        if owner != netns_text && Path::new(&owner).exists() {
+            return Err(CniError::new(
+                CODE_VF_IN_USE,
+                format!("pci address {vf_address} is already allocated to the pod netns {owner}"),
+            ));
+        }
+        tracing::info!(vf = %vf_address, stale = %owner, "clearing a stale allocation marker");
+        state.clear_allocation(vf_address)?;
+    }
+
+    let mut host =
+        Netlink::open().map_err(|e| CniError::new(super::error::CODE_KERNEL, e.to_string()))?;
+    let host_link = match target.mode {
+        Mode::Dpdk => None,
+        Mode::Kernel => Some(find_host_netdev(&mut host, &sysfs, &target)?),
+    };
+    let orig = OrigVfState {
+        host_ifname: host_link
+            .as_ref()
+            .map(|l| l.name.clone())
+            .unwrap_or_default(),
+        effective_mac: host_link
+            .as_ref()
+            .and_then(|l| l.mac)
+            .map(|m| format_mac(&m))
+            .unwrap_or_default(),
+        mtu: host_link.as_ref().and_then(|l| l.mtu).unwrap_or_default(),
+        ..OrigVfState::default()
+    };
+    let mut cache = Cache {
+        conf: conf.clone(),
+        vf_id: i64::from(target.vf_index),
+        master: target.pf_name.clone(),
+        orig,
+        progress: Some(Progress {
+            netns: netns_text.clone(),
+            mode: target.mode,
+            ifindex: host_link.as_ref().map(|l| l.index).unwrap_or_default(),
+            pod_mac: String::new(),
+            moved: false,
+            ipam_added: false,
+        }),
+    };
+    let (container_id, ifname) = (env.container_id.clone(), env.ifname.clone());
+    state.save_cache(&container_id, &ifname, &cache)?;
+    state.set_allocation(vf_address, &netns_text)?;
+
+    let mut rollback = Rollback::default();
+    {
+        let state = state.clone();
+        let (container_id, ifname) = (container_id.clone(), ifname.clone());
+        rollback.push("release state files", move || {
+            state.clear_allocation(vf_address)?;
+            state.remove_cache(&container_id, &ifname)
+        });
+    }
+    match attach_and_configure(
+        env,
+        stdin,
+        conf,
+        &target,
+        host_link.as_ref(),
+        mac,
+        &mut host,
+        &mut cache,
+        &state,
+        &mut rollback,
+    ) {
+        Ok(result) => {
+            rollback.forget();
+            Ok(result.to_version(&conf.cni_version))
+        }
+        Err(error) => {
+            tracing::error!(vf = %vf_address, error = %error.msg, "ADD failed; rolling back");
+            Err(rollback.run(error))
+        }
+    }
+}
+
+fn find_host_netdev(
+    host: &mut Netlink,
+    sysfs: &SysfsRoot,
+    target: &VfTarget,
+) -> Result<crate::netlink::Link, CniError> {
+    let vf = target.address.to_string();
+    let in_use = || {
+        CniError::new(
+            CODE_VF_IN_USE,
+            format!("VF {vf}: its netdev is not in the host netns (in use by another pod, or not yet back from one)"),
+        )
+    };
+    let names = sysfs
+        .pci_device(target.address)
+        .map_err(|e| CniError::new(CODE_INVALID_CONFIG, e.to_string()))?
+        .netdevs;
+    for name in names {
+        if let Some(link) = host
+            .link_by_name(&name)
+            .map_err(|e| CniError::new(super::error::CODE_KERNEL, e.to_string()))?
+        {
+            // a real VF names its PCI parent; a veth stand-in has none
+            if link.parent_device.as_deref().is_none_or(|p| p == vf) {
+                return Ok(link);
+            }
+        }
+    }
+    Err(in_use())
+}
+
+#[allow(clippy::too_many_arguments)] // one transaction's context; splitting it would hide the order
+fn attach_and_configure(
+    env: &CniEnv,
+    stdin: &[u8],
+    conf: &NetConf,
+    target: &VfTarget,
+    host_link: Option<&crate::netlink::Link>,
+    mac: Option<[u8; 6]>,
+    host: &mut Netlink,
+    cache: &mut Cache,
+    state: &StateDir,
+    rollback: &mut Rollback,
+) -> Result<CniResult, CniError> {
+    let vf = target.address.to_string();
+    let netns = env.netns.as_deref().unwrap_or(Path::new(""));
+    let mut interface = Interface {
+        name: env.ifname.clone(),
+        sandbox: Some(netns.display().to_string()),
+        pci_id: Some(vf.clone()),
+        ..Interface::default()
+    };
+    let mut pod_ifindex = None;
+    if let Some(link) = host_link {
+        let attached =
+            vf::attach(host, &vf, link, netns, &env.ifname, mac, conf.mtu).map_err(vf_error)?;
+        pod_ifindex = Some(attached.ifindex);
+        interface.mac = Some(format_mac(&attached.mac));
+        interface.mtu = Some(attached.mtu);
+        if let Some(progress) = cache.progress.as_mut() {
+            progress.moved = true;
+            progress.pod_mac = format_mac(&attached.mac);
+            progress.ifindex = attached.ifindex;
+        }
+        state.save_cache(&env.container_id, &env.ifname, cache)?;
+        let (vf, netns, ifname) = (vf.clone(), netns.to_owned(), env.ifname.clone());
+        let original = (link.name.clone(), link.mac, link.mtu);
+        rollback.push("return the VF to the host", move || {
+            let host_fd = vf::host_netns()
+                .map_err(|e| CniError::new(super::error::CODE_KERNEL, e.to_string()))?;
+            let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
+            let original = Original {
+                name: &original.0,
+                mac: original.1,
+                mtu: original.2,
+            };
+            use std::os::fd::AsFd;
+            vf::return_to_host(&mut pod, &vf, &ifname, host_fd.as_fd(), &original).map_err(vf_error)
+        });
+    } else {
+        interface.mac = mac.map(|m| format_mac(&m));
+    }
+
+    let mut result = CniResult {
+        cni_version: conf.cni_version.clone(),
+        interfaces: vec![interface],
+        ..CniResult::default()
+    };
+    if let Some(plugin) = conf.ipam_type() {
+        let ipam = Ipam {
+            plugin,
+            env,
+            stdin,
+            cni_version: &conf.cni_version,
+            attachment: None,
+        };
+        let ipam_result = ipam.add()?;
+        {
+            let (plugin, env, stdin, version) = (
+                plugin.to_owned(),
+                env.clone(),
+                stdin.to_vec(),
+                conf.cni_version.clone(),
+            );
+            rollback.push("release the IP addresses (IPAM DEL)", move || {
+                Ipam {
+                    plugin: &plugin,
+                    env: &env,
+                    stdin: &stdin,
+                    cni_version: &version,
+                    attachment: None,
+                }
+                .del()
+            });
+        }
+        if let Some(progress) = cache.progress.as_mut() {
+            progress.ipam_added = true;
+        }
+        state.save_cache(&env.container_id, &env.ifname, cache)?;
+        if let Some(ifindex) = pod_ifindex {
+            let (addresses, routes) = addresses_and_routes(&ipam_result, ifindex)?;
+            let mut pod = vf::netlink_in(netns, &vf).map_err(vf_error)?;
+            vf::configure_ips(&mut pod, &vf, ifindex, &addresses, &routes).map_err(vf_error)?;
+        }
+        result.ips = ipam_result.ips;
+        result.routes = ipam_result.routes;
+        result.dns = ipam_result.dns;
+    }
+    if result.dns.is_empty() {
+        if let Some(Value::Object(dns)) = &conf.dns {
+            result.dns = dns.clone();
+        }
+    }
+    if let Some(path) = conf
+        .runtime_config
+        .as_ref()
+        .and_then(|r| r.device_info_file.as_deref())
+    {
+        super::device_info::write(Path::new(path), target)?;
+    }
+    Ok(result)
+}
+
+pub(crate) fn vf_error(error: vf::VfError) -> CniError {
+    match error {
+        vf::VfError::IfnameTaken { .. } => {
+            CniError::new(super::error::CODE_IFNAME_TAKEN, error.to_string())
+        }
+        other => CniError::new(super::error::CODE_KERNEL, other.to_string()),
+    }
+}
+
+fn parse_cidr(cidr: &str) -> Option<(IpAddr, u8)> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some((ip, prefix))
+}
+
+/// The IPAM result as kernel objects. A route without `gw` uses the gateway
+/// of the first address of its family, as the Go library does.
+fn addresses_and_routes(
+    result: &CniResult,
+    ifindex: u32,
+) -> Result<(Vec<IfAddress>, Vec<Route>), CniError> {
+    let bad = |what: &str, value: &str| {
+        CniError::new(
+            super::error::CODE_IPAM,
+            format!("IPAM result: {what} {value:?} is not valid"),
+        )
+    };
+    let mut addresses = Vec::new();
+    let mut gateways: Vec<IpAddr> = Vec::new();
+    for ip in &result.ips {
+        let (address, prefix_len) =
+            parse_cidr(&ip.address).ok_or_else(|| bad("address", &ip.address))?;
+        addresses.push(IfAddress {
+            address,
+            prefix_len,
+        });
+        if let Some(gw) = &ip.gateway {
+            gateways.push(gw.parse().map_err(|_| bad("gateway", gw))?);
+        }
+    }
+    let mut routes = Vec::new();
+    for route in &result.routes {
+        let dst = route.get("dst").and_then(Value::as_str).unwrap_or_default();
+        let (destination, prefix_len) = parse_cidr(dst).ok_or_else(|| bad("route dst", dst))?;
+        let gateway = match route.get("gw").and_then(Value::as_str) {
+            Some(gw) => Some(gw.parse::<IpAddr>().map_err(|_| bad("route gw", gw))?),
+            None => gateways
+                .iter()
+                .copied()
+                .find(|g| g.is_ipv4() == destination.is_ipv4()),
+        };
+        let priority = route
+            .get("priority")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok());
+        let table = route
+            .get("table")
+            .and_then(Value::as_u64)
+            .and_then(|t| u32::try_from(t).ok());
+        routes.push(Route {
+            destination,
+            prefix_len,
+            gateway,
+            oif: ifindex,
+            priority,
+            table,
+        });
+    }
+    Ok((addresses, routes))
+}

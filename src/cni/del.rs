@@ -1,0 +1,169 @@
+//! DEL: idempotent and best effort, but never at the expense of a VF.
+//!
+//! - No cache: still release IPAM with the stdin config (sriov-cni skips it
+//!   and leaks the IP), then succeed.
+//! - IPAM DEL fails: report it and keep the cache, so the retry finds it.
+//! - The VF belongs to a newer pod (the marker names another live netns):
+//!   leave the VF alone (sriov-cni #219), drop only our own state.
+//! - The pod netns is gone: the kernel put a real VF back in the host netns
+//!   under some name; find it by PCI address (or ifindex and MAC) and restore
+//!   it. A veth stand-in died with the netns: nothing left to restore.
+//! - Restoring fails: report it and keep the state for the retry (sriov-cni
+//!   deletes its cache anyway and the VF is lost until reboot).
+
+use super::add::vf_error;
+use super::config::NetConf;
+use super::env::CniEnv;
+use super::error::{CniError, CODE_KERNEL};
+use super::ipam::Ipam;
+use super::state::{Cache, Mode, StateDir};
+use crate::netlink::{parse_mac, Netlink};
+use crate::sysfs::{SysfsRoot, USERSPACE_DRIVERS};
+use crate::vf::{self, Original};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+    let state = StateDir::from_env();
+    let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
+        tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
+        if let Some(plugin) = conf.ipam_type() {
+            Ipam {
+                plugin,
+                env,
+                stdin,
+                cni_version: &conf.cni_version,
+                attachment: None,
+            }
+            .del()?;
+        }
+        return Ok(());
+    };
+    release(
+        &state,
+        env,
+        stdin,
+        &cache,
+        &env.container_id,
+        &env.ifname,
+        None,
+    )
+}
+
+/// Undo one attachment described by `cache`. `attachment` overrides the
+/// CNI_* identity given to IPAM (GC releasing other attachments).
+pub(crate) fn release(
+    state: &StateDir,
+    env: &CniEnv,
+    stdin: &[u8],
+    cache: &Cache,
+    container_id: &str,
+    ifname: &str,
+    attachment: Option<(&str, &str, Option<&str>)>,
+) -> Result<(), CniError> {
+    let vf_address = cache.conf.device()?;
+    let vf = vf_address.to_string();
+    let _lock = state.lock_vf(vf_address)?;
+
+    let ipam_needed = cache.progress.as_ref().is_none_or(|p| p.ipam_added);
+    if let (true, Some(plugin)) = (ipam_needed, cache.conf.ipam_type()) {
+        Ipam {
+            plugin,
+            env,
+            stdin,
+            cni_version: &cache.conf.cni_version,
+            attachment,
+        }
+        .del()?;
+    }
+
+    let our_netns = cache
+        .progress
+        .as_ref()
+        .map(|p| p.netns.clone())
+        .or_else(|| env.netns.as_ref().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    let owner = state.allocation(vf_address)?;
+    let owned_by_other = owner
+        .as_deref()
+        .is_some_and(|o| o != our_netns && !our_netns.is_empty());
+    if owned_by_other {
+        tracing::warn!(vf = %vf, owner = ?owner, "DEL: the VF now belongs to another pod; leaving it alone");
+    } else {
+        restore_vf(cache, &vf, &our_netns, ifname)?;
+        state.clear_allocation(vf_address)?;
+    }
+    state.remove_cache(container_id, ifname)
+}
+
+fn mode_of(cache: &Cache, vf: &str) -> Mode {
+    if let Some(progress) = &cache.progress {
+        return progress.mode;
+    }
+    // A cache written by sriov-cni does not record the mode: re-detect it.
+    let sysfs = SysfsRoot::resolve(None);
+    let driver = vf
+        .parse()
+        .ok()
+        .and_then(|address| sysfs.pci_device(address).ok())
+        .and_then(|d| d.driver);
+    match driver {
+        Some(driver) if USERSPACE_DRIVERS.contains(&driver.as_str()) => Mode::Dpdk,
+        _ => Mode::Kernel,
+    }
+}
+
+fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), CniError> {
+    if mode_of(cache, vf) == Mode::Dpdk {
+        return Ok(()); // nothing was moved
+    }
+    if cache.progress.as_ref().is_some_and(|p| !p.moved) {
+        return Ok(()); // ADD stopped before moving the VF
+    }
+    let kernel = |e: String| CniError::new(CODE_KERNEL, e);
+    let original = Original {
+        name: &cache.orig.host_ifname,
+        mac: parse_mac(&cache.orig.effective_mac),
+        mtu: (cache.orig.mtu > 0).then_some(cache.orig.mtu),
+    };
+    if original.name.is_empty() {
+        return Err(kernel(format!(
+            "VF {vf}: the cache has no original host name to restore"
+        )));
+    }
+    let host_fd = vf::host_netns().map_err(|e| kernel(e.to_string()))?;
+    // 1. In the pod netns, if it still exists.
+    if !netns.is_empty() && Path::new(netns).exists() {
+        let mut pod = vf::netlink_in(Path::new(netns), vf).map_err(vf_error)?;
+        match vf::return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original) {
+            Ok(()) => return Ok(()),
+            Err(e @ vf::VfError::HomeNameTaken { .. }) => {
+                // home with its MAC and MTU, only the name differs: say so, succeed
+                tracing::warn!(vf, error = %e, "DEL: VF restored under another name");
+                return Ok(());
+            }
+            Err(vf::VfError::Missing { .. }) if !has_link(&mut pod, ifname) => {} // not there: look on the host
+            Err(e) => return Err(vf_error(e)),
+        }
+    }
+    // 2. On the host: the netns died and the kernel brought the VF home.
+    let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
+    let progress = cache.progress.as_ref();
+    let ifindex = progress.map(|p| p.ifindex).unwrap_or_default();
+    let pod_mac = progress.and_then(|p| parse_mac(&p.pod_mac));
+    match vf::find_on_host(&mut host, vf, original.name, ifindex, pod_mac).map_err(vf_error)? {
+        Some(link) => vf::restore_on_host(&mut host, vf, &link, &original).map_err(vf_error),
+        None => {
+            tracing::warn!(
+                vf,
+                "DEL: the VF netdev is in neither the pod nor the host netns; a veth stand-in dies with its netns"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn has_link(pod: &mut Netlink, ifname: &str) -> bool {
+    use crate::netlink::LinkOps;
+    matches!(pod.link_by_name(ifname), Ok(Some(_)))
+}

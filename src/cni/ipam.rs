@@ -1,0 +1,253 @@
+//! IPAM delegation: exec `ipam.type` from CNI_PATH with the same stdin and
+//! the same environment, as the spec says.
+//!
+//! Version bridge (ours): Debian's IPAM plugins speak CNI up to 1.0.0. When
+//! one answers "incompatible version" to a newer config, we ask its VERSION
+//! and retry with the newest version both sides speak, then convert its
+//! result up. Upstream sriov-cni would fail the pod instead.
+
+use super::env::CniEnv;
+use super::error::{CniError, CODE_INCOMPATIBLE_VERSION, CODE_IPAM};
+use super::result::CniResult;
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct Ipam<'a> {
+    pub plugin: &'a str,
+    pub env: &'a CniEnv,
+    /// The whole network config, exactly as we received it.
+    pub stdin: &'a [u8],
+    pub cni_version: &'a str,
+    /// CNI_CONTAINERID/CNI_IFNAME/CNI_NETNS to use instead of ours (GC
+    /// releases other attachments' addresses).
+    pub attachment: Option<(&'a str, &'a str, Option<&'a str>)>,
+}
+
+fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    path.iter()
+        .map(|dir| dir.join(plugin))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            CniError::new(
+                CODE_IPAM,
+                format!(
+                    "IPAM plugin {plugin:?} not found in CNI_PATH {}",
+                    path.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(":")
+                ),
+            )
+        })
+}
+
+/// Run `binary` with CNI_COMMAND=`command` and our own environment (the
+/// CNI_* variables as the runtime gave them); Ok(stdout) on exit 0, the
+/// plugin's own CNI error otherwise.
+fn exec(
+    binary: &Path,
+    command: &str,
+    stdin: &[u8],
+    attachment: Attachment,
+) -> Result<Vec<u8>, CniError> {
+    let mut process = Command::new(binary);
+    process.env("CNI_COMMAND", command);
+    if let Some((container_id, ifname, netns)) = attachment {
+        process
+            .env("CNI_CONTAINERID", container_id)
+            .env("CNI_IFNAME", ifname);
+        match netns {
+            Some(netns) => process.env("CNI_NETNS", netns),
+            None => process.env_remove("CNI_NETNS"),
+        };
+    }
+    let mut child = process
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            CniError::new(
+                CODE_IPAM,
+                format!("starting IPAM plugin {}: {e}", binary.display()),
+            )
+        })?;
+    if let Some(mut pipe) = child.stdin.take() {
+        // a plugin that exits without reading stdin closes the pipe: its exit status tells the story
+        let _ = pipe.write_all(stdin);
+    }
+    let output = child.wait_with_output().map_err(|e| {
+        CniError::new(
+            CODE_IPAM,
+            format!("waiting for IPAM plugin {}: {e}", binary.display()),
+        )
+    })?;
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match serde_json::from_slice::<Value>(&output.stdout) {
+        Ok(error) if error.get("code").is_some() => {
+            let code = error
+                .get("code")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::from(CODE_IPAM)) as u32;
+            let msg = error.get("msg").and_then(Value::as_str).unwrap_or("failed");
+            let details = error
+                .get("details")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Err(
+                CniError::new(code, format!("IPAM plugin {name} {command}: {msg}"))
+                    .with_details(details),
+            )
+        }
+        _ => Err(CniError::new(
+            CODE_IPAM,
+            format!(
+                "IPAM plugin {name} {command} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout).trim()
+            ),
+        )),
+    }
+}
+
+/// The versions a plugin says it speaks (CNI_COMMAND=VERSION).
+fn supported_versions(binary: &Path) -> Result<Vec<String>, CniError> {
+    let versions = exec(binary, "VERSION", br#"{"cniVersion":"0.3.1"}"#, None)?;
+    let versions: Value = serde_json::from_slice(&versions).unwrap_or_default();
+    Ok(versions
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+type Attachment<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
+
+/// The newest version in both lists (ours are ordered oldest first).
+fn best_common_version(theirs: &[String]) -> Option<&'static str> {
+    super::version::SUPPORTED
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| theirs.iter().any(|t| t == v))
+}
+
+fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
+    let mut config: Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            super::error::CODE_DECODE,
+            format!("re-reading the config for IPAM: {e}"),
+        )
+    })?;
+    if let Some(object) = config.as_object_mut() {
+        object.insert("cniVersion".into(), Value::from(version));
+    }
+    Ok(serde_json::to_vec(&config).unwrap_or_default())
+}
+
+impl Ipam<'_> {
+    fn run(&self, command: &str) -> Result<Vec<u8>, CniError> {
+        let binary = find_plugin(self.plugin, &self.env.path)?;
+        match exec(&binary, command, self.stdin, self.attachment) {
+            // STATUS and GC exist from 1.1.0 only: no older version to fall back to
+            Err(error)
+                if error.code == CODE_INCOMPATIBLE_VERSION
+                    && !matches!(command, "STATUS" | "GC") =>
+            {
+                let theirs = supported_versions(&binary)?;
+                let Some(common) = best_common_version(&theirs) else {
+                    return Err(error);
+                };
+                if common == self.cni_version {
+                    return Err(error);
+                }
+                tracing::debug!(
+                    plugin = self.plugin,
+                    from = self.cni_version,
+                    to = common,
+                    "IPAM: retrying with an older cniVersion"
+                );
+                exec(
+                    &binary,
+                    command,
+                    &with_version(self.stdin, common)?,
+                    self.attachment,
+                )
+            }
+            other => other,
+        }
+    }
+
+    /// IPAM ADD: the result, with every IP assigned to interface 0.
+    pub fn add(&self) -> Result<CniResult, CniError> {
+        let stdout = self.run("ADD")?;
+        let value: Value = serde_json::from_slice(&stdout).map_err(|e| {
+            CniError::new(
+                CODE_IPAM,
+                format!(
+                    "IPAM plugin {} ADD printed no JSON result: {e}",
+                    self.plugin
+                ),
+            )
+        })?;
+        let mut result = CniResult::parse(value)?;
+        if result.ips.is_empty() {
+            return Err(CniError::new(
+                CODE_IPAM,
+                format!("IPAM plugin {} returned no IP addresses", self.plugin),
+            ));
+        }
+        for ip in &mut result.ips {
+            ip.interface = Some(0);
+        }
+        Ok(result)
+    }
+
+    pub fn del(&self) -> Result<(), CniError> {
+        self.run("DEL").map(drop)
+    }
+
+    pub fn check(&self) -> Result<(), CniError> {
+        self.run("CHECK").map(drop)
+    }
+
+    /// STATUS, forwarded; Ok(false) when the plugin predates STATUS (it
+    /// does not speak 1.1.0), which we document and tolerate.
+    pub fn status(&self) -> Result<bool, CniError> {
+        self.forward_1_1("STATUS")
+    }
+
+    /// GC, forwarded; Ok(false) when the plugin predates GC.
+    pub fn gc(&self) -> Result<bool, CniError> {
+        self.forward_1_1("GC")
+    }
+
+    fn forward_1_1(&self, command: &str) -> Result<bool, CniError> {
+        // Plugins built before CNI 1.1.0 do not know these commands and
+        // answer with misleading errors (host-local 1.1.1: "missing
+        // containerID"), so ask first.
+        let binary = find_plugin(self.plugin, &self.env.path)?;
+        if !supported_versions(&binary)?.iter().any(|v| v == "1.1.0") {
+            tracing::info!(
+                plugin = self.plugin,
+                command,
+                "IPAM plugin does not speak CNI 1.1.0: not forwarded"
+            );
+            return Ok(false);
+        }
+        self.run(command).map(|_| true)
+    }
+}

@@ -1,0 +1,313 @@
+//! What the plugin keeps on the node, in sriov-cni's layout so a node can
+//! be upgraded with pods running (and back):
+//!
+//! - `<dir>/pci/vf_lock/<bdf>.lock`: flock serialising ADD/DEL/GC on one VF;
+//! - `<dir>/pci/<bdf>`: the allocation marker, holding the owner's netns path;
+//! - `<dir>/<containerID>-<ifname>`: the attachment cache (NetConf + the VF's
+//!   original state), written atomically with mode 0600.
+//!
+//! The directory is `/var/lib/cni/sriov`, or `SRIOV_CNI_STATE_DIR` (tests).
+
+use super::config::NetConf;
+use super::env::{valid_container_id, valid_ifname};
+use super::error::{CniError, CODE_IO, CODE_TRY_AGAIN};
+use crate::pci::PciAddress;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/sriov";
+pub const ENV_STATE_DIR: &str = "SRIOV_CNI_STATE_DIR";
+/// As upstream: how long to wait for another operation on the same VF.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The VF's state before ADD, in sriov-cni's `OrigVfState` keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrigVfState {
+    #[serde(rename = "HostIFName", default)]
+    pub host_ifname: String,
+    #[serde(rename = "EffectiveMAC", default)]
+    pub effective_mac: String,
+    #[serde(rename = "AdminMAC", default, skip_serializing_if = "String::is_empty")]
+    pub admin_mac: String,
+    #[serde(rename = "MTU", default)]
+    pub mtu: u32,
+    #[serde(rename = "SpoofChk", default)]
+    pub spoofchk: bool,
+    #[serde(rename = "Trust", default)]
+    pub trust: bool,
+    #[serde(rename = "Vlan", default)]
+    pub vlan: i64,
+    #[serde(rename = "VlanQoS", default)]
+    pub vlan_qos: i64,
+    #[serde(
+        rename = "VlanProto",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub vlan_proto: String,
+    #[serde(rename = "MinTxRate", default)]
+    pub min_tx_rate: i64,
+    #[serde(rename = "MaxTxRate", default)]
+    pub max_tx_rate: i64,
+    #[serde(rename = "LinkState", default)]
+    pub link_state: u32,
+}
+
+/// How the VF was attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A kernel netdev moved into the pod.
+    Kernel,
+    /// A userspace-driver VF (vfio-pci, uio): nothing moved.
+    Dpdk,
+}
+
+/// Our additions to the cache, under one key that the Go plugin ignores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub netns: String,
+    pub mode: Mode,
+    /// The VF netdev's ifindex; kept across namespace moves unless taken.
+    #[serde(default)]
+    pub ifindex: u32,
+    /// The MAC the VF carries in the pod (to recognise it after its netns died).
+    #[serde(default)]
+    pub pod_mac: String,
+    /// Set once the VF is in the pod netns.
+    #[serde(default)]
+    pub moved: bool,
+    /// Set once IPAM ADD succeeded.
+    #[serde(default)]
+    pub ipam_added: bool,
+}
+
+/// The attachment cache file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cache {
+    #[serde(flatten)]
+    pub conf: NetConf,
+    #[serde(rename = "VFID", default)]
+    pub vf_id: i64,
+    #[serde(rename = "Master", default)]
+    pub master: String,
+    #[serde(rename = "OrigVfState", default)]
+    pub orig: OrigVfState,
+    #[serde(rename = "sriovRs", default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+fn io_error(step: &str, path: &Path, e: io::Error) -> CniError {
+    CniError::new(CODE_IO, format!("{step} {}: {e}", path.display()))
+}
+
+/// Holds the per-VF flock until dropped (or the process exits).
+pub struct VfLock {
+    _file: File,
+}
+
+impl StateDir {
+    pub fn from_env() -> StateDir {
+        let root = std::env::var_os(ENV_STATE_DIR)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        StateDir { root }
+    }
+
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn ensure_dir(&self, dir: &Path) -> Result<(), CniError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_error("creating state directory", dir, e))
+    }
+
+    /// Lock one VF, waiting up to a minute for a concurrent operation.
+    pub fn lock_vf(&self, vf: PciAddress) -> Result<VfLock, CniError> {
+        let dir = self.root.join("pci/vf_lock");
+        self.ensure_dir(&dir)?;
+        let path = dir.join(format!("{vf}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_error("opening VF lock", &path, e))?;
+        let deadline = Instant::now() + LOCK_TIMEOUT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(VfLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(CniError::new(
+                        CODE_TRY_AGAIN,
+                        format!(
+                            "VF {vf}: another operation holds {} for over a minute",
+                            path.display()
+                        ),
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_error("locking", &path, e)),
+            }
+        }
+    }
+
+    fn marker_path(&self, vf: PciAddress) -> PathBuf {
+        self.root.join("pci").join(vf.to_string())
+    }
+
+    /// The netns path of the pod the VF is allocated to, if any.
+    pub fn allocation(&self, vf: PciAddress) -> Result<Option<String>, CniError> {
+        let path = self.marker_path(vf);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("reading allocation marker", &path, e)),
+        }
+    }
+
+    pub fn set_allocation(&self, vf: PciAddress, netns: &str) -> Result<(), CniError> {
+        self.ensure_dir(&self.root.join("pci"))?;
+        write_atomically(&self.marker_path(vf), netns.as_bytes())
+    }
+
+    pub fn clear_allocation(&self, vf: PciAddress) -> Result<(), CniError> {
+        remove_if_present(&self.marker_path(vf))
+    }
+
+    /// `<dir>/<containerID>-<ifname>`; both parts are validated so that no
+    /// value can name a path outside the directory.
+    pub fn cache_path(&self, container_id: &str, ifname: &str) -> Result<PathBuf, CniError> {
+        if !valid_container_id(container_id) || !valid_ifname(ifname) {
+            return Err(CniError::new(
+                super::error::CODE_INVALID_ENV,
+                format!(
+                    "container ID {container_id:?} / ifname {ifname:?} cannot name a state file"
+                ),
+            ));
+        }
+        Ok(self.root.join(format!("{container_id}-{ifname}")))
+    }
+
+    pub fn load_cache(&self, container_id: &str, ifname: &str) -> Result<Option<Cache>, CniError> {
+        let path = self.cache_path(container_id, ifname)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("reading attachment cache", &path, e)),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            CniError::new(
+                super::error::CODE_DECODE,
+                format!("attachment cache {}: {e}", path.display()),
+            )
+        })
+    }
+
+    pub fn save_cache(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        cache: &Cache,
+    ) -> Result<(), CniError> {
+        let path = self.cache_path(container_id, ifname)?;
+        self.ensure_dir(&self.root)?;
+        let bytes = serde_json::to_vec(cache)
+            .map_err(|e| CniError::new(CODE_IO, format!("encoding attachment cache: {e}")))?;
+        write_atomically(&path, &bytes)
+    }
+
+    pub fn remove_cache(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
+        remove_if_present(&self.cache_path(container_id, ifname)?)
+    }
+
+    /// Every attachment cache in the directory, as (containerID, ifname).
+    /// Cache names are `<containerID>-<ifname>`: container IDs may hold `-`,
+    /// interface names in caches we list may too, so the split is confirmed
+    /// against the cache's own content by the caller.
+    pub fn cache_names(&self) -> Result<Vec<String>, CniError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("listing", &self.root, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn load_cache_file(&self, name: &str) -> Result<Cache, CniError> {
+        let path = self.root.join(name);
+        let bytes =
+            std::fs::read(&path).map_err(|e| io_error("reading attachment cache", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            CniError::new(
+                super::error::CODE_DECODE,
+                format!("attachment cache {}: {e}", path.display()),
+            )
+        })
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), CniError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("removing", path, e)),
+    }
+}
+
+/// Write to a temp file beside `path` (0600), fsync, rename over `path`:
+/// readers see the old or the new content, never half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CniError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        io_error("writing", path, e)
+    })
+}

@@ -1,0 +1,337 @@
+//! The VF netdev's journey: from the host into a pod's namespace, configured
+//! there, and back with its original name, MAC and MTU.
+//!
+//! Kernel facts handled here:
+//! - `RTM_SETLINK` with both `IFLA_NET_NS_FD` and `IFLA_IFNAME` renames the
+//!   device as part of the namespace change, so it never exists in the pod
+//!   (or the host) under a temporary or clashing name; a clash is EEXIST
+//!   and nothing changes. (sriov-cni needs a temporary namespace for this.)
+//! - When a pod's namespace is destroyed, a real VF returns to the host
+//!   namespace under its pod-side name (or `devN` on a clash); a veth
+//!   stand-in is destroyed with it instead. `find_on_host` copes with both.
+
+use crate::netlink::{
+    format_mac, AddressOps, IfAddress, Link, LinkOps, Netlink, NetlinkError, Route, RouteOps,
+};
+use crate::netns::{self, NetnsError};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VfError {
+    #[error("VF {vf}: {step}: {source}")]
+    Netlink {
+        vf: String,
+        step: &'static str,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("VF {vf}: {step}: {source}")]
+    Netns {
+        vf: String,
+        step: &'static str,
+        #[source]
+        source: NetnsError,
+    },
+    #[error("VF {vf}: interface {ifname} already exists in the pod netns")]
+    IfnameTaken { vf: String, ifname: String },
+    #[error("VF {vf}: {detail}")]
+    Missing { vf: String, detail: String },
+    #[error("VF {vf}: {name} is taken on the host; the VF is back as {fallback}")]
+    HomeNameTaken {
+        vf: String,
+        name: String,
+        fallback: String,
+    },
+}
+
+impl VfError {
+    fn netlink<'a>(vf: &'a str, step: &'static str) -> impl Fn(NetlinkError) -> VfError + 'a {
+        move |source| VfError::Netlink {
+            vf: vf.to_owned(),
+            step,
+            source,
+        }
+    }
+    fn netns<'a>(vf: &'a str, step: &'static str) -> impl Fn(NetnsError) -> VfError + 'a {
+        move |source| VfError::Netns {
+            vf: vf.to_owned(),
+            step,
+            source,
+        }
+    }
+}
+
+/// What the VF looks like inside the pod after `attach`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// The host's own network namespace, pinned before any thread switches.
+pub fn host_netns() -> Result<File, NetnsError> {
+    netns::open(Path::new("/proc/thread-self/ns/net"))
+}
+
+/// Open a netlink socket inside the namespace at `path`.
+pub fn netlink_in(path: &Path, vf: &str) -> Result<Netlink, VfError> {
+    netns::run_in(path, Netlink::open)
+        .map_err(VfError::netns(vf, "entering the pod netns"))?
+        .map_err(VfError::netlink(vf, "opening netlink in the pod netns"))
+}
+
+/// Move the VF netdev `link` from the host into the pod namespace as
+/// `ifname`, then set MAC and MTU if asked, enable ARP/NA notifications and
+/// bring it up. On error the VF is back on the host as it was.
+pub fn attach(
+    host: &mut Netlink,
+    vf: &str,
+    link: &Link,
+    pod_netns: &Path,
+    ifname: &str,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+) -> Result<Attached, VfError> {
+    let pod_fd = netns::open(pod_netns).map_err(VfError::netns(vf, "opening the pod netns"))?;
+    let mut pod = netlink_in(pod_netns, vf)?;
+    if pod
+        .link_by_name(ifname)
+        .map_err(VfError::netlink(vf, "looking up the pod's interfaces"))?
+        .is_some()
+    {
+        return Err(VfError::IfnameTaken {
+            vf: vf.to_owned(),
+            ifname: ifname.to_owned(),
+        });
+    }
+    host.set_down(link.index)
+        .map_err(VfError::netlink(vf, "setting the VF down on the host"))?;
+    if let Err(error) = host.set_netns_and_name(link.index, pod_fd.as_fd(), ifname) {
+        if error.is_exists() {
+            // the name appeared in the pod between our check and the move
+            return Err(VfError::IfnameTaken {
+                vf: vf.to_owned(),
+                ifname: ifname.to_owned(),
+            });
+        }
+        return Err(VfError::netlink(vf, "moving the VF into the pod netns")(
+            error,
+        ));
+    }
+    let configured = configure_in_pod(&mut pod, vf, pod_netns, ifname, mac, mtu);
+    if configured.is_err() {
+        // undo the move so the caller's rollback starts from "on the host"
+        let host_fd = host_netns().map_err(VfError::netns(vf, "opening the host netns"))?;
+        let original = Original {
+            name: &link.name,
+            mac: link.mac,
+            mtu: link.mtu,
+        };
+        let _ = return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original);
+    }
+    configured
+}
+
+fn configure_in_pod(
+    pod: &mut Netlink,
+    vf: &str,
+    pod_netns: &Path,
+    ifname: &str,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+) -> Result<Attached, VfError> {
+    let inside = pod
+        .link_by_name(ifname)
+        .map_err(VfError::netlink(vf, "finding the VF in the pod netns"))?
+        .ok_or_else(|| VfError::Missing {
+            vf: vf.to_owned(),
+            detail: format!("{ifname} vanished after the move"),
+        })?;
+    if let Some(mac) = mac {
+        pod.set_mac(inside.index, mac)
+            .map_err(VfError::netlink(vf, "setting the MAC"))?;
+    }
+    if let Some(mtu) = mtu {
+        pod.set_mtu(inside.index, mtu)
+            .map_err(VfError::netlink(vf, "setting the MTU"))?;
+    }
+    // Announce address changes (as sriov-cni does); best effort: a pod
+    // without IPv6 has no ipv6 sysctls.
+    let _ = netns::run_in(pod_netns, || {
+        for (path, value) in [
+            (format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"), "1"),
+            (
+                format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"),
+                "1",
+            ),
+            (
+                format!("/proc/sys/net/ipv6/conf/{ifname}/optimistic_dad"),
+                "1",
+            ),
+        ] {
+            let _ = std::fs::write(path, value);
+        }
+    });
+    pod.set_up(inside.index)
+        .map_err(VfError::netlink(vf, "bringing the VF up"))?;
+    // read back: drivers may apply a MAC asynchronously (iavf)
+    let after = pod
+        .link_by_index(inside.index)
+        .map_err(VfError::netlink(vf, "reading the VF back"))?
+        .ok_or_else(|| VfError::Missing {
+            vf: vf.to_owned(),
+            detail: format!("{ifname} vanished while configuring"),
+        })?;
+    let actual_mac = after.mac.unwrap_or_default();
+    if let Some(wanted) = mac {
+        if actual_mac != wanted {
+            return Err(VfError::Missing {
+                vf: vf.to_owned(),
+                detail: format!(
+                    "MAC reads back {} instead of {}",
+                    format_mac(&actual_mac),
+                    format_mac(&wanted)
+                ),
+            });
+        }
+    }
+    Ok(Attached {
+        ifindex: after.index,
+        mac: actual_mac,
+        mtu: after.mtu.unwrap_or_default(),
+    })
+}
+
+/// The VF's identity on the host before ADD.
+pub struct Original<'a> {
+    pub name: &'a str,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+}
+
+/// From inside the pod (`pod` is a socket there): down, original MAC and
+/// MTU, then back to the host under the original name. If that name is
+/// taken on the host meanwhile, the VF still goes home under a name derived
+/// from its ifindex, and the error says so.
+pub fn return_to_host(
+    pod: &mut Netlink,
+    vf: &str,
+    ifname: &str,
+    host: std::os::fd::BorrowedFd<'_>,
+    original: &Original,
+) -> Result<(), VfError> {
+    let link = pod
+        .link_by_name(ifname)
+        .map_err(VfError::netlink(vf, "finding the VF in the pod netns"))?
+        .ok_or_else(|| VfError::Missing {
+            vf: vf.to_owned(),
+            detail: format!("no {ifname} in the pod netns"),
+        })?;
+    pod.set_down(link.index)
+        .map_err(VfError::netlink(vf, "setting the VF down"))?;
+    if let Some(mac) = original.mac.filter(|m| Some(*m) != link.mac) {
+        pod.set_mac(link.index, mac)
+            .map_err(VfError::netlink(vf, "restoring the MAC"))?;
+    }
+    if let Some(mtu) = original.mtu.filter(|m| Some(*m) != link.mtu) {
+        pod.set_mtu(link.index, mtu)
+            .map_err(VfError::netlink(vf, "restoring the MTU"))?;
+    }
+    match pod.set_netns_and_name(link.index, host, original.name) {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_exists() => {
+            let fallback = format!("sriov{}", link.index);
+            pod.set_netns_and_name(link.index, host, &fallback)
+                .map_err(VfError::netlink(vf, "moving the VF back to the host"))?;
+            Err(VfError::HomeNameTaken {
+                vf: vf.to_owned(),
+                name: original.name.to_owned(),
+                fallback,
+            })
+        }
+        Err(error) => Err(VfError::netlink(vf, "moving the VF back to the host")(
+            error,
+        )),
+    }
+}
+
+/// Restore a VF found on the host (its pod namespace died): original name,
+/// MAC and MTU.
+pub fn restore_on_host(
+    host: &mut Netlink,
+    vf: &str,
+    link: &Link,
+    original: &Original,
+) -> Result<(), VfError> {
+    host.set_down(link.index)
+        .map_err(VfError::netlink(vf, "setting the VF down"))?;
+    if link.name != original.name {
+        host.set_name(link.index, original.name)
+            .map_err(VfError::netlink(vf, "renaming the VF back"))?;
+    }
+    if let Some(mac) = original.mac.filter(|m| Some(*m) != link.mac) {
+        host.set_mac(link.index, mac)
+            .map_err(VfError::netlink(vf, "restoring the MAC"))?;
+    }
+    if let Some(mtu) = original.mtu.filter(|m| Some(*m) != link.mtu) {
+        host.set_mtu(link.index, mtu)
+            .map_err(VfError::netlink(vf, "restoring the MTU"))?;
+    }
+    Ok(())
+}
+
+/// Where is the VF on the host? Tried in order: a hardware netdev whose
+/// parent device is the VF's PCI address (real VFs, whatever their name);
+/// the original host name; the saved ifindex carrying the pod-side MAC.
+pub fn find_on_host(
+    host: &mut Netlink,
+    vf: &str,
+    host_name: &str,
+    ifindex: u32,
+    pod_mac: Option<[u8; 6]>,
+) -> Result<Option<Link>, VfError> {
+    let links = host
+        .links()
+        .map_err(VfError::netlink(vf, "listing host links"))?;
+    if let Some(link) = links
+        .iter()
+        .find(|l| l.parent_device.as_deref() == Some(vf))
+    {
+        return Ok(Some(link.clone()));
+    }
+    if let Some(link) = links
+        .iter()
+        .find(|l| l.name == host_name && l.parent_device.is_none())
+    {
+        return Ok(Some(link.clone()));
+    }
+    Ok(links
+        .into_iter()
+        .find(|l| l.index == ifindex && ifindex != 0 && pod_mac.is_some() && l.mac == pod_mac))
+}
+
+/// Add the IPAM result's addresses and routes to the VF in the pod.
+pub fn configure_ips(
+    pod: &mut Netlink,
+    vf: &str,
+    ifindex: u32,
+    addresses: &[IfAddress],
+    routes: &[Route],
+) -> Result<(), VfError> {
+    for address in addresses {
+        pod.add_address(ifindex, *address)
+            .map_err(VfError::netlink(vf, "adding an address"))?;
+    }
+    for route in routes {
+        match pod.add_route(route) {
+            Ok(()) => {}
+            // the kernel already made the prefix route for the address
+            Err(e) if e.is_exists() => {}
+            Err(e) => return Err(VfError::netlink(vf, "adding a route")(e)),
+        }
+    }
+    Ok(())
+}
