@@ -1,7 +1,7 @@
 //! DEL: idempotent and best effort, but never at the expense of a VF.
 //!
 //! - No cache: still release IPAM with the stdin config (sriov-cni skips it
-//!   and leaks the IP), then succeed.
+//!   and leaks the IP), then succeed even if that fails.
 //! - IPAM DEL fails: report it and keep the cache, so the retry finds it.
 //! - The VF belongs to a newer pod (the marker names another live netns):
 //!   leave the VF alone (sriov-cni #219), drop only our own state.
@@ -27,16 +27,24 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
     let state = StateDir::from_env();
     let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
         tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
+        // Nothing of ours exists; releasing IPAM is a courtesy (sriov-cni
+        // skips it and leaks the IP). Its failure must not wedge the pod's
+        // deletion: an ADD that failed on a bad IPAM config gets the same
+        // bad config on DEL, forever. So log it and succeed.
         if let Some(plugin) = conf.ipam_type() {
-            Ipam {
+            let ipam = Ipam {
                 plugin,
                 env,
                 stdin,
                 cni_version: &conf.cni_version,
                 attachment: None,
+            };
+            if let Err(e) = ipam.del() {
+                tracing::warn!(plugin, error = %e.msg, "DEL without an attachment: IPAM DEL failed; ignored");
             }
-            .del()?;
         }
+        // an ADD killed while writing its first cache leaves only a temp file
+        state.remove_cache(&env.container_id, &env.ifname)?;
         return Ok(());
     };
     release(
@@ -65,8 +73,9 @@ pub(crate) fn release(
     let vf = vf_address.to_string();
     let _lock = state.lock_vf(vf_address)?;
 
-    let ipam_needed = cache.progress.as_ref().is_none_or(|p| p.ipam_added);
-    if let (true, Some(plugin)) = (ipam_needed, cache.conf.ipam_type()) {
+    // Always: an ADD killed between IPAM ADD and saving its progress would
+    // otherwise leak the address; IPAM DEL of nothing is a no-op.
+    if let Some(plugin) = cache.conf.ipam_type() {
         Ipam {
             plugin,
             env,
@@ -117,9 +126,8 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
     if mode_of(cache, vf) == Mode::Dpdk {
         return Ok(()); // nothing was moved
     }
-    if cache.progress.as_ref().is_some_and(|p| !p.moved) {
-        return Ok(()); // ADD stopped before moving the VF
-    }
+    // `moved` may be stale (an ADD killed right after the move), so look in
+    // the pod regardless, but only take an interface that is our VF.
     let kernel = |e: String| CniError::new(CODE_KERNEL, e);
     let original = Original {
         name: &cache.orig.host_ifname,
@@ -132,9 +140,17 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
         )));
     }
     let host_fd = vf::host_netns().map_err(|e| kernel(e.to_string()))?;
+    let ifindex = cache
+        .progress
+        .as_ref()
+        .map(|p| p.ifindex)
+        .unwrap_or_default();
     // 1. In the pod netns, if it still exists.
     if !netns.is_empty() && Path::new(netns).exists() {
         let mut pod = vf::netlink_in(Path::new(netns), vf).map_err(vf_error)?;
+        if !is_our_vf(&mut pod, vf, ifname, ifindex) {
+            return restore_from_host(cache, vf, &original);
+        }
         match vf::return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original) {
             Ok(()) => return Ok(()),
             Err(e @ vf::VfError::HomeNameTaken { .. }) => {
@@ -146,13 +162,19 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
             Err(e) => return Err(vf_error(e)),
         }
     }
-    // 2. On the host: the netns died and the kernel brought the VF home.
+    restore_from_host(cache, vf, &original)
+}
+
+/// The VF is not in the pod: the netns died and the kernel brought it home,
+/// or it never left (an ADD killed before the move). Restore it in place.
+fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(), CniError> {
+    let kernel = |e: String| CniError::new(CODE_KERNEL, e);
     let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
     let progress = cache.progress.as_ref();
     let ifindex = progress.map(|p| p.ifindex).unwrap_or_default();
     let pod_mac = progress.and_then(|p| parse_mac(&p.pod_mac));
     match vf::find_on_host(&mut host, vf, original.name, ifindex, pod_mac).map_err(vf_error)? {
-        Some(link) => vf::restore_on_host(&mut host, vf, &link, &original).map_err(vf_error),
+        Some(link) => vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error),
         None => {
             tracing::warn!(
                 vf,
@@ -160,6 +182,19 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
             );
             Ok(())
         }
+    }
+}
+
+/// Is the pod's `ifname` our VF? A real VF names its PCI parent; a veth
+/// stand-in keeps its ifindex across the move (the kernel keeps it when free).
+fn is_our_vf(pod: &mut Netlink, vf: &str, ifname: &str, ifindex: u32) -> bool {
+    use crate::netlink::LinkOps;
+    match pod.link_by_name(ifname) {
+        Ok(Some(link)) => match link.parent_device.as_deref() {
+            Some(parent) => parent == vf,
+            None => ifindex == 0 || link.index == ifindex,
+        },
+        _ => false,
     }
 }
 

@@ -63,6 +63,7 @@ fn exec(
             None => process.env_remove("CNI_NETNS"),
         };
     }
+    tie_to_parent(&mut process);
     let mut child = process
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -115,6 +116,23 @@ fn exec(
                 String::from_utf8_lossy(&output.stdout).trim()
             ),
         )),
+    }
+}
+
+/// If we are killed (a runtime timeout's SIGKILL), the IPAM plugin must not
+/// finish an allocation behind our back after the runtime's DEL already ran:
+/// it gets SIGKILL when we die.
+#[allow(unsafe_code)] // pre_exec needs it; the closure is async-signal-safe, see below
+fn tie_to_parent(process: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec. It only calls
+    // prctl(PR_SET_PDEATHSIG), a single async-signal-safe syscall that
+    // allocates nothing and takes no locks, which is what pre_exec requires.
+    unsafe {
+        process.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
     }
 }
 

@@ -278,7 +278,20 @@ impl StateDir {
     }
 }
 
+/// Remove `path` and any temp file a killed writer left beside it (see
+/// `write_atomically`); callers hold the lock that serialises its writers.
 fn remove_if_present(path: &Path) -> Result<(), CniError> {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let prefix = format!(".{}.", name.to_string_lossy());
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let entry_name = entry.file_name().to_string_lossy().into_owned();
+                if entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
