@@ -10,6 +10,7 @@ source hack/lib.sh
 ensure_packages
 ensure_packages time   # GNU time, for peak RSS
 RUNS=${RUNS:-300}
+CNI_RUNS=${CNI_RUNS:-50}
 BASE=/usr/lib/cni/host-device
 
 log "building release binaries"
@@ -31,3 +32,12 @@ for bin in sriov sriov-device-plugin sriovctl; do
   echo "| $bin | $size | $(python3 -c "print(f'{$size / $base_size:.2f}x')") |"
 done
 echo "| host-device (Go) | $base_size | 1.00x |"
+
+echo
+echo "### CNI ADD/DEL on the simulated node, $CNI_RUNS runs"
+echo
+WORK=$(mktemp -d /tmp/sriov-bench.XXXXXX)
+export SRIOV_SYSFS_ROOT=$WORK/sys
+trap 'target/release/sriovctl sim destroy >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+target/release/sriovctl sim create --name bench >/dev/null
+python3 hack/bench_cni.py "$CNI_RUNS" "$PWD/target/release/sriov" "$WORK"
