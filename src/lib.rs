@@ -1,12 +1,14 @@
 //! sriov-rs: an SR-IOV device plugin and CNI plugin for Kubernetes.
 //!
 //! Layers, top to bottom (see docs/ARCHITECTURE.md):
+//! - `config`: sriov-network-device-plugin's `config.json`, validation and selector matching (pure);
 //! - `sim`: the simulated SR-IOV node (fake sysfs tree + veth wiring) for demos and tests;
 //! - `sysfs`: reads the machine's PCI/SR-IOV tree under an injectable root;
 //! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
 //! - `pci`: PCI addresses.
 
 pub mod cni;
+pub mod config;
 pub mod ctl;
 pub mod logging;
 pub mod netlink;
