@@ -14,6 +14,7 @@ pub mod logging;
 pub mod netlink;
 pub mod netns;
 pub mod pci;
+pub mod pool;
 pub mod sim;
 pub mod sysfs;
 pub mod vf;

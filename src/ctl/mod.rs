@@ -1,6 +1,7 @@
 //! `sriovctl`, the operator's CLI: argument parsing and dispatch. Each
 //! subcommand lives in its own module and returns a `CtlError`.
 
+pub mod inventory;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub enum Command {
     /// Create, destroy or describe the simulated SR-IOV node
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Show PFs, VFs and the resource pools a config gives on this node
+    Inventory(inventory::InventoryArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,5 +44,6 @@ pub enum CtlError {
 pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
+        Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
     }
 }

@@ -1,0 +1,176 @@
+//! `sriovctl inventory`: the node as a person wants to see it, and as JSON
+//! (`pools[].resourceName` and `pools[].devices[].id` are a stable contract).
+
+use super::CtlError;
+use crate::config;
+use crate::netlink::{LinkOps, Netlink, RouteOps};
+use crate::pool::{self, Discovered, Pools};
+use crate::sysfs::SysfsRoot;
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// sriov-network-device-plugin config; without it only PFs and VFs are shown
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Default prefix of resource names
+    #[arg(long, default_value = config::DEFAULT_RESOURCE_PREFIX)]
+    pub resource_prefix: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// Netdevs carrying an IPv4 default route in this netns; empty (with a
+/// warning) if netlink is unavailable.
+pub fn default_route_netdevs() -> Vec<String> {
+    let lookup = || -> Result<Vec<String>, crate::netlink::NetlinkError> {
+        let mut netlink = Netlink::open()?;
+        let routes = netlink.routes()?;
+        let mut names = Vec::new();
+        for route in routes
+            .iter()
+            .filter(|r| r.prefix_len == 0 && r.destination.is_ipv4())
+        {
+            if let Some(link) = netlink.link_by_index(route.oif)? {
+                names.push(link.name);
+            }
+        }
+        Ok(names)
+    };
+    lookup().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read routes: no device is excluded for carrying the default route");
+        Vec::new()
+    })
+}
+
+fn model_name(vendor: &str, device: &str) -> String {
+    let parse = |h: &str| u16::from_str_radix(h, 16).ok();
+    match (parse(vendor), parse(device)) {
+        (Some(v), Some(d)) => match pci_ids::Device::from_vid_pid(v, d) {
+            Some(found) => format!("{} {}", found.vendor().name(), found.name()),
+            None => format!("{vendor}:{device}"),
+        },
+        _ => format!("{vendor}:{device}"),
+    }
+}
+
+pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlError> {
+    let sysfs = SysfsRoot::resolve(sysfs_root);
+    let devices = pool::discover(&sysfs).map_err(|e| CtlError::Usage(e.to_string()))?;
+    let pools = match &args.config_file {
+        Some(path) => {
+            let loaded = config::load(path, &args.resource_prefix)
+                .map_err(|e| CtlError::Usage(e.to_string()))?;
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            pool::build(&loaded.config, &devices, &default_route_netdevs())
+        }
+        None => Pools::default(),
+    };
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&devices, &pools)).unwrap_or_default()
+        ),
+        Output::Table => print_table(&devices, &pools),
+    }
+    Ok(())
+}
+
+fn pool_of<'a>(pools: &'a Pools, id: &str) -> Option<&'a str> {
+    pools
+        .pools
+        .iter()
+        .find(|p| p.devices.iter().any(|d| d.id == id))
+        .map(|p| p.resource_name.as_str())
+}
+
+pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
+    let pfs: Vec<Value> = devices
+        .iter()
+        .filter(|d| d.device.sriov.is_some())
+        .map(|pf| {
+            let vfs: Vec<Value> = devices
+                .iter()
+                .filter(|vf| vf.pf_address == Some(pf.device.address))
+                .map(|vf| {
+                    json!({
+                        "vfIndex": vf.facts.vf_index, "pciAddress": vf.facts.id, "driver": vf.device.driver,
+                        "netdev": vf.netdev, "pool": pool_of(pools, &vf.facts.id),
+                    })
+                })
+                .collect();
+            let sriov = pf.device.sriov.unwrap_or(crate::sysfs::SriovCapability { total_vfs: 0, num_vfs: 0 });
+            json!({
+                "name": pf.netdev, "pciAddress": pf.facts.id, "model": model_name(&pf.device.vendor, &pf.device.device),
+                "vendor": pf.device.vendor, "device": pf.device.device, "driver": pf.device.driver,
+                "numaNode": pf.device.numa_node, "numVfs": sriov.num_vfs, "totalVfs": sriov.total_vfs,
+                "vfsInPools": vfs.iter().filter(|v| !v["pool"].is_null()).count(), "vfs": vfs,
+            })
+        })
+        .collect();
+    let excluded: Vec<Value> = pools
+        .excluded
+        .iter()
+        .map(|e| json!({"pciAddress": e.address.to_string(), "reason": e.reason.to_string()}))
+        .collect();
+    json!({ "pools": pools.pools, "pfs": pfs, "excluded": excluded })
+}
+
+fn print_table(devices: &[Discovered], pools: &Pools) {
+    let json = to_json(devices, pools);
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for pf in json["pfs"].as_array().into_iter().flatten() {
+        println!(
+            "PF {} {}  {}  NUMA {}  VFs in pools {}/{} (enabled {})",
+            text(&pf["name"]),
+            text(&pf["pciAddress"]),
+            text(&pf["model"]),
+            text(&pf["numaNode"]),
+            text(&pf["vfsInPools"]),
+            text(&pf["totalVfs"]),
+            text(&pf["numVfs"]),
+        );
+        println!(
+            "  {:<5} {:<14} {:<10} {:<12} POOL",
+            "VF", "PCI", "DRIVER", "NETDEV"
+        );
+        for vf in pf["vfs"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<5} {:<14} {:<10} {:<12} {}",
+                text(&vf["vfIndex"]),
+                text(&vf["pciAddress"]),
+                text(&vf["driver"]),
+                text(&vf["netdev"]),
+                text(&vf["pool"])
+            );
+        }
+    }
+    if !pools.pools.is_empty() {
+        println!("POOLS");
+        for pool in &pools.pools {
+            println!(
+                "  {:<40} {:<12} {} devices",
+                pool.resource_name,
+                pool.device_type,
+                pool.devices.len()
+            );
+        }
+    }
+    for excluded in &pools.excluded {
+        println!("excluded {}: {}", excluded.address, excluded.reason);
+    }
+}
