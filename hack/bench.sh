@@ -41,3 +41,22 @@ export SRIOV_SYSFS_ROOT=$WORK/sys
 trap 'target/release/sriovctl sim destroy >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 target/release/sriovctl sim create --name bench >/dev/null
 python3 hack/bench_cni.py "$CNI_RUNS" "$PWD/target/release/sriov" "$WORK"
+
+echo
+echo "### Discovery: 8 PFs x 256 VFs (tree only), sriovctl inventory with a one-pool config, $RUNS runs"
+echo
+python3 - "$WORK/big.toml" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for n in range(8):
+        f.write(f'[[pf]]\npci_address = "0000:{0x10 * (n + 1):02x}:00.0"\nname = "ens{n + 1}f0"\ntotal_vfs = 256\nnum_vfs = 256\n\n')
+PY
+echo '{"resourceList":[{"resourceName":"all_vfs","selectors":{"devices":["1889"]}}]}' > "$WORK/big.json"
+target/release/sriovctl sim create --tree-only --sysfs-root "$WORK/big" --layout "$WORK/big.toml" >/dev/null
+pools=$(target/release/sriovctl inventory --sysfs-root "$WORK/big" --config-file "$WORK/big.json" --output json \
+  | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["pools"][0]["devices"]))')
+echo "(the pool holds $pools VFs)"
+echo
+python3 hack/bench.py "$RUNS" "harness floor (/bin/true)=/bin/true" \
+  "inventory of 2048 VFs=target/release/sriovctl inventory --sysfs-root $WORK/big --config-file $WORK/big.json --output json"
+target/release/sriovctl sim destroy --sysfs-root "$WORK/big" >/dev/null

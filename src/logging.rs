@@ -17,24 +17,16 @@ pub fn init(level: &str) {
         .try_init();
 }
 
-/// Like `init`, but append to `path`; falls back to stderr if the file
-/// cannot be opened (a CNI plugin must still answer the runtime).
-pub fn init_to_file(level: &str, path: &std::path::Path) {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path);
-    let Ok(file) = file else {
-        init(level);
-        return;
+/// The CNI plugin's logger: a fixed level, no `RUST_LOG` parsing. EnvFilter
+/// pulls in a regex engine that would quintuple the size of a binary that is
+/// exec'd on every pod start.
+pub fn init_cni(level: tracing::Level, file: Option<&std::path::Path>) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
+    let opened = file.and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+    let _ = match opened {
+        Some(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
     };
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
 }

@@ -85,14 +85,13 @@ fn unreachable_version() -> Result<Option<String>, CniError> {
 /// sriov-cni spells it (`panic`, `error`, `warning`, `info`, `debug`,
 /// `verbose`); an unknown level means `info`.
 fn init_logging(conf: &NetConf) {
+    use tracing::Level;
     let level = match conf.log_level.as_deref().map(str::to_lowercase).as_deref() {
-        Some("panic") | Some("error") => "error",
-        Some("warning") => "warn",
-        Some("debug") | Some("verbose") => "debug",
-        _ => "info",
+        Some("panic") | Some("error") => Level::ERROR,
+        Some("warning") => Level::WARN,
+        Some("debug") | Some("verbose") => Level::DEBUG,
+        _ => Level::INFO,
     };
-    match conf.log_file.as_deref().filter(|f| !f.is_empty()) {
-        Some(path) => crate::logging::init_to_file(level, std::path::Path::new(path)),
-        None => crate::logging::init(level),
-    }
+    let file = conf.log_file.as_deref().filter(|f| !f.is_empty()).map(std::path::Path::new);
+    crate::logging::init_cni(level, file);
 }

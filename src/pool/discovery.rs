@@ -4,6 +4,7 @@
 use crate::config::DeviceFacts;
 use crate::pci::PciAddress;
 use crate::sysfs::{PciDevice, SysfsError, SysfsRoot};
+use std::collections::HashMap;
 
 /// One PCI function as discovery saw it.
 #[derive(Debug, Clone)]
@@ -72,9 +73,17 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
             }
         }
     }
-    let by_address = |address: PciAddress| devices.iter().find(|d| d.address == address);
+    let by_address: HashMap<PciAddress, &PciDevice> = devices.iter().map(|d| (d.address, d)).collect();
+    // Each PF's virtfnN links, read once: looking them up per VF would read
+    // every link of the PF for every VF (quadratic in VFs per PF).
+    let mut vf_indexes: HashMap<PciAddress, u32> = HashMap::new();
+    for pf in devices.iter().filter(|d| d.sriov.is_some_and(|s| s.num_vfs > 0)) {
+        for (index, vf) in sysfs.virtfns(pf.address)? {
+            vf_indexes.insert(vf, index);
+        }
+    }
     for device in &devices {
-        let pf = device.physfn.and_then(by_address);
+        let pf = device.physfn.and_then(|address| by_address.get(&address).copied());
         let netdev = device.netdevs.first().cloned();
         let link_type = match &netdev {
             Some(name) => sysfs.netdev_link_type(device.address, name)?,
@@ -84,10 +93,7 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
                 None => None,
             },
         };
-        let vf_index = match device.physfn {
-            Some(pf_address) => sysfs.vf_index(pf_address, device.address)?,
-            None => None,
-        };
+        let vf_index = device.physfn.and_then(|_| vf_indexes.get(&device.address).copied());
         let mut facts = DeviceFacts::pci(
             &device.address.to_string(),
             parse_hex_u16(&device.vendor),

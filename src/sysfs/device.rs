@@ -219,6 +219,23 @@ impl SysfsRoot {
         })
     }
 
+    /// Every `virtfnN` link of a PF: (N, VF address).
+    pub fn virtfns(&self, pf: PciAddress) -> Result<Vec<(u32, PciAddress)>, SysfsError> {
+        let pf_dir = self.device_dir(pf);
+        let mut found = Vec::new();
+        for name in list_dir(&pf_dir)? {
+            let Some(index) = name.strip_prefix("virtfn").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(target) = link_basename(&pf_dir.join(&name))? {
+                if let Ok(address) = target.parse() {
+                    found.push((index, address));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The index N of `virtfnN` under `pf` that points at `vf`.
     pub fn vf_index(&self, pf: PciAddress, vf: PciAddress) -> Result<Option<u32>, SysfsError> {
         let pf_dir = self.device_dir(pf);
