@@ -3,11 +3,10 @@
 //! Layers, top to bottom (see docs/ARCHITECTURE.md):
 //! - `sim`: the simulated SR-IOV node (fake sysfs tree + veth wiring) for demos and tests;
 //! - `sysfs`: reads the machine's PCI/SR-IOV tree under an injectable root;
-//! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
-//! - `install_cni`: `sriovctl install-cni`, copying the CNI plugin onto a node.
+//! - `netlink`, `netns`: the kernel boundary for links and network namespaces.
 
-pub mod install_cni;
 pub mod netlink;
 pub mod netns;
 pub mod sim;
 pub mod sysfs;
+pub mod install_cni;
