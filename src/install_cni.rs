@@ -100,13 +100,13 @@ impl fmt::Display for BinDirKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BinDirKind::Explicit => f.write_str("given with --cni-bin-dir"),
-            BinDirKind::K3s => f.write_str("K3s"),
+            BinDirKind::K3s => f.write_str("K3s, October 2024 releases and later"),
             BinDirKind::K3sLegacy { release_dir } => write!(
                 f,
                 "K3s before October 2024, release dir {}; install again after K3s upgrades",
                 release_dir.display()
             ),
-            BinDirKind::Generic => f.write_str("generic"),
+            BinDirKind::Generic => f.write_str("generic CNI bin dir"),
         }
     }
 }
@@ -143,12 +143,7 @@ impl fmt::Display for InstallReport {
             InstallAction::Replaced => "replaced",
             InstallAction::Unchanged => "already up to date:",
         };
-        write!(
-            f,
-            "{action} {} (bin dir {})",
-            self.installed.display(),
-            self.kind
-        )?;
+        write!(f, "{action} {} ({})", self.installed.display(), self.kind)?;
         if !self.supported_versions.is_empty() {
             write!(f, ", speaks CNI {}", self.supported_versions.join(", "))?;
         }
