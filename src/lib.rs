@@ -10,6 +10,7 @@
 pub mod cni;
 pub mod config;
 pub mod ctl;
+pub mod install_cni;
 pub mod logging;
 pub mod netlink;
 pub mod netns;

@@ -24,9 +24,18 @@ pub fn init_cni(level: tracing::Level, file: Option<&std::path::Path>) {
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false);
-    let opened = file.and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+    let opened = file.and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
     let _ = match opened {
-        Some(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init(),
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
 }

@@ -92,6 +92,10 @@ fn init_logging(conf: &NetConf) {
         Some("debug") | Some("verbose") => Level::DEBUG,
         _ => Level::INFO,
     };
-    let file = conf.log_file.as_deref().filter(|f| !f.is_empty()).map(std::path::Path::new);
+    let file = conf
+        .log_file
+        .as_deref()
+        .filter(|f| !f.is_empty())
+        .map(std::path::Path::new);
     crate::logging::init_cni(level, file);
 }

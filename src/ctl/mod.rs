@@ -31,6 +31,8 @@ pub enum Command {
     Sim(sim::SimCommand),
     /// Show PFs, VFs and the resource pools a config gives on this node
     Inventory(inventory::InventoryArgs),
+    /// Install the sriov CNI binary into the node's CNI bin dir (K3s-aware)
+    InstallCni(crate::install_cni::InstallCniArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +41,18 @@ pub enum CtlError {
     Sim(#[from] crate::sim::SimError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    InstallCni(#[from] crate::install_cni::InstallCniError),
 }
 
 pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
+        Command::InstallCni(args) => {
+            let report = crate::install_cni::run(&args)?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }

@@ -73,17 +73,23 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
             }
         }
     }
-    let by_address: HashMap<PciAddress, &PciDevice> = devices.iter().map(|d| (d.address, d)).collect();
+    let by_address: HashMap<PciAddress, &PciDevice> =
+        devices.iter().map(|d| (d.address, d)).collect();
     // Each PF's virtfnN links, read once: looking them up per VF would read
     // every link of the PF for every VF (quadratic in VFs per PF).
     let mut vf_indexes: HashMap<PciAddress, u32> = HashMap::new();
-    for pf in devices.iter().filter(|d| d.sriov.is_some_and(|s| s.num_vfs > 0)) {
+    for pf in devices
+        .iter()
+        .filter(|d| d.sriov.is_some_and(|s| s.num_vfs > 0))
+    {
         for (index, vf) in sysfs.virtfns(pf.address)? {
             vf_indexes.insert(vf, index);
         }
     }
     for device in &devices {
-        let pf = device.physfn.and_then(|address| by_address.get(&address).copied());
+        let pf = device
+            .physfn
+            .and_then(|address| by_address.get(&address).copied());
         let netdev = device.netdevs.first().cloned();
         let link_type = match &netdev {
             Some(name) => sysfs.netdev_link_type(device.address, name)?,
@@ -93,7 +99,9 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
                 None => None,
             },
         };
-        let vf_index = device.physfn.and_then(|_| vf_indexes.get(&device.address).copied());
+        let vf_index = device
+            .physfn
+            .and_then(|_| vf_indexes.get(&device.address).copied());
         let mut facts = DeviceFacts::pci(
             &device.address.to_string(),
             parse_hex_u16(&device.vendor),

@@ -224,7 +224,10 @@ impl SysfsRoot {
         let pf_dir = self.device_dir(pf);
         let mut found = Vec::new();
         for name in list_dir(&pf_dir)? {
-            let Some(index) = name.strip_prefix("virtfn").and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(index) = name
+                .strip_prefix("virtfn")
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some(target) = link_basename(&pf_dir.join(&name))? {
