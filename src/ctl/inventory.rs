@@ -86,15 +86,17 @@ pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
     Ok(())
 }
 
-fn pool_of<'a>(pools: &'a Pools, id: &str) -> Option<&'a str> {
-    pools
+pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
+    let pool_by_device: std::collections::HashMap<&str, &str> = pools
         .pools
         .iter()
-        .find(|p| p.devices.iter().any(|d| d.id == id))
-        .map(|p| p.resource_name.as_str())
-}
-
-pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
+        .flat_map(|p| {
+            p.devices
+                .iter()
+                .map(move |d| (d.id.as_str(), p.resource_name.as_str()))
+        })
+        .collect();
+    let pool_of = |id: &str| pool_by_device.get(id).copied();
     let pfs: Vec<Value> = devices
         .iter()
         .filter(|d| d.device.sriov.is_some())
@@ -105,7 +107,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
                 .map(|vf| {
                     json!({
                         "vfIndex": vf.facts.vf_index, "pciAddress": vf.facts.id, "driver": vf.device.driver,
-                        "netdev": vf.netdev, "pool": pool_of(pools, &vf.facts.id),
+                        "netdev": vf.netdev, "pool": pool_of(&vf.facts.id),
                     })
                 })
                 .collect();
