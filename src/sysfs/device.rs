@@ -163,10 +163,14 @@ impl SysfsRoot {
     }
 
     pub fn pci_device(&self, address: PciAddress) -> Result<PciDevice, SysfsError> {
-        let dir = self.device_dir(address);
-        if std::fs::symlink_metadata(&dir).is_err() {
-            return Err(io_error(&dir, io::ErrorKind::NotFound.into()));
-        }
+        // Resolve bus/pci/devices/<BDF> once: every read below then skips the
+        // symlink walk. One directory listing tells which optional entries
+        // exist, so absent ones cost no failed lookup (discovery of thousands
+        // of VFs is syscall-bound).
+        let link = self.device_dir(address);
+        let dir = std::fs::canonicalize(&link).map_err(|e| io_error(&link, e))?;
+        let entries: std::collections::HashSet<String> = list_dir(&dir)?.into_iter().collect();
+        let has = |name: &str| entries.contains(name);
         let class_path = dir.join("class");
         let class_text = read_required(&class_path)?;
         let class = u32::from_str_radix(class_text.trim_start_matches("0x"), 16).map_err(|_| {
@@ -178,7 +182,11 @@ impl SysfsRoot {
         })?;
         let numa_node: Option<i64> =
             read_number(&dir.join("numa_node"), "a NUMA node number or -1")?;
-        let physfn = match link_basename(&dir.join("physfn"))? {
+        let physfn = match if has("physfn") {
+            link_basename(&dir.join("physfn"))?
+        } else {
+            None
+        } {
             Some(name) => Some(name.parse().map_err(|_| SysfsError::Parse {
                 path: dir.join("physfn"),
                 content: name,
@@ -186,14 +194,23 @@ impl SysfsRoot {
             })?),
             None => None,
         };
-        let sriov = match read_number::<u32>(&dir.join("sriov_totalvfs"), "a VF count")? {
+        let total_vfs = if has("sriov_totalvfs") {
+            read_number::<u32>(&dir.join("sriov_totalvfs"), "a VF count")?
+        } else {
+            None
+        };
+        let sriov = match total_vfs {
             Some(total_vfs) => Some(SriovCapability {
                 total_vfs,
                 num_vfs: read_number(&dir.join("sriov_numvfs"), "a VF count")?.unwrap_or(0),
             }),
             None => None,
         };
-        let iommu_group = match link_basename(&dir.join("iommu_group"))? {
+        let iommu_group = match if has("iommu_group") {
+            link_basename(&dir.join("iommu_group"))?
+        } else {
+            None
+        } {
             Some(name) => Some(name.parse().map_err(|_| SysfsError::Parse {
                 path: dir.join("iommu_group"),
                 content: name,
@@ -208,14 +225,30 @@ impl SysfsRoot {
             subsystem_vendor: read_hex_id(&dir.join("subsystem_vendor"))?,
             subsystem_device: read_hex_id(&dir.join("subsystem_device"))?,
             class,
-            driver: link_basename(&dir.join("driver"))?,
+            driver: if has("driver") {
+                link_basename(&dir.join("driver"))?
+            } else {
+                None
+            },
             numa_node: numa_node.and_then(|n| u32::try_from(n).ok()),
             iommu_group,
-            acpi_index: read_optional(&dir.join("acpi_index"))?,
+            acpi_index: if has("acpi_index") {
+                read_optional(&dir.join("acpi_index"))?
+            } else {
+                None
+            },
             physfn,
             sriov,
-            netdevs: list_dir(&dir.join("net"))?,
-            rdma_devices: list_dir(&dir.join("infiniband"))?,
+            netdevs: if has("net") {
+                list_dir(&dir.join("net"))?
+            } else {
+                Vec::new()
+            },
+            rdma_devices: if has("infiniband") {
+                list_dir(&dir.join("infiniband"))?
+            } else {
+                Vec::new()
+            },
         })
     }
 
