@@ -168,7 +168,9 @@ impl SysfsRoot {
         // exist, so absent ones cost no failed lookup (discovery of thousands
         // of VFs is syscall-bound).
         let link = self.device_dir(address);
-        let dir = std::fs::canonicalize(&link).map_err(|e| io_error(&link, e))?;
+        // one readlink, not canonicalize: realpath would readlink every component
+        let target = std::fs::read_link(&link).map_err(|e| io_error(&link, e))?;
+        let dir = link.parent().map(|bus| bus.join(&target)).unwrap_or(target);
         let entries: std::collections::HashSet<String> = list_dir(&dir)?.into_iter().collect();
         let has = |name: &str| entries.contains(name);
         let class_path = dir.join("class");
