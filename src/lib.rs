@@ -6,11 +6,13 @@
 //! - `sysfs`: reads the machine's PCI/SR-IOV tree under an injectable root;
 //! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
 //! - `pci`: PCI addresses.
+//! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport.
 
 pub mod cni;
 pub mod config;
 pub mod ctl;
 pub mod install_cni;
+pub mod kubelet_api;
 pub mod logging;
 pub mod netlink;
 pub mod netns;
