@@ -263,13 +263,7 @@ fn attach_and_configure(
         ..CniResult::default()
     };
     if let Some(plugin) = conf.ipam_type() {
-        let ipam = Ipam {
-            plugin,
-            env,
-            stdin,
-            cni_version: &conf.cni_version,
-            attachment: None,
-        };
+        let ipam = Ipam::new(plugin, env, stdin, &conf.cni_version);
         let ipam_result = ipam.add()?;
         {
             let (plugin, env, stdin, version) = (
@@ -279,14 +273,7 @@ fn attach_and_configure(
                 conf.cni_version.clone(),
             );
             rollback.push("release the IP addresses (IPAM DEL)", move || {
-                Ipam {
-                    plugin: &plugin,
-                    env: &env,
-                    stdin: &stdin,
-                    cni_version: &version,
-                    attachment: None,
-                }
-                .del()
+                Ipam::new(&plugin, &env, &stdin, &version).del()
             });
         }
         if let Some(progress) = cache.progress.as_mut() {

@@ -77,15 +77,7 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
         }
     }
     if let Some(plugin) = conf.ipam_type() {
-        match (Ipam {
-            plugin,
-            env,
-            stdin,
-            cni_version: &conf.cni_version,
-            attachment: None,
-        })
-        .check()
-        {
+        match Ipam::new(plugin, env, stdin, &conf.cni_version).check() {
             Ok(()) => {}
             // whereabouts answers CHECK with "not implemented": that is not a broken attachment
             Err(e) if e.msg.to_lowercase().contains("not implemented") => {

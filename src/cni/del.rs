@@ -32,13 +32,7 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         // deletion: an ADD that failed on a bad IPAM config gets the same
         // bad config on DEL, forever. So log it and succeed.
         if let Some(plugin) = conf.ipam_type() {
-            let ipam = Ipam {
-                plugin,
-                env,
-                stdin,
-                cni_version: &conf.cni_version,
-                attachment: None,
-            };
+            let ipam = Ipam::new(plugin, env, stdin, &conf.cni_version);
             if let Err(e) = ipam.del() {
                 tracing::warn!(plugin, error = %e.msg, "DEL without an attachment: IPAM DEL failed; ignored");
             }

@@ -176,7 +176,18 @@ fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
     Ok(serde_json::to_vec(&config).unwrap_or_default())
 }
 
-impl Ipam<'_> {
+impl<'a> Ipam<'a> {
+    /// Delegate for our own attachment, in the config's version.
+    pub fn new(plugin: &'a str, env: &'a CniEnv, stdin: &'a [u8], cni_version: &'a str) -> Self {
+        Ipam {
+            plugin,
+            env,
+            stdin,
+            cni_version,
+            attachment: None,
+        }
+    }
+
     fn run(&self, command: &str) -> Result<Vec<u8>, CniError> {
         let binary = find_plugin(self.plugin, &self.env.path)?;
         match exec(&binary, command, self.stdin, self.attachment) {

@@ -18,14 +18,7 @@ pub fn status(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError
         ));
     }
     if let Some(plugin) = conf.ipam_type() {
-        Ipam {
-            plugin,
-            env,
-            stdin,
-            cni_version: &conf.cni_version,
-            attachment: None,
-        }
-        .status()?;
+        Ipam::new(plugin, env, stdin, &conf.cni_version).status()?;
     }
     Ok(())
 }
@@ -82,15 +75,7 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         }
     }
     if let Some(plugin) = conf.ipam_type() {
-        if let Err(e) = (Ipam {
-            plugin,
-            env,
-            stdin,
-            cni_version: &conf.cni_version,
-            attachment: None,
-        })
-        .gc()
-        {
+        if let Err(e) = Ipam::new(plugin, env, stdin, &conf.cni_version).gc() {
             failures.push(e.msg);
         }
     }

@@ -109,6 +109,28 @@ pub(crate) fn link_basename(path: &Path) -> Result<Option<String>, SysfsError> {
     }
 }
 
+/// The basename of `dir/name`'s link target, parsed (`physfn` → PCI address,
+/// `iommu_group` → number); None when the entry is absent.
+fn parse_link<T: std::str::FromStr>(
+    dir: &Path,
+    present: bool,
+    name: &str,
+    expected: &'static str,
+) -> Result<Option<T>, SysfsError> {
+    if !present {
+        return Ok(None);
+    }
+    let path = dir.join(name);
+    match link_basename(&path)? {
+        Some(target) => target.parse().map(Some).map_err(|_| SysfsError::Parse {
+            path,
+            content: target,
+            expected,
+        }),
+        None => Ok(None),
+    }
+}
+
 /// Entry names of a directory, sorted; empty if it does not exist.
 pub(crate) fn list_dir(path: &Path) -> Result<Vec<String>, SysfsError> {
     let entries = match std::fs::read_dir(path) {
@@ -184,18 +206,12 @@ impl SysfsRoot {
         })?;
         let numa_node: Option<i64> =
             read_number(&dir.join("numa_node"), "a NUMA node number or -1")?;
-        let physfn = match if has("physfn") {
-            link_basename(&dir.join("physfn"))?
-        } else {
-            None
-        } {
-            Some(name) => Some(name.parse().map_err(|_| SysfsError::Parse {
-                path: dir.join("physfn"),
-                content: name,
-                expected: "a link to the PF's PCI address",
-            })?),
-            None => None,
-        };
+        let physfn = parse_link(
+            &dir,
+            has("physfn"),
+            "physfn",
+            "a link to the PF's PCI address",
+        )?;
         let total_vfs = if has("sriov_totalvfs") {
             read_number::<u32>(&dir.join("sriov_totalvfs"), "a VF count")?
         } else {
@@ -208,18 +224,12 @@ impl SysfsRoot {
             }),
             None => None,
         };
-        let iommu_group = match if has("iommu_group") {
-            link_basename(&dir.join("iommu_group"))?
-        } else {
-            None
-        } {
-            Some(name) => Some(name.parse().map_err(|_| SysfsError::Parse {
-                path: dir.join("iommu_group"),
-                content: name,
-                expected: "a link to kernel/iommu_groups/<number>",
-            })?),
-            None => None,
-        };
+        let iommu_group = parse_link(
+            &dir,
+            has("iommu_group"),
+            "iommu_group",
+            "a link to kernel/iommu_groups/<number>",
+        )?;
         Ok(PciDevice {
             address,
             vendor: read_hex_id(&dir.join("vendor"))?,
