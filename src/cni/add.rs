@@ -55,8 +55,6 @@ impl Rollback {
             error.with_details(details.trim_start_matches("; ").to_owned())
         }
     }
-
-    fn forget(self) {}
 }
 
 pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
@@ -165,7 +163,7 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
         &mut rollback,
     ) {
         Ok(result) => {
-            rollback.forget();
+            drop(rollback); // success: nothing to undo
             Ok(result.to_version(&conf.cni_version))
         }
         Err(error) => {

@@ -71,14 +71,10 @@ pub fn run_from_env(stdin: &mut dyn Read) -> Result<Option<String>, CniError> {
         Command::Check => check::check(&env, &input, &conf).map(|()| None),
         Command::Status => lifecycle::status(&env, &input, &conf).map(|()| None),
         Command::Gc => lifecycle::gc(&env, &input, &conf).map(|()| None),
-        Command::Version => unreachable_version(),
+        // answered above, before the config is parsed; kept so the match is total
+        Command::Version => version::answer("").map(Some),
     };
     outcome.map_err(fail_version)
-}
-
-fn unreachable_version() -> Result<Option<String>, CniError> {
-    // VERSION returned above; kept total so no panic path exists
-    version::answer("").map(Some)
 }
 
 /// Logs go to `logFile` (appended) or stderr, never stdout; `logLevel` as

@@ -264,10 +264,14 @@ impl SysfsRoot {
         })
     }
 
-    /// Every `virtfnN` link of a PF: (N, VF address).
-    pub fn virtfns(&self, pf: PciAddress) -> Result<Vec<(u32, PciAddress)>, SysfsError> {
+    /// Walk a PF's `virtfnN` links as (N, target basename) until `visit`
+    /// returns true; one listing, one readlink per link visited.
+    fn walk_virtfns(
+        &self,
+        pf: PciAddress,
+        mut visit: impl FnMut(u32, &str) -> bool,
+    ) -> Result<(), SysfsError> {
         let pf_dir = self.device_dir(pf);
-        let mut found = Vec::new();
         for name in list_dir(&pf_dir)? {
             let Some(index) = name
                 .strip_prefix("virtfn")
@@ -276,30 +280,38 @@ impl SysfsRoot {
                 continue;
             };
             if let Some(target) = link_basename(&pf_dir.join(&name))? {
-                if let Ok(address) = target.parse() {
-                    found.push((index, address));
+                if visit(index, &target) {
+                    break;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Every `virtfnN` link of a PF: (N, VF address).
+    pub fn virtfns(&self, pf: PciAddress) -> Result<Vec<(u32, PciAddress)>, SysfsError> {
+        let mut found = Vec::new();
+        self.walk_virtfns(pf, |index, target| {
+            if let Ok(address) = target.parse() {
+                found.push((index, address));
+            }
+            false
+        })?;
         Ok(found)
     }
 
-    /// The index N of `virtfnN` under `pf` that points at `vf`.
+    /// The index N of `virtfnN` under `pf` that points at `vf` (stops at the
+    /// first hit: the CNI plugin asks this on every ADD).
     pub fn vf_index(&self, pf: PciAddress, vf: PciAddress) -> Result<Option<u32>, SysfsError> {
-        let pf_dir = self.device_dir(pf);
         let wanted = vf.to_string();
-        for name in list_dir(&pf_dir)? {
-            let Some(index) = name
-                .strip_prefix("virtfn")
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if link_basename(&pf_dir.join(&name))?.as_deref() == Some(wanted.as_str()) {
-                return Ok(Some(index));
+        let mut found = None;
+        self.walk_virtfns(pf, |index, target| {
+            if target == wanted {
+                found = Some(index);
             }
-        }
-        Ok(None)
+            found.is_some()
+        })?;
+        Ok(found)
     }
 
     /// The link type of a netdev (`ether`, `infiniband`, ...) from its `type`.
