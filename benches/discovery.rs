@@ -1,13 +1,16 @@
 //! Discovery + pool assignment of 8 PFs x 256 VFs on a simulated tree,
 //! in-process (no exec, no output formatting), with a baseline measured in
 //! the same run: reading the same `bus/pci/devices` entries' `vendor` files,
-//! the least any discovery must do. Run: `cargo bench --bench discovery`.
+//! the least any discovery must do. Three ways: what the daemon reads for
+//! its config (VFs on as many threads as the scan uses), the same on one
+//! thread, and every fact (what `sriovctl inventory` reads).
+//! Run: `cargo bench --bench discovery`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a panic is the report
 
 use sriov_rs::config;
 use sriov_rs::pool;
 use sriov_rs::sim::{self, layout::Layout, CreateOptions};
-use sriov_rs::sysfs::SysfsRoot;
+use sriov_rs::sysfs::{ScanOptions, SysfsRoot};
 use std::time::{Duration, Instant};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -44,7 +47,23 @@ fn main() {
     .unwrap();
 
     let runs = 30;
-    let (mut baseline, mut ours) = (Vec::new(), Vec::new());
+    let one_thread = ScanOptions {
+        max_threads: 1,
+        ..pool::scan_options(&loaded.config)
+    };
+    let cases: [(&str, &dyn Fn() -> Vec<pool::Discovered>); 3] = [
+        ("discover_for + pool (the daemon's path)", &|| {
+            pool::discover_for(&sysfs, &loaded.config).unwrap()
+        }),
+        ("same, VFs read on one thread", &|| {
+            pool::discover_with(&sysfs, &one_thread).unwrap()
+        }),
+        ("discover (every fact: inventory) + pool", &|| {
+            pool::discover(&sysfs).unwrap()
+        }),
+    ];
+    let mut baseline = Vec::new();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     for _ in 0..runs {
         let start = Instant::now();
         let mut read = 0;
@@ -56,23 +75,29 @@ fn main() {
         assert!(read > 0);
         baseline.push(start.elapsed());
 
-        let start = Instant::now();
-        let devices = pool::discover(&sysfs).unwrap();
-        let pools = pool::build(&loaded.config, &devices, &[]);
-        ours.push(start.elapsed());
-        assert_eq!(pools.pools[0].devices.len(), 2048);
+        for ((_, discover), times) in cases.iter().zip(&mut samples) {
+            let start = Instant::now();
+            let devices = discover();
+            let pools = pool::build(&loaded.config, &devices, &[]);
+            times.push(start.elapsed());
+            assert_eq!(pools.pools[0].devices.len(), 2048);
+        }
     }
-    let (baseline, ours) = (median(baseline), median(ours));
-    println!("| {runs} runs, 2056 functions | median | vs baseline |");
+    let baseline = median(baseline);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!("| {runs} runs, 2056 functions, {cores} cores | median | vs baseline |");
     println!("|---|---|---|");
     println!(
         "| baseline: list + read one attribute per function | {:.1} ms | 1.00x |",
         baseline.as_secs_f64() * 1e3
     );
-    println!(
-        "| discover + pool 2048 VFs | {:.1} ms | {:.2}x |",
-        ours.as_secs_f64() * 1e3,
-        ours.as_secs_f64() / baseline.as_secs_f64()
-    );
+    for ((name, _), times) in cases.iter().zip(samples) {
+        let median = median(times);
+        println!(
+            "| {name} | {:.1} ms | {:.2}x |",
+            median.as_secs_f64() * 1e3,
+            median.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
     sim::destroy(&root).unwrap();
 }

@@ -86,9 +86,15 @@ fn missing_attributes_read_as_none_and_broken_ones_name_the_path() {
     let vf = sysfs.pci_device(addr("0000:3b:01.1")).unwrap();
     assert_eq!((vf.driver, vf.numa_node), (None, None));
 
-    std::fs::write(dir.join("vendor"), "intel\n").unwrap();
+    std::fs::write(dir.join("modalias"), "pci:v8086\n").unwrap();
     let err = sysfs.pci_device(addr("0000:3b:01.1")).unwrap_err();
     assert!(matches!(err, SysfsError::Parse { .. }));
+    assert!(err.to_string().contains("0000:3b:01.1/modalias"), "{err}");
+
+    // without modalias the IDs are read file by file, errors still naming the file
+    std::fs::remove_file(dir.join("modalias")).unwrap();
+    std::fs::write(dir.join("vendor"), "intel\n").unwrap();
+    let err = sysfs.pci_device(addr("0000:3b:01.1")).unwrap_err();
     assert!(err.to_string().contains("0000:3b:01.1/vendor"), "{err}");
 
     let err = sysfs.pci_device(addr("0000:3b:07.0")).unwrap_err();

@@ -1,19 +1,28 @@
 //! sysfs → `DeviceFacts`: everything the selectors look at, per PCI
 //! function, plus the facts pools carry for the kubelet server.
 
-use crate::config::DeviceFacts;
+use crate::config::{Config, DeviceFacts, VdpaType};
 use crate::pci::PciAddress;
-use crate::sysfs::{PciDevice, SysfsError, SysfsRoot};
+use crate::sysfs::{
+    AuxDevice, NodeScan, PciDevice, ScanOptions, SysfsError, SysfsRoot, VdpaDevice,
+};
+use crate::sysfs::{VHOST_VDPA_DRIVER, VIRTIO_VDPA_DRIVER};
 use std::collections::HashMap;
 
-/// One PCI function as discovery saw it.
+/// One PCI function, or one aux device (SF) on a PCI function, as
+/// discovery saw it.
 #[derive(Debug, Clone)]
 pub struct Discovered {
     pub facts: DeviceFacts,
+    /// The PCI function; for an aux device, the function it sits on.
     pub device: PciDevice,
     pub pf_address: Option<PciAddress>,
-    /// The function's first netdev, if it has one.
+    /// The device's first netdev, if it has one.
     pub netdev: Option<String>,
+    /// For an aux device: the aux device itself.
+    pub aux: Option<AuxDevice>,
+    /// The function's first vDPA device (by name), if it has one.
+    pub vdpa: Option<VdpaDevice>,
 }
 
 /// Why a device is kept out of every netDevice pool, as upstream does it.
@@ -38,6 +47,9 @@ impl Discovered {
     /// The netDevice exclusion that applies, given the netdevs that carry
     /// an IPv4 default route.
     pub fn exclusion(&self, default_route_netdevs: &[String]) -> Option<Exclusion> {
+        if self.aux.is_some() {
+            return None; // upstream's aux provider excludes nothing
+        }
         if let Some(sriov) = self.device.sriov {
             if sriov.num_vfs > 0 {
                 return Some(Exclusion::PfWithVfs {
@@ -53,55 +65,86 @@ impl Discovered {
                 netdev: netdev.clone(),
             })
     }
+
+    /// The RDMA devices that go with this device (an aux device's own).
+    pub fn rdma_devices(&self) -> &[String] {
+        match &self.aux {
+            Some(aux) => &aux.rdma_devices,
+            None => &self.device.rdma_devices,
+        }
+    }
 }
 
 fn parse_hex_u16(hex: &str) -> u16 {
     u16::from_str_radix(hex, 16).unwrap_or_default()
 }
 
-/// Read every PCI function under the root. Devices whose attributes cannot
-/// be read are skipped with a warning naming the path, not fatal: one odd
-/// device must not take the whole node's pools down.
+/// What a config's selectors need read beyond what every pool needs.
+pub fn scan_options(config: &Config) -> ScanOptions {
+    let selectors = || config.resources.iter().flat_map(|r| &r.selectors);
+    let pkeys = selectors().any(|s| !s.pkeys.is_empty());
+    ScanOptions {
+        acpi_index: selectors().any(|s| !s.acpi_indexes.is_empty()),
+        pkeys,
+        // P_Keys are only looked at on infiniband links
+        link_types: pkeys || selectors().any(|s| !s.link_types.is_empty()),
+        iommu_groups: false,
+        max_threads: 0,
+    }
+}
+
+/// Read every PCI function and aux device under the root, with every fact
+/// any selector can look at.
 pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
-    let mut found = Vec::new();
-    let mut devices = Vec::new();
-    for address in sysfs.pci_addresses()? {
-        match sysfs.pci_device(address) {
-            Ok(device) => devices.push(device),
-            Err(error) => {
-                tracing::warn!(%address, %error, "skipping a PCI device that cannot be read")
-            }
-        }
+    discover_with(sysfs, &ScanOptions::ALL)
+}
+
+/// Like [`discover`], skipping the facts no selector of `config` looks at:
+/// the pools come out the same, and what pools carry for Allocate is all
+/// there, but `link_type` is only filled when a selector needs it and IOMMU
+/// groups only for userspace drivers. This is what the daemon should call.
+pub fn discover_for(sysfs: &SysfsRoot, config: &Config) -> Result<Vec<Discovered>, SysfsError> {
+    discover_with(sysfs, &scan_options(config))
+}
+
+/// Devices whose attributes cannot be read are skipped with a warning
+/// naming the path, not fatal: one odd device must not take the whole
+/// node's pools down.
+pub fn discover_with(
+    sysfs: &SysfsRoot,
+    options: &ScanOptions,
+) -> Result<Vec<Discovered>, SysfsError> {
+    let scan = sysfs.scan(options)?;
+    for (address, error) in &scan.unreadable {
+        tracing::warn!(%address, %error, "skipping a PCI device that cannot be read");
     }
     let by_address: HashMap<PciAddress, &PciDevice> =
-        devices.iter().map(|d| (d.address, d)).collect();
-    // Each PF's virtfnN links, read once: looking them up per VF would read
-    // every link of the PF for every VF (quadratic in VFs per PF).
-    let mut vf_indexes: HashMap<PciAddress, u32> = HashMap::new();
-    for pf in devices
-        .iter()
-        .filter(|d| d.sriov.is_some_and(|s| s.num_vfs > 0))
-    {
-        for (index, vf) in sysfs.virtfns(pf.address)? {
-            vf_indexes.insert(vf, index);
-        }
+        scan.functions.iter().map(|d| (d.address, d)).collect();
+    let mut vdpa_by_parent: HashMap<PciAddress, &VdpaDevice> = HashMap::new();
+    for vdpa in &scan.vdpa_devices {
+        // upstream takes the first vDPA device of a function
+        vdpa_by_parent.entry(vdpa.parent).or_insert(vdpa);
     }
-    for device in &devices {
+    let link_type = |netdev: Option<&String>| {
+        netdev
+            .and_then(|n| scan.link_types.get(n))
+            .map(|t| (*t).to_owned())
+    };
+    // PF name as upstream: the switchdev uplink representor when the PF
+    // has one, else its first netdev.
+    let pf_name = |pf: &PciDevice| {
+        scan.uplinks
+            .get(&pf.address)
+            .or(pf.netdevs.first())
+            .cloned()
+    };
+
+    let mut found = Vec::with_capacity(scan.functions.len() + scan.aux_devices.len());
+    for device in &scan.functions {
         let pf = device
             .physfn
             .and_then(|address| by_address.get(&address).copied());
         let netdev = device.netdevs.first().cloned();
-        let link_type = match &netdev {
-            Some(name) => sysfs.netdev_link_type(device.address, name)?,
-            // no netdev (vfio-pci): the PF's link type, as upstream
-            None => match pf.and_then(|pf| pf.netdevs.first().map(|n| (pf.address, n))) {
-                Some((pf_address, name)) => sysfs.netdev_link_type(pf_address, name)?,
-                None => None,
-            },
-        };
-        let vf_index = device
-            .physfn
-            .and_then(|_| vf_indexes.get(&device.address).copied());
         let mut facts = DeviceFacts::pci(
             &device.address.to_string(),
             parse_hex_u16(&device.vendor),
@@ -110,17 +153,97 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
         );
         facts.driver = device.driver.clone();
         facts.acpi_index = device.acpi_index.as_deref().and_then(|a| a.parse().ok());
-        facts.pf_name = pf.and_then(|pf| pf.netdevs.first().cloned());
+        facts.pf_name = pf.and_then(pf_name);
         facts.pf_pci_address = device.physfn.map(|a| a.to_string());
-        facts.vf_index = vf_index;
-        facts.link_type = link_type.map(str::to_owned);
+        facts.vf_index = device
+            .physfn
+            .and_then(|_| scan.vf_indexes.get(&device.address).copied());
+        // no netdev (vfio-pci): the PF's link type, as upstream
+        facts.link_type = link_type(netdev.as_ref()).or_else(|| link_type(facts.pf_name.as_ref()));
+        if facts.link_type.as_deref() == Some("infiniband") {
+            facts.pkey = scan.pkeys.get(&device.address).copied();
+        }
         facts.is_rdma = !device.rdma_devices.is_empty();
+        let vdpa = vdpa_by_parent.get(&device.address).map(|v| (*v).clone());
+        facts.vdpa_type = vdpa.as_ref().and_then(vdpa_type);
         found.push(Discovered {
             facts,
             device: device.clone(),
             pf_address: device.physfn,
             netdev,
+            aux: None,
+            vdpa,
         });
     }
+    for aux in &scan.aux_devices {
+        match aux_device(aux, &by_address, &scan) {
+            Ok(device) => found.push(device),
+            Err(why) => {
+                tracing::debug!(device = %aux.name, parent = %aux.parent, "not an aux net device: {why}")
+            }
+        }
+    }
     Ok(found)
+}
+
+fn vdpa_type(vdpa: &VdpaDevice) -> Option<VdpaType> {
+    match vdpa.driver.as_deref() {
+        Some(VHOST_VDPA_DRIVER) => Some(VdpaType::Vhost),
+        Some(VIRTIO_VDPA_DRIVER) => Some(VdpaType::Virtio),
+        _ => None,
+    }
+}
+
+/// An aux device as upstream's auxNetDevice provider sees it: only on a
+/// function that has netdevs, only with an SF number (its index for
+/// `#` ranges), only when the parent has a switchdev uplink (its PF name);
+/// vendor, device, class, driver and NUMA node are the parent's.
+fn aux_device(
+    aux: &AuxDevice,
+    functions: &HashMap<PciAddress, &PciDevice>,
+    scan: &NodeScan,
+) -> Result<Discovered, &'static str> {
+    let parent = functions
+        .get(&aux.parent)
+        .copied()
+        .ok_or("its PCI function could not be read")?;
+    if parent.netdevs.is_empty() {
+        return Err("its PCI function has no netdev");
+    }
+    let aux_type = aux
+        .aux_type()
+        .ok_or("the name is not <driver>.<type>.<id>")?;
+    let sfnum = aux.sfnum.ok_or("no sfnum: not a scalable function")?;
+    let uplink = scan
+        .uplinks
+        .get(&parent.address)
+        .ok_or("its PCI function has no switchdev uplink representor")?;
+    let netdev = aux.netdevs.first().cloned();
+    let link_type = netdev
+        .as_ref()
+        .or(Some(uplink))
+        .and_then(|n| scan.link_types.get(n))
+        .map(|t| (*t).to_owned());
+    let mut facts = DeviceFacts::pci(
+        &parent.address.to_string(),
+        parse_hex_u16(&parent.vendor),
+        parse_hex_u16(&parent.device),
+        parent.class,
+    );
+    facts.id = aux.name.clone();
+    facts.driver = parent.driver.clone();
+    facts.pf_name = Some(uplink.clone());
+    facts.pf_pci_address = Some(parent.address.to_string());
+    facts.vf_index = Some(sfnum);
+    facts.link_type = link_type;
+    facts.is_rdma = !aux.rdma_devices.is_empty();
+    facts.aux_type = Some(aux_type.to_owned());
+    Ok(Discovered {
+        facts,
+        device: parent.clone(),
+        pf_address: Some(parent.address),
+        netdev,
+        aux: Some(aux.clone()),
+        vdpa: None,
+    })
 }

@@ -4,7 +4,7 @@
 
 pub mod discovery;
 
-pub use discovery::{discover, Discovered, Exclusion};
+pub use discovery::{discover, discover_for, discover_with, scan_options, Discovered, Exclusion};
 
 use crate::config::{assign_pools, AllocationPolicy, Config, DeviceType};
 use crate::pci::PciAddress;
@@ -30,6 +30,33 @@ pub struct PoolDevice {
     /// Which selector object of the resource took the device.
     #[serde(skip)]
     pub selector: usize,
+    /// The PCI function the device is, or, for an aux device (whose `id`
+    /// is its aux name), the function it sits on.
+    pub pci_address: String,
+    /// `sf` for an aux device; None for a PCI function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux_type: Option<String>,
+    /// The function's vDPA device, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vdpa: Option<PoolVdpa>,
+    /// InfiniBand P_Key at index 0 (`0x7fff`), when read (infiniband links
+    /// and a config with `pKeys`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkey: Option<String>,
+}
+
+/// A vDPA device as Allocate and the device-info file need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolVdpa {
+    /// `vdpa0`
+    pub name: String,
+    /// `vhost_vdpa` or `virtio_vdpa`; None when unbound.
+    pub driver: Option<String>,
+    /// `vhost` or `virtio`, as `vdpaType` spells them.
+    pub vdpa_type: Option<&'static str>,
+    /// `/dev/vhost-vdpa-N` for a vhost-vdpa device.
+    pub device_node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,6 +90,9 @@ pub struct Pools {
 
 /// Host device nodes for a function bound to a userspace driver.
 fn device_nodes(device: &Discovered) -> Vec<String> {
+    if device.aux.is_some() {
+        return Vec::new(); // the parent's driver does not make the SF a vfio device
+    }
     match (device.device.driver.as_deref(), device.device.iommu_group) {
         (Some("vfio-pci"), Some(group)) => {
             vec!["/dev/vfio/vfio".into(), format!("/dev/vfio/{group}")]
@@ -131,9 +161,18 @@ pub fn build(config: &Config, devices: &[Discovered], default_route_netdevs: &[S
                     iommu_group: found.device.iommu_group,
                     netdev: found.netdev.clone(),
                     link_type: found.facts.link_type.clone(),
-                    rdma_devices: found.device.rdma_devices.clone(),
+                    rdma_devices: found.rdma_devices().to_vec(),
                     device_nodes: device_nodes(found),
                     selector,
+                    pci_address: found.facts.pci_address.clone(),
+                    aux_type: found.facts.aux_type.clone(),
+                    vdpa: found.vdpa.as_ref().map(|v| PoolVdpa {
+                        name: v.name.clone(),
+                        driver: v.driver.clone(),
+                        vdpa_type: found.facts.vdpa_type.map(|t| t.as_str()),
+                        device_node: v.vhost_device.as_ref().map(|n| format!("/dev/{n}")),
+                    }),
+                    pkey: found.facts.pkey.map(|k| format!("{k:#06x}")),
                 }
             })
             .collect();

@@ -4,10 +4,16 @@
 //! not SR-IOV capable, no netdev) read as `None`/empty; any other failure is
 //! an error naming the path.
 
+use super::attr::{io_error, link_basename, read_number, resolve_link, Attrs, DirHandle};
+use super::identity::read_identity;
 use super::{SysfsError, SysfsRoot};
 use crate::pci::PciAddress;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+// The lead's chardev reader (and older callers) take these from here.
+#[allow(unused_imports)] // read_optional: for chardev.rs, which reads through this module
+pub(crate) use super::attr::{list_dir, read_optional};
 
 /// The SR-IOV capability of a PF, from its `sriov_*` files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -52,104 +58,62 @@ impl PciDevice {
     }
 }
 
-fn io_error(path: &Path, source: io::Error) -> SysfsError {
-    SysfsError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Read a whole attribute, trimmed; None if it does not exist.
-pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, SysfsError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text.trim().to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(path, e)),
-    }
-}
-
-fn read_required(path: &Path) -> Result<String, SysfsError> {
-    read_optional(path)?.ok_or_else(|| io_error(path, io::ErrorKind::NotFound.into()))
-}
-
-/// `0x8086` → `8086`
-fn read_hex_id(path: &Path) -> Result<String, SysfsError> {
-    let text = read_required(path)?;
-    let hex = text.strip_prefix("0x").unwrap_or(&text).to_lowercase();
-    if hex.len() != 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(SysfsError::Parse {
-            path: path.to_owned(),
-            content: text,
-            expected: "a 16-bit hex id such as 0x8086",
-        });
-    }
-    Ok(hex)
-}
-
-fn read_number<T: std::str::FromStr>(
-    path: &Path,
-    expected: &'static str,
-) -> Result<Option<T>, SysfsError> {
-    match read_optional(path)? {
-        None => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(|_| SysfsError::Parse {
-            path: path.to_owned(),
-            content: text,
-            expected,
-        }),
-    }
-}
-
-/// The last component of a symlink's target (`driver` → `iavf`); None if absent.
-pub(crate) fn link_basename(path: &Path) -> Result<Option<String>, SysfsError> {
-    match std::fs::read_link(path) {
-        Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(path, e)),
-    }
-}
-
-/// The basename of `dir/name`'s link target, parsed (`physfn` → PCI address,
-/// `iommu_group` → number); None when the entry is absent.
-fn parse_link<T: std::str::FromStr>(
-    dir: &Path,
-    present: bool,
-    name: &str,
-    expected: &'static str,
-) -> Result<Option<T>, SysfsError> {
-    if !present {
-        return Ok(None);
-    }
-    let path = dir.join(name);
-    match link_basename(&path)? {
-        Some(target) => target.parse().map(Some).map_err(|_| SysfsError::Parse {
-            path,
-            content: target,
-            expected,
-        }),
-        None => Ok(None),
-    }
-}
-
-/// Entry names of a directory, sorted; empty if it does not exist.
-pub(crate) fn list_dir(path: &Path) -> Result<Vec<String>, SysfsError> {
-    let entries = match std::fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(path, e)),
+/// Facts from a function's own directory, given the names one listing of
+/// it found; absent optional entries cost no lookup. Netdevs and RDMA
+/// devices are left for the caller, which finds them either under the
+/// directory or, for a whole node, from `class/*` at once.
+pub(crate) fn read_function(
+    dir: &Attrs,
+    address: PciAddress,
+    entries: &HashSet<String>,
+) -> Result<PciDevice, SysfsError> {
+    let has = |name: &str| entries.contains(name);
+    let identity = read_identity(dir)?;
+    let numa_node: Option<i64> = dir.read_number("numa_node", "a NUMA node number or -1")?;
+    let physfn = if has("physfn") {
+        dir.parse_link("physfn", "a link to the PF's PCI address")?
+    } else {
+        None
     };
-    let mut names = Vec::new();
-    for entry in entries {
-        names.push(
-            entry
-                .map_err(|e| io_error(path, e))?
-                .file_name()
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
-    names.sort();
-    Ok(names)
+    let sriov = if has("sriov_totalvfs") {
+        match dir.read_number::<u32>("sriov_totalvfs", "a VF count")? {
+            Some(total_vfs) => Some(SriovCapability {
+                total_vfs,
+                num_vfs: dir.read_number("sriov_numvfs", "a VF count")?.unwrap_or(0),
+            }),
+            None => None,
+        }
+    } else {
+        None
+    };
+    Ok(PciDevice {
+        address,
+        vendor: identity.vendor,
+        device: identity.device,
+        subsystem_vendor: identity.subsystem_vendor,
+        subsystem_device: identity.subsystem_device,
+        class: identity.class,
+        driver: if has("driver") {
+            dir.link_basename("driver")?
+        } else {
+            None
+        },
+        numa_node: numa_node.and_then(|n| u32::try_from(n).ok()),
+        iommu_group: if has("iommu_group") {
+            dir.parse_link("iommu_group", "a link to kernel/iommu_groups/<number>")?
+        } else {
+            None
+        },
+        acpi_index: if has("acpi_index") {
+            dir.read_optional("acpi_index")?
+        } else {
+            None
+        },
+        physfn,
+        sriov,
+        netdevs: Vec::new(),
+        rdma_devices: Vec::new(),
+    })
 }
 
 /// iproute2's names for the ARPHRD types we meet (`net/<if>/type`), which
@@ -184,84 +148,35 @@ impl SysfsRoot {
         self.pci_devices().join(address.to_string())
     }
 
+    /// Every fact of one function, from one listing of its directory (the
+    /// CNI plugin asks this for the VF it moves; discovery uses [`SysfsRoot::scan`]).
     pub fn pci_device(&self, address: PciAddress) -> Result<PciDevice, SysfsError> {
-        // Resolve bus/pci/devices/<BDF> once: every read below then skips the
-        // symlink walk. One directory listing tells which optional entries
-        // exist, so absent ones cost no failed lookup (discovery of thousands
-        // of VFs is syscall-bound).
+        let dir = self.real_device_dir(address)?;
+        let entries: HashSet<String> = list_dir(&dir)?.into_iter().collect();
+        let mut device = read_function(&DirHandle::open(&dir)?.attrs(), address, &entries)?;
+        if entries.contains("net") {
+            device.netdevs = list_dir(&dir.join("net"))?;
+        }
+        if entries.contains("infiniband") {
+            device.rdma_devices = list_dir(&dir.join("infiniband"))?;
+        }
+        Ok(device)
+    }
+
+    /// The directory `bus/pci/devices/<BDF>` links to, found with one
+    /// readlink (not canonicalize, which would readlink every component), so
+    /// reads below it skip the symlink walk.
+    pub(crate) fn real_device_dir(&self, address: PciAddress) -> Result<PathBuf, SysfsError> {
         let link = self.device_dir(address);
-        // one readlink, not canonicalize: realpath would readlink every component
-        let target = std::fs::read_link(&link).map_err(|e| io_error(&link, e))?;
-        let dir = link.parent().map(|bus| bus.join(&target)).unwrap_or(target);
-        let entries: std::collections::HashSet<String> = list_dir(&dir)?.into_iter().collect();
-        let has = |name: &str| entries.contains(name);
-        let class_path = dir.join("class");
-        let class_text = read_required(&class_path)?;
-        let class = u32::from_str_radix(class_text.trim_start_matches("0x"), 16).map_err(|_| {
-            SysfsError::Parse {
-                path: class_path.clone(),
-                content: class_text.clone(),
-                expected: "a hex class code such as 0x020000",
-            }
-        })?;
-        let numa_node: Option<i64> =
-            read_number(&dir.join("numa_node"), "a NUMA node number or -1")?;
-        let physfn = parse_link(
-            &dir,
-            has("physfn"),
-            "physfn",
-            "a link to the PF's PCI address",
-        )?;
-        let total_vfs = if has("sriov_totalvfs") {
-            read_number::<u32>(&dir.join("sriov_totalvfs"), "a VF count")?
-        } else {
-            None
-        };
-        let sriov = match total_vfs {
-            Some(total_vfs) => Some(SriovCapability {
-                total_vfs,
-                num_vfs: read_number(&dir.join("sriov_numvfs"), "a VF count")?.unwrap_or(0),
+        match std::fs::read_link(&link) {
+            Ok(target) => Ok(match link.parent() {
+                Some(bus) => resolve_link(bus, &target),
+                None => target,
             }),
-            None => None,
-        };
-        let iommu_group = parse_link(
-            &dir,
-            has("iommu_group"),
-            "iommu_group",
-            "a link to kernel/iommu_groups/<number>",
-        )?;
-        Ok(PciDevice {
-            address,
-            vendor: read_hex_id(&dir.join("vendor"))?,
-            device: read_hex_id(&dir.join("device"))?,
-            subsystem_vendor: read_hex_id(&dir.join("subsystem_vendor"))?,
-            subsystem_device: read_hex_id(&dir.join("subsystem_device"))?,
-            class,
-            driver: if has("driver") {
-                link_basename(&dir.join("driver"))?
-            } else {
-                None
-            },
-            numa_node: numa_node.and_then(|n| u32::try_from(n).ok()),
-            iommu_group,
-            acpi_index: if has("acpi_index") {
-                read_optional(&dir.join("acpi_index"))?
-            } else {
-                None
-            },
-            physfn,
-            sriov,
-            netdevs: if has("net") {
-                list_dir(&dir.join("net"))?
-            } else {
-                Vec::new()
-            },
-            rdma_devices: if has("infiniband") {
-                list_dir(&dir.join("infiniband"))?
-            } else {
-                Vec::new()
-            },
-        })
+            // a hand-built tree may hold the directory itself
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(link),
+            Err(e) => Err(io_error(&link, e)),
+        }
     }
 
     /// Walk a PF's `virtfnN` links as (N, target basename) until `visit`

@@ -12,6 +12,17 @@ pub use device::{link_type_name, PciDevice, SriovCapability};
 use std::io;
 use std::path::{Path, PathBuf};
 
+// Discovery's whole-node reader and the devices it finds beside PCI functions.
+mod attr;
+mod auxiliary;
+mod children;
+mod identity;
+mod scan;
+mod vdpa;
+pub use auxiliary::{aux_type_of, AuxDevice};
+pub use scan::{NodeScan, ScanOptions};
+pub use vdpa::{VdpaDevice, VHOST_VDPA_DRIVER, VIRTIO_VDPA_DRIVER};
+
 /// A sysfs read that failed; always names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum SysfsError {
