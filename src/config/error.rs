@@ -97,6 +97,15 @@ pub enum ConfigError {
 
     #[error("{at}: `{key}`: isRdma and vdpaType cannot be used together")]
     RdmaWithVdpa { at: ResourceRef, key: String },
+
+    /// A selector sriov-rs cannot evaluate; refused rather than let the pool
+    /// silently differ from upstream's.
+    #[error("{at}: `{key}` is not supported: {reason}")]
+    Unsupported {
+        at: ResourceRef,
+        key: String,
+        reason: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -110,7 +119,8 @@ impl ConfigError {
             | ConfigError::UnknownDeviceType { at, .. }
             | ConfigError::EmptySelectorList { at }
             | ConfigError::InvalidValue { at, .. }
-            | ConfigError::RdmaWithVdpa { at, .. } => Some(at),
+            | ConfigError::RdmaWithVdpa { at, .. }
+            | ConfigError::Unsupported { at, .. } => Some(at),
             ConfigError::Read { .. }
             | ConfigError::Syntax { .. }
             | ConfigError::TopLevel { .. }

@@ -9,6 +9,12 @@ use super::read::{boolean, list, note_repeats, string, unknown_key_warning};
 use super::values;
 use super::vf_range::{fold_eq, PfEntry};
 
+/// Why `ddpProfiles` is refused (docs/config-compat.md, "DDP profiles").
+const DDP_UNSUPPORTED: &str = "sriov-rs cannot read the DDP profile loaded on an Intel NIC \
+(upstream asks devlink for `fw.app.name` or runs ddptool; the kernel shows it nowhere in sysfs), \
+so this pool would differ from upstream's; select the devices with `devices`, `pfNames` or \
+`rootDevices` instead";
+
 /// Read one selector object found at `path` (`selectors` or `selectors[i]`).
 pub(crate) fn parse_selector(
     at: &ResourceRef,
@@ -59,7 +65,17 @@ pub(crate) fn parse_selector(
                     ));
                 }
             }
-            "ddpProfiles" => set.ddp_profiles = list(at, &key_path, value, values::non_empty)?,
+            "ddpProfiles" => {
+                set.ddp_profiles = list(at, &key_path, value, values::non_empty)?;
+                // An empty list is no filter, upstream and here alike.
+                if !set.ddp_profiles.is_empty() {
+                    return Err(ConfigError::Unsupported {
+                        at: at.clone(),
+                        key: key_path,
+                        reason: DDP_UNSUPPORTED,
+                    });
+                }
+            }
             "pKeys" => set.pkeys = list(at, &key_path, value, values::pkey)?,
             "isRdma" => set.is_rdma = boolean(at, &key_path, value)?,
             "needVhostNet" => set.need_vhost_net = boolean(at, &key_path, value)?,

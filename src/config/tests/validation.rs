@@ -304,6 +304,28 @@ fn additional_info_keys_must_be_star_or_a_pci_address() {
 }
 
 #[test]
+fn ddp_profiles_are_refused_because_they_cannot_be_read() {
+    let err = load_err(
+        r#"{"resourceList": [
+            {"resourceName": "ok", "selectors": {"ddpProfiles": []}},
+            {"resourceName": "gtp", "selectors": [{"vendors": ["8086"]}, {"ddpProfiles": ["GTPv1-C/U IPv4/IPv6 payload"]}]}
+        ]}"#,
+    );
+    assert!(matches!(err, ConfigError::Unsupported { .. }), "{err}");
+    assert_eq!(resource_of(&err), (1, Some("gtp".into())));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("resource 1 (\"gtp\"): `selectors[1].ddpProfiles` is not supported"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("DDP profile") && msg.contains("instead"),
+        "{msg}"
+    );
+    // an empty list is no filter, as upstream: the first resource loaded
+}
+
+#[test]
 fn aux_net_device_needs_aux_types_as_upstream() {
     let text = r#"{"resourceList": [{"resourceName": "sf", "deviceType": "auxNetDevice",
       "selectors": [{"auxTypes": ["sf"]}, {"pfNames": ["p0"]}]}]}"#;
