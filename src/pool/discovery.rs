@@ -88,7 +88,6 @@ pub fn scan_options(config: &Config) -> ScanOptions {
         pkeys,
         // P_Keys are only looked at on infiniband links
         link_types: pkeys || selectors().any(|s| !s.link_types.is_empty()),
-        iommu_groups: false,
         max_threads: 0,
     }
 }
@@ -100,9 +99,9 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
 }
 
 /// Like [`discover`], skipping the facts no selector of `config` looks at:
-/// the pools come out the same, and what pools carry for Allocate is all
-/// there, but `link_type` is only filled when a selector needs it and IOMMU
-/// groups only for userspace drivers. This is what the daemon should call.
+/// the pools come out the same, and everything Allocate needs is there, but
+/// `link_type` is only filled when a `linkTypes` or `pKeys` selector needs
+/// it. This is what the daemon should call.
 pub fn discover_for(sysfs: &SysfsRoot, config: &Config) -> Result<Vec<Discovered>, SysfsError> {
     discover_with(sysfs, &scan_options(config))
 }

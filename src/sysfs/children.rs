@@ -11,6 +11,7 @@
 //! device it links to.
 
 use super::attr::{list_dir, resolve_link, DirHandle};
+use super::runs::{in_runs, threads_for};
 use super::SysfsError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,15 +36,27 @@ impl ChildMap {
     /// `infiniband`), or None when they sit directly under it (aux and vDPA
     /// devices). Links that point elsewhere (virtual netdevs) are skipped;
     /// a missing listing is an empty map.
-    pub fn read(listing: &Path, group: Option<&str>) -> Result<ChildMap, SysfsError> {
-        let mut map: HashMap<String, Vec<Child>> = HashMap::new();
+    /// (a link per device: with many, the links are read in runs side by
+    /// side, `max_threads` as in [`super::ScanOptions`]).
+    pub fn read(
+        listing: &Path,
+        group: Option<&str>,
+        max_threads: usize,
+    ) -> Result<ChildMap, SysfsError> {
         let names = list_dir(listing)?;
         if names.is_empty() {
-            return Ok(ChildMap(map));
+            return Ok(ChildMap::default());
         }
         let dir = DirHandle::open(listing)?;
-        for name in names {
-            let Some(target) = dir.attrs().read_link(&name)? else {
+        let threads = threads_for(names.len(), max_threads);
+        let targets = in_runs(&names, threads, |run| {
+            run.iter()
+                .map(|name| dir.attrs().read_link(name))
+                .collect::<Vec<_>>()
+        });
+        let mut map: HashMap<String, Vec<Child>> = HashMap::new();
+        for (name, target) in names.into_iter().zip(targets) {
+            let Some(target) = target? else {
                 continue; // gone since the listing
             };
             let dir = resolve_link(listing, &target);
@@ -111,7 +124,7 @@ mod tests {
         ] {
             std::os::unix::fs::symlink(target, class.join(name)).unwrap();
         }
-        let map = ChildMap::read(&class, Some("net")).unwrap();
+        let map = ChildMap::read(&class, Some("net"), 1).unwrap();
         assert_eq!(map.names_of("0000:3b:01.0"), ["ens1f0v0"]);
         assert_eq!(
             map.of("0000:3b:01.1")[0].dir,
@@ -121,7 +134,7 @@ mod tests {
         assert_eq!(map.names_of("mlx5_core.sf.2"), ["en3f0pf0sf2"]);
         assert_eq!(map.names_of("virtual"), ["lo"]);
         assert!(map.names_of("0000:03:00.0").is_empty(), "not under net/");
-        let none = ChildMap::read(&root.path().join("class/absent"), None).unwrap();
+        let none = ChildMap::read(&root.path().join("class/absent"), None, 0).unwrap();
         assert!(none.of("0000:3b:01.0").is_empty());
     }
 }

@@ -17,6 +17,7 @@ mod attr;
 mod auxiliary;
 mod children;
 mod identity;
+mod runs;
 mod scan;
 mod vdpa;
 pub use auxiliary::{aux_type_of, AuxDevice};

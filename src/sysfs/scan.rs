@@ -27,8 +27,9 @@ use super::auxiliary::{read_aux_devices, AuxDevice};
 use super::children::{Child, ChildMap};
 use super::device::{link_type_name, read_function, PciDevice};
 use super::identity::{read_identity, Identity};
+use super::runs::{in_runs, threads_for};
 use super::vdpa::{read_vdpa_devices, VdpaDevice};
-use super::{SysfsError, SysfsRoot, USERSPACE_DRIVERS};
+use super::{SysfsError, SysfsRoot};
 use crate::pci::PciAddress;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,10 +44,6 @@ pub struct ScanOptions {
     pub pkeys: bool,
     /// Every netdev's link type (`linkTypes`, `pKeys`, display).
     pub link_types: bool,
-    /// The IOMMU group of every VF. Off, only VFs bound to a userspace
-    /// driver have theirs read: that is where Allocate needs it
-    /// (`/dev/vfio/<group>`).
-    pub iommu_groups: bool,
     /// Threads that read VFs side by side: 0 for as many as the machine
     /// has cores (at most 4), 1 to read everything on the calling thread.
     pub max_threads: usize,
@@ -58,7 +55,6 @@ impl ScanOptions {
         acpi_index: true,
         pkeys: true,
         link_types: true,
-        iommu_groups: true,
         max_threads: 0,
     };
     /// What every pool needs and nothing more.
@@ -66,7 +62,6 @@ impl ScanOptions {
         acpi_index: false,
         pkeys: false,
         link_types: false,
-        iommu_groups: false,
         max_threads: 0,
     };
 }
@@ -98,10 +93,15 @@ pub struct NodeScan {
 
 impl SysfsRoot {
     pub fn scan(&self, options: &ScanOptions) -> Result<NodeScan, SysfsError> {
-        let netdevs = ChildMap::read(&self.class_net(), Some("net"))?;
-        let rdma = ChildMap::read(&self.path().join("class/infiniband"), Some("infiniband"))?;
-        let aux = ChildMap::read(&self.path().join("bus/auxiliary/devices"), None)?;
-        let vdpa = ChildMap::read(&self.path().join("bus/vdpa/devices"), None)?;
+        let threads = options.max_threads;
+        let netdevs = ChildMap::read(&self.class_net(), Some("net"), threads)?;
+        let rdma = ChildMap::read(
+            &self.path().join("class/infiniband"),
+            Some("infiniband"),
+            threads,
+        )?;
+        let aux = ChildMap::read(&self.path().join("bus/auxiliary/devices"), None, threads)?;
+        let vdpa = ChildMap::read(&self.path().join("bus/vdpa/devices"), None, threads)?;
 
         let mut scan = NodeScan::default();
         // First every function no PF has announced as its VF, in address
@@ -234,43 +234,14 @@ struct KnownVf {
     pf: PciAddress,
 }
 
-/// Below this many VFs per thread, a thread costs more than it saves.
-const VFS_PER_THREAD: usize = 256;
-const MAX_THREADS: usize = 4;
-
-/// Read the announced VFs, in contiguous runs on up to
-/// `min(cores, MAX_THREADS)` threads (each VF is a handful of independent
-/// syscalls; path lookups in the kernel run side by side), or all on this
-/// thread when [`ScanOptions::max_threads`] is 1 or there are few.
+/// Read the announced VFs, in contiguous runs side by side (see `runs`).
 fn read_vfs(
     vfs: &[(PciAddress, KnownVf)],
     netdevs: &ChildMap,
     options: &ScanOptions,
 ) -> Vec<(PciAddress, FunctionRead)> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let limit = match options.max_threads {
-        0 => cores.min(MAX_THREADS),
-        n => n,
-    };
-    let threads = limit.min(vfs.len() / VFS_PER_THREAD).max(1);
-    if threads == 1 {
-        return read_vf_run(vfs, netdevs, options);
-    }
-    let run = vfs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = vfs
-            .chunks(run)
-            .map(|chunk| scope.spawn(move || read_vf_run(chunk, netdevs, options)))
-            .collect();
-        let mut read = Vec::with_capacity(vfs.len());
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => read.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        read
-    })
+    let threads = threads_for(vfs.len(), options.max_threads);
+    in_runs(vfs, threads, |run| read_vf_run(run, netdevs, options))
 }
 
 /// A run of VFs, each read relative to its parent directory (opened once
@@ -317,8 +288,8 @@ fn open_parent<'p>(
         .ok_or_else(|| io_error(path, std::io::ErrorKind::NotFound.into()))
 }
 
-/// NUMA node, driver, IOMMU group (see [`ScanOptions::iommu_groups`]): no
-/// listing, and the identity its PF's VFs share (see the module comment).
+/// NUMA node, driver, IOMMU group: no listing, and the identity its PF's
+/// VFs share (see the module comment).
 fn read_vf(
     dir: &Attrs,
     address: PciAddress,
@@ -328,9 +299,6 @@ fn read_vf(
 ) -> Result<PciDevice, SysfsError> {
     let numa_node: Option<i64> = dir.read_number("numa_node", "a NUMA node number or -1")?;
     let driver = dir.link_basename("driver")?;
-    let on_userspace_driver = driver
-        .as_deref()
-        .is_some_and(|d| USERSPACE_DRIVERS.contains(&d));
     Ok(PciDevice {
         address,
         vendor: identity.vendor,
@@ -340,11 +308,7 @@ fn read_vf(
         class: identity.class,
         driver,
         numa_node: numa_node.and_then(|n| u32::try_from(n).ok()),
-        iommu_group: if options.iommu_groups || on_userspace_driver {
-            dir.parse_link("iommu_group", "a link to kernel/iommu_groups/<number>")?
-        } else {
-            None
-        },
+        iommu_group: dir.parse_link("iommu_group", "a link to kernel/iommu_groups/<number>")?,
         acpi_index: if options.acpi_index {
             dir.read_optional("acpi_index")?
         } else {
