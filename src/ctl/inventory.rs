@@ -64,6 +64,7 @@ fn model_name(vendor: &str, device: &str) -> String {
 
 pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlError> {
     let sysfs = SysfsRoot::resolve(sysfs_root);
+    // every fact, not only what the config's selectors need: this is for a person
     let devices = pool::discover(&sysfs).map_err(|e| CtlError::Usage(e.to_string()))?;
     let pools = match &args.config_file {
         Some(path) => {
@@ -97,17 +98,29 @@ pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
         })
         .collect();
     let pool_of = |id: &str| pool_by_device.get(id).copied();
+    let on_pf = |pf: &Discovered, device: &Discovered| device.pf_address == Some(pf.device.address);
     let pfs: Vec<Value> = devices
         .iter()
-        .filter(|d| d.device.sriov.is_some())
+        .filter(|d| d.aux.is_none() && d.device.sriov.is_some())
         .map(|pf| {
             let vfs: Vec<Value> = devices
                 .iter()
-                .filter(|vf| vf.pf_address == Some(pf.device.address))
+                .filter(|vf| vf.aux.is_none() && on_pf(pf, vf))
                 .map(|vf| {
                     json!({
                         "vfIndex": vf.facts.vf_index, "pciAddress": vf.facts.id, "driver": vf.device.driver,
-                        "netdev": vf.netdev, "pool": pool_of(&vf.facts.id),
+                        "netdev": vf.netdev, "numaNode": vf.device.numa_node,
+                        "vdpa": vf.vdpa.as_ref().map(|v| &v.name), "pool": pool_of(&vf.facts.id),
+                    })
+                })
+                .collect();
+            let sfs: Vec<Value> = devices
+                .iter()
+                .filter(|sf| sf.aux.is_some() && on_pf(pf, sf))
+                .map(|sf| {
+                    json!({
+                        "sfNumber": sf.facts.vf_index, "id": sf.facts.id, "auxType": sf.facts.aux_type,
+                        "netdev": sf.netdev, "pool": pool_of(&sf.facts.id),
                     })
                 })
                 .collect();
@@ -116,7 +129,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
                 "name": pf.netdev, "pciAddress": pf.facts.id, "model": model_name(&pf.device.vendor, &pf.device.device),
                 "vendor": pf.device.vendor, "device": pf.device.device, "driver": pf.device.driver,
                 "numaNode": pf.device.numa_node, "numVfs": sriov.num_vfs, "totalVfs": sriov.total_vfs,
-                "vfsInPools": vfs.iter().filter(|v| !v["pool"].is_null()).count(), "vfs": vfs,
+                "vfsInPools": vfs.iter().filter(|v| !v["pool"].is_null()).count(), "vfs": vfs, "sfs": sfs,
             })
         })
         .collect();
@@ -137,27 +150,43 @@ fn print_table(devices: &[Discovered], pools: &Pools) {
     };
     for pf in json["pfs"].as_array().into_iter().flatten() {
         println!(
-            "PF {} {}  {}  NUMA {}  VFs in pools {}/{} (enabled {})",
+            "PF {} {}  {}  NUMA {}  VFs {}/{} enabled, {} in pools",
             text(&pf["name"]),
             text(&pf["pciAddress"]),
             text(&pf["model"]),
             text(&pf["numaNode"]),
-            text(&pf["vfsInPools"]),
-            text(&pf["totalVfs"]),
             text(&pf["numVfs"]),
+            text(&pf["totalVfs"]),
+            text(&pf["vfsInPools"]),
         );
-        println!(
-            "  {:<5} {:<14} {:<10} {:<12} POOL",
-            "VF", "PCI", "DRIVER", "NETDEV"
-        );
-        for vf in pf["vfs"].as_array().into_iter().flatten() {
+        let vfs = pf["vfs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if !vfs.is_empty() {
             println!(
-                "  {:<5} {:<14} {:<10} {:<12} {}",
+                "  {:<5} {:<14} {:<10} {:<14} POOL",
+                "VF", "PCI", "DRIVER", "NETDEV"
+            );
+        }
+        for vf in vfs {
+            println!(
+                "  {:<5} {:<14} {:<10} {:<14} {}",
                 text(&vf["vfIndex"]),
                 text(&vf["pciAddress"]),
                 text(&vf["driver"]),
                 text(&vf["netdev"]),
                 text(&vf["pool"])
+            );
+        }
+        let sfs = pf["sfs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if !sfs.is_empty() {
+            println!("  {:<5} {:<20} {:<14} POOL", "SF", "AUX DEVICE", "NETDEV");
+        }
+        for sf in sfs {
+            println!(
+                "  {:<5} {:<20} {:<14} {}",
+                text(&sf["sfNumber"]),
+                text(&sf["id"]),
+                text(&sf["netdev"]),
+                text(&sf["pool"])
             );
         }
     }
