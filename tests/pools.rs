@@ -746,3 +746,34 @@ fn shipped_config_on_the_simulated_node() {
     assert_eq!(ids(&pools, "intel.com/intel_sriov_dpdk"), ["0000:86:01.3"]);
     assert_eq!(pools.excluded.len(), 2);
 }
+
+#[test]
+fn root_devices_and_pf_names_with_ranges_on_a_built_tree() {
+    let mut e810 = base_pf("0000:3b:00.0", "ens1f0");
+    e810.num_vfs = 6;
+    let (pools, _node) = pools_for(
+        &Layout { pfs: vec![e810] },
+        r#"{"resourceList": [
+      {"resourceName": "by_address", "selectors": {"rootDevices": ["0000:3B:00.0#1,3"]}},
+      {"resourceName": "by_name", "selectors": {"pfNames": ["ENS1F0#0-1"]}},
+      {"resourceName": "listed", "selectors": [{"pfNames": ["ens1f0#4"]}, {"rootDevices": ["0000:3b:00.0#2-5"]}]}
+    ]}"#,
+    );
+    // rootDevices and pfNames compare ignoring case, as upstream
+    assert_eq!(
+        ids(&pools, "intel.com/by_address"),
+        ["0000:3b:01.1", "0000:3b:01.3"]
+    );
+    // VF 1 is already taken: first match wins
+    assert_eq!(ids(&pools, "intel.com/by_name"), ["0000:3b:01.0"]);
+    // selector by selector: VF 4 through the first, then 2 and 5 through the second
+    assert_eq!(
+        ids(&pools, "intel.com/listed"),
+        ["0000:3b:01.4", "0000:3b:01.2", "0000:3b:01.5"]
+    );
+    let listed = &pools.pools[2].devices;
+    assert_eq!(
+        listed.iter().map(|d| d.selector).collect::<Vec<_>>(),
+        [0, 1, 1]
+    );
+}
