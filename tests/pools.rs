@@ -12,7 +12,7 @@ use sriov_rs::config;
 use sriov_rs::pool::{self, Exclusion};
 use sriov_rs::sim::layout::{Layout, VfSpec};
 use sriov_rs::sim::{self, CreateOptions};
-use sriov_rs::sysfs::SysfsRoot;
+use sriov_rs::sysfs::{ScanOptions, SysfsRoot};
 use std::path::PathBuf;
 use sysfs_extras::Extras;
 
@@ -775,5 +775,45 @@ fn root_devices_and_pf_names_with_ranges_on_a_built_tree() {
     assert_eq!(
         listed.iter().map(|d| d.selector).collect::<Vec<_>>(),
         [0, 1, 1]
+    );
+}
+
+#[test]
+fn a_broken_aux_device_or_pkey_is_reported_and_discovery_goes_on() {
+    let node = sf_node();
+    let x = node.extras();
+    let sf3 = node
+        .root
+        .join(x.pci_dir("0000:d8:00.0"))
+        .join("mlx5_core.sf.3");
+    std::fs::write(sf3.join("sfnum"), "one\n").unwrap();
+    let vf = x.pci_dir("0000:d8:00.2");
+    let rdma = node
+        .sysfs()
+        .pci_device("0000:d8:00.2".parse().unwrap())
+        .unwrap()
+        .rdma_devices;
+    x.pkey(&vf.join("infiniband").join(&rdma[0]), "partition");
+    let scan = node.sysfs().scan(&ScanOptions::ALL).unwrap();
+    let problems: Vec<String> = scan
+        .unreadable
+        .iter()
+        .map(|(address, error)| format!("{address}: {error}"))
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("mlx5_core.sf.3/sfnum"), "{problems:?}");
+    assert!(problems[1].contains("ports/1/pkeys/0"), "{problems:?}");
+    let names: Vec<&str> = scan.aux_devices.iter().map(|a| a.name.as_str()).collect();
+    assert!(!names.contains(&"mlx5_core.sf.3") && names.contains(&"mlx5_core.sf.2"));
+    assert!(scan
+        .functions
+        .iter()
+        .any(|f| f.address.to_string() == "0000:d8:00.2"));
+    let pools = node.pools(
+        r#"{"resourceList": [{"resourceName": "sfs", "deviceType": "auxNetDevice", "selectors": {"auxTypes": ["sf"]}}]}"#,
+    );
+    assert_eq!(
+        ids(&pools, "intel.com/sfs"),
+        ["mlx5_core.sf.2", "mlx5_core.sf.4", "mlx5_core.sf.6"]
     );
 }

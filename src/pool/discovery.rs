@@ -115,7 +115,7 @@ pub fn discover_with(
 ) -> Result<Vec<Discovered>, SysfsError> {
     let scan = sysfs.scan(options)?;
     for (address, error) in &scan.unreadable {
-        tracing::warn!(%address, %error, "skipping a PCI device that cannot be read");
+        tracing::warn!(%address, %error, "left out of discovery: cannot be read");
     }
     let by_address: HashMap<PciAddress, &PciDevice> =
         scan.functions.iter().map(|d| (d.address, d)).collect();

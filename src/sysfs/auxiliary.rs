@@ -47,31 +47,39 @@ pub fn aux_type_of(name: &str) -> Option<&str> {
 }
 
 /// Every aux device whose parent is a PCI function, with its `sfnum`,
-/// driver, netdevs and RDMA devices.
+/// driver, netdevs and RDMA devices; one that cannot be read goes to
+/// `unreadable` under its parent.
 pub(crate) fn read_aux_devices(
     aux: &ChildMap,
     netdevs: &ChildMap,
     rdma: &ChildMap,
-) -> Result<Vec<AuxDevice>, SysfsError> {
+    unreadable: &mut Vec<(PciAddress, SysfsError)>,
+) -> Vec<AuxDevice> {
     let mut found = Vec::new();
     for (parent, children) in aux.iter() {
         let Ok(parent) = parent.parse::<PciAddress>() else {
             continue; // nested under another aux device
         };
         for child in children.iter().filter(|c| aux_type_of(&c.name).is_some()) {
-            found.push(AuxDevice {
-                name: child.name.clone(),
-                parent,
-                driver: link_basename(&child.dir.join("driver"))?,
-                sfnum: read_number(&child.dir.join("sfnum"), "an SF number")?,
-                netdevs: netdevs.names_of(&child.name),
-                rdma_devices: rdma.names_of(&child.name),
-                dir: child.dir.clone(),
-            });
+            let read = || -> Result<AuxDevice, SysfsError> {
+                Ok(AuxDevice {
+                    name: child.name.clone(),
+                    parent,
+                    driver: link_basename(&child.dir.join("driver"))?,
+                    sfnum: read_number(&child.dir.join("sfnum"), "an SF number")?,
+                    netdevs: netdevs.names_of(&child.name),
+                    rdma_devices: rdma.names_of(&child.name),
+                    dir: child.dir.clone(),
+                })
+            };
+            match read() {
+                Ok(device) => found.push(device),
+                Err(error) => unreadable.push((parent, error)),
+            }
         }
     }
     found.sort_by(|a, b| (a.parent, &a.name).cmp(&(b.parent, &b.name)));
-    Ok(found)
+    found
 }
 
 #[cfg(test)]

@@ -87,7 +87,10 @@ pub struct NodeScan {
     /// P_Key at index 0 of port 1 of the function's first RDMA device (with
     /// [`ScanOptions::pkeys`]).
     pub pkeys: HashMap<PciAddress, u16>,
-    /// Functions that could not be read, and why; the scan goes on without them.
+    /// What could not be read, by the PCI function it belongs to, and why.
+    /// A function whose own attributes fail is left out of `functions`;
+    /// a broken aux or vDPA device is left out of its list; a broken
+    /// uplink or P_Key attribute leaves that fact unknown. The scan goes on.
     pub unreadable: Vec<(PciAddress, SysfsError)>,
 }
 
@@ -140,13 +143,17 @@ impl SysfsRoot {
             }
         }
 
-        scan.aux_devices = read_aux_devices(&aux, &netdevs, &rdma)?;
-        scan.vdpa_devices = read_vdpa_devices(&vdpa)?;
+        scan.aux_devices = read_aux_devices(&aux, &netdevs, &rdma, &mut scan.unreadable);
+        scan.vdpa_devices = read_vdpa_devices(&vdpa, &mut scan.unreadable);
         if options.link_types {
             for aux in &scan.aux_devices {
                 for netdev in netdevs.of(&aux.name) {
-                    if let Some(link_type) = read_link_type(&netdev.dir)? {
-                        scan.link_types.insert(netdev.name.clone(), link_type);
+                    match read_link_type(&netdev.dir) {
+                        Ok(Some(link_type)) => {
+                            scan.link_types.insert(netdev.name.clone(), link_type);
+                        }
+                        Ok(None) => {}
+                        Err(error) => scan.unreadable.push((aux.parent, error)),
                     }
                 }
             }
@@ -156,15 +163,22 @@ impl SysfsRoot {
             let name = device.address.to_string();
             let children = netdevs.of(&name);
             if children.len() > 1 || (with_aux.contains(&device.address) && !children.is_empty()) {
-                if let Some(uplink) = find_uplink(children)? {
-                    scan.uplinks.insert(device.address, uplink);
+                match find_uplink(children) {
+                    Ok(Some(uplink)) => {
+                        scan.uplinks.insert(device.address, uplink);
+                    }
+                    Ok(None) => {}
+                    Err(error) => scan.unreadable.push((device.address, error)),
                 }
             }
-            if options.pkeys {
-                if let Some(first) = rdma.of(&name).first() {
-                    if let Some(pkey) = read_pkey(&first.dir)? {
+            let first_rdma = rdma.of(&name).first();
+            if let (true, Some(first)) = (options.pkeys, first_rdma) {
+                match read_pkey(&first.dir) {
+                    Ok(Some(pkey)) => {
                         scan.pkeys.insert(device.address, pkey);
                     }
+                    Ok(None) => {}
+                    Err(error) => scan.unreadable.push((device.address, error)),
                 }
             }
         }

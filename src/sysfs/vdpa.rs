@@ -23,30 +23,40 @@ pub struct VdpaDevice {
     pub vhost_device: Option<String>,
 }
 
-/// Every vDPA device whose parent is a PCI function, sorted by parent, then name.
-pub(crate) fn read_vdpa_devices(vdpa: &ChildMap) -> Result<Vec<VdpaDevice>, SysfsError> {
+/// Every vDPA device whose parent is a PCI function, sorted by parent,
+/// then name; one that cannot be read goes to `unreadable` under its parent.
+pub(crate) fn read_vdpa_devices(
+    vdpa: &ChildMap,
+    unreadable: &mut Vec<(PciAddress, SysfsError)>,
+) -> Vec<VdpaDevice> {
     let mut found = Vec::new();
     for (parent, children) in vdpa.iter() {
         let Ok(parent) = parent.parse::<PciAddress>() else {
             continue;
         };
         for child in children {
-            let driver = link_basename(&child.dir.join("driver"))?;
-            let vhost_device = if driver.as_deref() == Some(VHOST_VDPA_DRIVER) {
-                list_dir(&child.dir)?
-                    .into_iter()
-                    .find(|n| n.starts_with("vhost-vdpa-"))
-            } else {
-                None
+            let read = || -> Result<VdpaDevice, SysfsError> {
+                let driver = link_basename(&child.dir.join("driver"))?;
+                let vhost_device = if driver.as_deref() == Some(VHOST_VDPA_DRIVER) {
+                    list_dir(&child.dir)?
+                        .into_iter()
+                        .find(|n| n.starts_with("vhost-vdpa-"))
+                } else {
+                    None
+                };
+                Ok(VdpaDevice {
+                    name: child.name.clone(),
+                    parent,
+                    driver,
+                    vhost_device,
+                })
             };
-            found.push(VdpaDevice {
-                name: child.name.clone(),
-                parent,
-                driver,
-                vhost_device,
-            });
+            match read() {
+                Ok(device) => found.push(device),
+                Err(error) => unreadable.push((parent, error)),
+            }
         }
     }
     found.sort_by(|a, b| (a.parent, &a.name).cmp(&(b.parent, &b.name)));
-    Ok(found)
+    found
 }
