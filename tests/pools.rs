@@ -817,3 +817,25 @@ fn a_broken_aux_device_or_pkey_is_reported_and_discovery_goes_on() {
         ["mlx5_core.sf.2", "mlx5_core.sf.4", "mlx5_core.sf.6"]
     );
 }
+
+#[test]
+fn inventory_output_cut_short_by_its_reader_is_not_an_error() {
+    let node = Node::new(&mixed_node());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sriovctl"))
+        .arg("--sysfs-root")
+        .arg(&node.root)
+        .arg("inventory")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // like `| head -0`: close the pipe without reading
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -77,14 +77,29 @@ pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
         }
         None => Pools::default(),
     };
-    match args.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&devices, &pools)).unwrap_or_default()
-        ),
-        Output::Table => print_table(&devices, &pools),
+    let text = match args.output {
+        Output::Json => {
+            let mut json = serde_json::to_string_pretty(&to_json(&devices, &pools))
+                .map_err(|e| CtlError::Usage(format!("rendering the inventory: {e}")))?;
+            json.push('\n');
+            json
+        }
+        Output::Table => table(&devices, &pools),
+    };
+    write_stdout(&text)
+}
+
+/// Print the whole report; a reader that goes away early (`| head`) is
+/// not an error.
+fn write_stdout(text: &str) -> Result<(), CtlError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CtlError::Usage(format!("writing the inventory: {e}")))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
@@ -141,7 +156,12 @@ pub fn to_json(devices: &[Discovered], pools: &Pools) -> Value {
     json!({ "pools": pools.pools, "pfs": pfs, "excluded": excluded })
 }
 
-fn print_table(devices: &[Discovered], pools: &Pools) {
+/// The inventory as a person reads it: PFs with their VFs and SFs, then the
+/// pools and the devices kept out of netDevice pools.
+fn table(devices: &[Discovered], pools: &Pools) -> String {
+    use std::fmt::Write;
+    // writing into a String cannot fail: the `let _ =` below drop an Ok
+    let mut out = String::new();
     let json = to_json(devices, pools);
     let text = |v: &Value| match v {
         Value::Null => "-".to_owned(),
@@ -149,7 +169,8 @@ fn print_table(devices: &[Discovered], pools: &Pools) {
         other => other.to_string(),
     };
     for pf in json["pfs"].as_array().into_iter().flatten() {
-        println!(
+        let _ = writeln!(
+            out,
             "PF {} {}  {}  NUMA {}  VFs {}/{} enabled, {} in pools",
             text(&pf["name"]),
             text(&pf["pciAddress"]),
@@ -161,13 +182,15 @@ fn print_table(devices: &[Discovered], pools: &Pools) {
         );
         let vfs = pf["vfs"].as_array().map(Vec::as_slice).unwrap_or_default();
         if !vfs.is_empty() {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<5} {:<14} {:<10} {:<14} POOL",
                 "VF", "PCI", "DRIVER", "NETDEV"
             );
         }
         for vf in vfs {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<5} {:<14} {:<10} {:<14} {}",
                 text(&vf["vfIndex"]),
                 text(&vf["pciAddress"]),
@@ -178,10 +201,15 @@ fn print_table(devices: &[Discovered], pools: &Pools) {
         }
         let sfs = pf["sfs"].as_array().map(Vec::as_slice).unwrap_or_default();
         if !sfs.is_empty() {
-            println!("  {:<5} {:<20} {:<14} POOL", "SF", "AUX DEVICE", "NETDEV");
+            let _ = writeln!(
+                out,
+                "  {:<5} {:<20} {:<14} POOL",
+                "SF", "AUX DEVICE", "NETDEV"
+            );
         }
         for sf in sfs {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<5} {:<20} {:<14} {}",
                 text(&sf["sfNumber"]),
                 text(&sf["id"]),
@@ -191,9 +219,10 @@ fn print_table(devices: &[Discovered], pools: &Pools) {
         }
     }
     if !pools.pools.is_empty() {
-        println!("POOLS");
+        let _ = writeln!(out, "POOLS");
         for pool in &pools.pools {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<40} {:<12} {} devices",
                 pool.resource_name,
                 pool.device_type,
@@ -202,6 +231,7 @@ fn print_table(devices: &[Discovered], pools: &Pools) {
         }
     }
     for excluded in &pools.excluded {
-        println!("excluded {}: {}", excluded.address, excluded.reason);
+        let _ = writeln!(out, "excluded {}: {}", excluded.address, excluded.reason);
     }
+    out
 }

@@ -29,13 +29,13 @@ const PAGE: usize = 4096;
 /// the end for sysfs attributes and for regular files alike.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, SysfsError> {
     match std::fs::File::open(path) {
-        Ok(file) => read_open(file, path).map(Some),
+        Ok(file) => read_open(file).map_err(|e| io_error(path, e)).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }
 }
 
-fn read_open(mut file: std::fs::File, path: &Path) -> Result<String, SysfsError> {
+fn read_open(mut file: std::fs::File) -> io::Result<String> {
     let mut buf = [0u8; PAGE];
     let mut len = 0;
     let mut content = Vec::new();
@@ -43,7 +43,7 @@ fn read_open(mut file: std::fs::File, path: &Path) -> Result<String, SysfsError>
         let n = match file.read(&mut buf[len..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(path, e)),
+            Err(e) => return Err(e),
         };
         len += n;
         if n == 0 || len < PAGE {
@@ -52,6 +52,10 @@ fn read_open(mut file: std::fs::File, path: &Path) -> Result<String, SysfsError>
         // a full page: not a sysfs attribute; keep reading to the end
         content.extend_from_slice(&buf[..len]);
         len = 0;
+    }
+    if content.is_empty() {
+        // the usual case: one short read, no copy
+        return Ok(String::from_utf8_lossy(&buf[..len]).trim().to_owned());
     }
     content.extend_from_slice(&buf[..len]);
     Ok(String::from_utf8_lossy(&content).trim().to_owned())
@@ -127,7 +131,9 @@ impl Attrs<'_> {
         let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
         let relative = self.relative(name);
         match nix::fcntl::openat(&self.dir.fd, relative.as_ref(), flags, Mode::empty()) {
-            Ok(fd) => read_open(std::fs::File::from(fd), &self.path(name)).map(Some),
+            Ok(fd) => read_open(std::fs::File::from(fd))
+                .map_err(|e| io_error(&self.path(name), e))
+                .map(Some),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(self.error(name, e)),
         }
