@@ -23,6 +23,9 @@ pub struct PoolDevice {
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
     pub netdev: Option<String>,
+    /// Link type of its netdev (its PF's for a VF without one). Filled by
+    /// `discover`; by `discover_for` only when a `linkTypes` or `pKeys`
+    /// selector needs it.
     pub link_type: Option<String>,
     pub rdma_devices: Vec<String>,
     /// Host device nodes Allocate hands out (vfio group, uio, ...).

@@ -37,6 +37,8 @@ pub struct PciDevice {
     /// None when the kernel reports -1 (no NUMA affinity).
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
+    /// Read when the function's directory listing shows one; for a VF a
+    /// scan found through its PF, only when [`super::ScanOptions`] ask.
     pub acpi_index: Option<String>,
     /// For a VF: its PF's address.
     pub physfn: Option<PciAddress>,
