@@ -11,6 +11,7 @@
 pub mod cni;
 pub mod config;
 pub mod ctl;
+pub mod deviceplugin;
 pub mod install_cni;
 pub mod kubelet_api;
 pub mod logging;
