@@ -14,6 +14,7 @@ pub mod ctl;
 pub mod deviceplugin;
 pub mod install_cni;
 pub mod kubelet_api;
+pub mod kubelet_sim;
 pub mod logging;
 pub mod netlink;
 pub mod netns;

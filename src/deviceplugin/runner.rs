@@ -60,6 +60,16 @@ const SERVER_RESTART_DELAY: Duration = Duration::from_millis(500);
 /// Grace for in-flight calls when a server instance stops.
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// A file's identity: inode numbers are reused quickly, so the change time
+/// goes with it.
+type FileIdentity = (u64, i64, i64);
+
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
 fn inode(path: &Path) -> Option<u64> {
     std::fs::symlink_metadata(path).ok().map(|m| m.ino())
 }
@@ -207,10 +217,16 @@ impl Runner {
         backoff: &mut Backoff,
     ) -> Outcome {
         let ours = || our_inode.is_some() && inode(socket_path) == our_inode;
+        // The kubelet.sock we registered with: a Created event or a resync
+        // for the same file (our own start-up resync, say) needs no second
+        // Register, which would make the kubelet reopen our stream.
+        let mut registered_with: Option<FileIdentity> = None;
         loop {
+            let kubelet_identity = file_identity(kubelet);
             let attempt = register(kubelet, socket_name, resource).await;
             let wait = match attempt {
                 Ok(()) => {
+                    registered_with = kubelet_identity;
                     tracing::info!(pool = %resource, kubelet = %kubelet.display(), "registered with the kubelet");
                     self.registered.store(true, Ordering::Relaxed);
                     backoff.reset();
@@ -237,8 +253,10 @@ impl Runner {
                     _ = timer => break,
                     event = self.events.recv() => match event {
                         Ok(DirEvent::Created(name)) if name == KUBELET_SOCKET_NAME => {
-                            tracing::info!(pool = %resource, "kubelet.sock (re)created: registering");
-                            break;
+                            if wait.is_some() || file_identity(kubelet) != registered_with {
+                                tracing::info!(pool = %resource, "kubelet.sock (re)created: registering");
+                                break;
+                            }
                         }
                         Ok(DirEvent::Removed(name)) if name == socket_name && !ours() => {
                             tracing::warn!(pool = %resource, "our socket was removed (kubelet restart?): serving again");
@@ -248,7 +266,9 @@ impl Runner {
                             if !ours() {
                                 return Outcome::Restart;
                             }
-                            break;
+                            if wait.is_none() && file_identity(kubelet) != registered_with {
+                                break;
+                            }
                         }
                         Err(broadcast::error::RecvError::Closed) => return Outcome::Stop,
                         Ok(_) => {}
