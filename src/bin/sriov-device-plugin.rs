@@ -55,8 +55,9 @@ struct Args {
     /// sysfs tree to read (also SRIOV_SYSFS_ROOT)
     #[arg(long, env = sriov_rs::sysfs::ENV_SYSFS_ROOT)]
     sysfs_root: Option<PathBuf>,
-    /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up
-    #[arg(long, default_value = "/", hide = true)]
+    /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
+    /// in a container, where the node's /dev is mounted (e.g. /host)
+    #[arg(long, default_value = "/")]
     dev_root: PathBuf,
     /// Log filter (error, warn, info, debug, trace) or upstream's numeric
     /// glog level (0-2 info, 3 and up debug); RUST_LOG overrides it
