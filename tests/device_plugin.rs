@@ -197,7 +197,7 @@ async fn registers_every_pool_and_lists_devices_with_topology() {
         let view = &plugins[resource];
         assert_eq!(view.endpoint, node.path("device-plugins").join(socket));
         assert_eq!(view.registrations, 1);
-        let options = view.options.clone().unwrap();
+        let options = view.options.unwrap();
         assert!(options.get_preferred_allocation_available && !options.pre_start_required);
         assert!(view
             .devices
