@@ -197,6 +197,9 @@ impl Registration for RegistrationService {
             let view = s.plugins.entry(r.resource_name.clone()).or_default();
             view.registrations += 1;
             view.endpoint = endpoint.clone();
+            // the kubelet drops the old endpoint's devices until the new stream lists them
+            view.devices = None;
+            view.stream_open = false;
         }
         bump(&self.changed);
         start_following(&r.resource_name, endpoint, &self.shared, &self.changed);
@@ -243,6 +246,8 @@ async fn adopt_watched_socket(
         let view = s.plugins.entry(info.name.clone()).or_default();
         view.registrations += 1;
         view.endpoint = endpoint.clone();
+        view.devices = None;
+        view.stream_open = false;
     }
     start_following(&info.name, endpoint, &shared, &changed);
     client

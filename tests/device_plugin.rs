@@ -638,6 +638,15 @@ async fn the_binary_cleans_up_and_exits_zero_on_sigterm() {
         ))
         .arg(format!("--devinfo-dir={}", node.path("devinfo").display()))
         .arg("--log-level=10")
+        // glog's flags as upstream DaemonSets pass them: accepted, ignored
+        .args([
+            "-v=5",
+            "-logtostderr",
+            "-alsologtostderr=true",
+            "-log_dir=/tmp/unused",
+            "-vmodule=x=1",
+            "-stderrthreshold=INFO",
+        ])
         .spawn()
         .unwrap();
     all_registered(&kubelet).await;
@@ -675,4 +684,48 @@ async fn a_bad_config_stops_start_up_with_a_message() {
         .unwrap();
     assert!(error.to_string().contains("no resources"), "{error}");
     let _unused: &Path = node.dir.path();
+}
+
+#[tokio::test]
+async fn a_pool_added_by_reload_survives_a_later_kubelet_restart() {
+    // At start nothing matches (the VFs "are not created yet"), so no pool is served.
+    let none =
+        r#"{"resourceList": [{"resourceName": "later", "selectors": {"vendors": ["1af4"]}}]}"#;
+    let node = Node::new(none);
+    let dir = node.path("device-plugins");
+    let mut kubelet = KubeletSim::start(&dir).await.unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(kubelet.plugins().is_empty());
+    std::fs::write(node.path("config.json"), CONFIG).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    all_registered(&kubelet).await;
+    // the directory watch must still be running for pools born after start-up
+    kubelet.stop();
+    KubeletSim::wipe_sockets(&dir).unwrap();
+    kubelet = KubeletSim::start(&dir).await.unwrap();
+    all_registered(&kubelet).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_recreated_kubelet_sock_alone_triggers_exactly_one_registration() {
+    let node = Node::new(CONFIG);
+    let dir = node.path("device-plugins");
+    let mut kubelet = KubeletSim::start(&dir).await.unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    // a kubelet that comes back without wiping the plugin sockets
+    kubelet.stop();
+    kubelet = KubeletSim::start(&dir).await.unwrap();
+    all_registered(&kubelet).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for resource in [NETDEV, DPDK, RDMA] {
+        assert_eq!(
+            kubelet.plugin(resource).unwrap().registrations,
+            1,
+            "{resource}"
+        );
+    }
+    daemon.stop().await;
 }

@@ -70,10 +70,20 @@ struct Args {
     /// glog's verbosity, as upstream's binary takes it
     #[arg(short = 'v', hide = true)]
     v: Option<u32>,
+    // glog's other flags, accepted and ignored so existing DaemonSets start:
+    // we always log to stderr.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    logtostderr: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    alsologtostderr: Option<String>,
+    #[arg(long = "log_dir", hide = true)]
+    glog_log_dir: Option<String>,
     #[arg(long, hide = true)]
-    logtostderr: bool,
+    stderrthreshold: Option<String>,
     #[arg(long, hide = true)]
-    alsologtostderr: bool,
+    vmodule: Option<String>,
+    #[arg(long = "log_backtrace_at", hide = true)]
+    log_backtrace_at: Option<String>,
 }
 
 /// Go's flag package takes `-config-file` as well as `--config-file`;
@@ -82,11 +92,10 @@ fn go_style_args() -> Vec<String> {
     std::env::args()
         .enumerate()
         .map(|(i, arg)| {
-            let single_dash_long = i > 0
-                && arg.starts_with('-')
-                && !arg.starts_with("--")
-                && arg.len() > 2
-                && !arg.starts_with("-v");
+            // `-v` / `-v=5` stay glog's short verbosity flag
+            let glog_v = arg == "-v" || arg.starts_with("-v=");
+            let single_dash_long =
+                i > 0 && arg.starts_with('-') && !arg.starts_with("--") && arg.len() > 2 && !glog_v;
             if single_dash_long {
                 format!("-{arg}")
             } else {

@@ -145,6 +145,8 @@ pub struct Daemon {
     events: broadcast::Sender<DirEvent>,
     running: BTreeMap<String, RunningPool>,
     status: watch::Sender<Status>,
+    /// Ends the directory watch at shutdown.
+    watcher_stop: watch::Sender<bool>,
 }
 
 impl Daemon {
@@ -160,7 +162,12 @@ impl Daemon {
             }
         }
         let (events, _) = broadcast::channel(256);
-        tokio::spawn(watch_dir(registration.dir().to_path_buf(), events.clone()));
+        let (watcher_stop, watcher_stop_rx) = watch::channel(false);
+        tokio::spawn(watch_dir(
+            registration.dir().to_path_buf(),
+            events.clone(),
+            watcher_stop_rx,
+        ));
         let mut daemon = Daemon {
             settings,
             registration,
@@ -168,10 +175,15 @@ impl Daemon {
             events,
             running: BTreeMap::new(),
             status: watch::channel(Status::default()).0,
+            watcher_stop,
         };
         daemon.update_owners(&pools);
         for pool in pools {
-            daemon.start_pool(pool)?;
+            if let Err(error) = daemon.start_pool(pool) {
+                // leave nothing behind: the pools started so far go, files included
+                daemon.shutdown().await;
+                return Err(error);
+            }
         }
         Ok(daemon)
     }
@@ -228,7 +240,10 @@ impl Daemon {
     fn start_pool(&mut self, pool: ServedPool) -> Result<(), DaemonError> {
         // Files first: the kubelet may Allocate (and Multus read the
         // device-info file) as soon as the pool is advertised.
-        self.write_files(None, &pool)?;
+        if let Err(error) = self.write_files(None, &pool) {
+            self.remove_files(&pool);
+            return Err(error);
+        }
         let name = pool.resource_name.clone();
         let sender = Arc::new(watch::channel(Arc::new(pool)).0);
         let (stop, stop_rx) = watch::channel(false);
@@ -332,6 +347,7 @@ impl Daemon {
                 tracing::warn!(%error, "cannot remove a CDI spec");
             }
         }
+        let _ = self.watcher_stop.send(true);
         tracing::info!("stopped");
     }
 

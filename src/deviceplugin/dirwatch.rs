@@ -6,7 +6,7 @@
 use inotify::{EventMask, Inotify, WatchMask};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_stream::StreamExt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,23 +20,32 @@ pub enum DirEvent {
     Resync,
 }
 
-/// Run until `events` has no receivers left. Survives the directory being
-/// deleted and recreated: it re-adds the watch (with a short backoff while
-/// the directory is missing) and sends `Resync`.
-pub async fn watch_dir(dir: PathBuf, events: broadcast::Sender<DirEvent>) {
+/// Run until `stop` turns true (the daemon's shutdown), whether or not any
+/// pool listens at the moment: pools come and go with reloads. Survives the
+/// directory being deleted and recreated: it re-adds the watch (with a short
+/// backoff while the directory is missing) and sends `Resync`.
+pub async fn watch_dir(
+    dir: PathBuf,
+    events: broadcast::Sender<DirEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut delay = Duration::from_millis(50);
     loop {
-        if events.receiver_count() == 0 {
-            return;
-        }
-        match watch_once(&dir, &events).await {
+        let watched = tokio::select! {
+            result = watch_once(&dir, &events) => result,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match watched {
             Ok(()) => {
                 delay = Duration::from_millis(50);
                 tracing::warn!(dir = %dir.display(), "watched directory went away; watching it again");
             }
             Err(error) => {
                 tracing::warn!(dir = %dir.display(), %error, "cannot watch directory; retrying");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
@@ -83,9 +92,8 @@ async fn watch_once(dir: &Path, events: &broadcast::Sender<DirEvent>) -> std::io
             DirEvent::Removed(name)
         };
         tracing::debug!(dir = %dir.display(), ?kind, "directory event");
-        if events.send(kind).is_err() {
-            return Ok(()); // nobody listens any more
-        }
+        // no receiver right now (no pool served) is fine: keep watching
+        let _ = events.send(kind);
     }
     Ok(())
 }

@@ -41,9 +41,11 @@ pub fn preferred_allocation(
     let numa = |id: &str| pool.device(id).and_then(|d| d.numa_node);
     let need = size - chosen.len();
 
-    // NUMA first: the node of the must-include devices if they share one,
-    // else the node with the most candidates that can complete the request
-    // (lowest node on ties), else the node with the most candidates.
+    // NUMA first. With no must-include device: the node with the most
+    // candidates among those that can complete the request (lowest node on
+    // ties), else the node with the most candidates. With must-include
+    // devices on one node: that node. With must-include devices on several
+    // nodes, or without NUMA affinity: no node is preferred.
     let must_nodes: HashSet<Option<u32>> = chosen.iter().map(|id| numa(id)).collect();
     let mut per_node: BTreeMap<u32, usize> = BTreeMap::new();
     for id in &candidates {

@@ -140,15 +140,15 @@ impl Runner {
             stop_server(server, &resource).await;
             match outcome {
                 Outcome::Stop => {
-                    if our_inode.is_some() && inode(&socket_path) == our_inode {
-                        if let Err(error) = std::fs::remove_file(&socket_path) {
-                            tracing::warn!(pool = %resource, %error, "cannot remove our socket");
-                        }
-                    }
+                    remove_if_ours(&socket_path, our_inode, &resource);
                     break;
                 }
                 Outcome::Restart => {}
                 Outcome::RestartAfter(delay) => {
+                    // Gone during the pause: nobody dials a dead socket, a
+                    // shutdown meanwhile leaves nothing behind, and the
+                    // plugin watcher sees the socket come back.
+                    remove_if_ours(&socket_path, our_inode, &resource);
                     if self.sleep_or_stop(delay).await {
                         break;
                     }
@@ -223,7 +223,10 @@ impl Runner {
         let mut registered_with: Option<FileIdentity> = None;
         loop {
             let kubelet_identity = file_identity(kubelet);
-            let attempt = register(kubelet, socket_name, resource).await;
+            let attempt = tokio::select! {
+                attempt = register(kubelet, socket_name, resource) => attempt,
+                _ = self.stop.wait_for(|s| *s) => return Outcome::Stop,
+            };
             let wait = match attempt {
                 Ok(()) => {
                     registered_with = kubelet_identity;
@@ -338,6 +341,15 @@ async fn until_server_dies(
             let delay = SERVER_RESTART_DELAY;
             tracing::error!(pool = %resource, retry_in = ?delay, "gRPC server stopped unexpectedly; restarting it");
             Outcome::RestartAfter(delay)
+        }
+    }
+}
+
+/// Remove our socket unless it was already replaced by someone else's.
+fn remove_if_ours(socket_path: &Path, our_inode: Option<u64>, resource: &str) {
+    if our_inode.is_some() && inode(socket_path) == our_inode {
+        if let Err(error) = std::fs::remove_file(socket_path) {
+            tracing::warn!(pool = %resource, %error, "cannot remove our socket");
         }
     }
 }

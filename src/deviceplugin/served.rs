@@ -249,13 +249,15 @@ fn serve_device(
     let mut rdma_device = None;
     if want_rdma && !device.rdma_devices.is_empty() {
         match facts.rdma_char_devices(&device.id) {
+            // As upstream (rdmamap): the first issm, umad and uverbs of the
+            // function, in that order, then rdma_cm.
             Ok(chars) => {
                 for (key, names) in [
-                    ("uverbs", &chars.uverbs),
-                    ("umad", &chars.umad),
                     ("issm", &chars.issm),
+                    ("umad", &chars.umad),
+                    ("uverbs", &chars.uverbs),
                 ] {
-                    for name in names {
+                    if let Some(name) = names.first() {
                         let path = format!("/dev/infiniband/{name}");
                         insert(&mut info, "rdma", key, path.clone());
                         nodes.push(NodeSpec::same(path));
@@ -279,22 +281,27 @@ fn serve_device(
         rdma_device = Some(device.rdma_devices.join(","));
     }
 
+    // As upstream: the info keys when /dev/vhost-net exists, the device
+    // nodes only when /dev/net/tun exists too.
     let mut vhost_net = None;
     if want_vhost {
-        if vhost_available {
+        if facts.dev_node_exists(VHOST_NET_NODE) {
             insert(&mut info, "vhost", "net-mount", VHOST_NET_NODE);
             insert(&mut info, "vhost", "tun-mount", TUN_NODE);
+            vhost_net = Some(VHOST_NET_NODE.to_owned());
+        }
+        if vhost_available {
             nodes.push(NodeSpec::same(VHOST_NET_NODE.into()));
             nodes.push(NodeSpec::same(TUN_NODE.into()));
-            vhost_net = Some(VHOST_NET_NODE.to_owned());
         } else {
             tracing::warn!(device = %device.id, "needVhostNet is set but /dev/vhost-net or /dev/net/tun is missing");
         }
     }
 
-    let extra = resource.additional_info_for(&device.id);
-    if !extra.is_empty() {
-        info.insert("extra".into(), extra);
+    // Upstream adds the `extra` provider whenever the resource has
+    // additionalInfo, so a device without matching keys gets `"extra":{}`.
+    if !resource.additional_info.is_empty() {
+        info.insert("extra".into(), resource.additional_info_for(&device.id));
     }
 
     let device_info = (resource.device_type == DeviceType::NetDevice).then(|| PciDeviceInfo {
