@@ -38,8 +38,8 @@ pub struct PfVf {
 #[derive(Debug, thiserror::Error)]
 pub enum PfSideError {
     #[error(
-        "VF {vf}: {keys} can only be set through its PF, and PF {pf} reports no VF settings \
-         (its driver does not manage VFs through netlink: not an SR-IOV PF in the kernel's eyes)"
+        "VF {vf}: {keys} can only be set through PF {pf}, which reports no VF settings \
+         (to the kernel it is no SR-IOV PF, or its driver does not manage VFs through netlink)"
     )]
     NoVfInfo {
         vf: String,
@@ -343,7 +343,7 @@ fn read_vf(pf: &mut dyn PfOps, at: &PfVf) -> Result<(u32, VfConfig), PfSideError
         .ok_or_else(|| PfSideError::NoVfInfo {
             vf: at.vf.clone(),
             pf: at.pf.clone(),
-            keys: "its settings".into(),
+            keys: "PF-side settings".into(),
         })?;
     let config = table
         .vf(at.index)

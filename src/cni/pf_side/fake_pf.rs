@@ -250,7 +250,7 @@ impl FakePf {
             return Err(EINVAL);
         }
         let max = match self.rate_step {
-            Some(step) if max % step != 0 => (max / step + 1) * step,
+            Some(step) if !max.is_multiple_of(step) => (max / step + 1) * step,
             _ => max,
         };
         let config = self.vf_mut(vf)?;

@@ -43,7 +43,7 @@ fn nlattr(kind: u16, payload: &[u8]) -> Vec<u8> {
     out.extend(le16(4 + payload.len() as u16));
     out.extend(le16(kind));
     out.extend(payload);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     out
