@@ -329,9 +329,25 @@ fn attach_and_configure(
         // half-way, but that return can be refused while PF-side settings
         // are still applied; then the VF is found in the pod and returned
         // after they are undone.
-        undo.borrow_mut().netdev = Some(return_to_host_undo(&vf, link, netns, &env.ifname, mac));
+        undo.borrow_mut().netdev = Some(return_to_host_undo(
+            &vf,
+            link,
+            netns,
+            &env.ifname,
+            mac,
+            None,
+        ));
         let attached =
             vf::attach(host, &vf, link, netns, &env.ifname, mac, conf.mtu).map_err(vf_error)?;
+        // in the pod now, under a known ifindex
+        undo.borrow_mut().netdev = Some(return_to_host_undo(
+            &vf,
+            link,
+            netns,
+            &env.ifname,
+            mac,
+            Some(attached.ifindex),
+        ));
         pod_ifindex = Some(attached.ifindex);
         interface.mac = Some(format_mac(&attached.mac));
         interface.mtu = Some(attached.mtu);
@@ -394,23 +410,26 @@ fn attach_and_configure(
 
 /// Return the VF from the pod to the host, if it is there: the pod's
 /// `ifname` counts as our VF when it names the VF's PCI address as parent
-/// (a real VF), or, for a veth stand-in, keeps the host ifindex and a MAC
-/// we gave or found it with.
+/// (a real VF), has the ifindex attach reported (`pod_index`), or, before
+/// that is known, for a veth stand-in, kept the host ifindex and a MAC we
+/// gave or found it with.
 fn return_to_host_undo(
     vf: &str,
     link: &crate::netlink::Link,
     netns: &Path,
     ifname: &str,
     mac: Option<[u8; 6]>,
+    pod_index: Option<u32>,
 ) -> Undo {
     let (vf, netns, ifname) = (vf.to_owned(), netns.to_owned(), ifname.to_owned());
     let original = (link.name.clone(), link.mac, link.mtu, link.index);
     Box::new(move || {
         let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
         let ours = match pod.link_by_name(&ifname) {
-            Ok(Some(found)) => match found.parent_device.as_deref() {
-                Some(parent) => parent == vf,
-                None => {
+            Ok(Some(found)) => match (found.parent_device.as_deref(), pod_index) {
+                (Some(parent), _) => parent == vf,
+                (None, Some(index)) => found.index == index,
+                (None, None) => {
                     found.index == original.3
                         && (found.mac == original.1 || (mac.is_some() && found.mac == mac))
                 }
