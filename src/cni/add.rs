@@ -5,22 +5,28 @@
 //! runtime's DEL to put everything back. Every later step registers its
 //! undo; any failure runs them all in reverse and reports what could not be
 //! undone, so the VF ends exactly as it was and no IP stays allocated.
+//!
+//! VF attributes held by the PF (vlan, admin MAC, rate, spoofchk, trust,
+//! link_state) are read and saved in the cache before the first change,
+//! then applied before the VF netdev moves; their undo runs before the
+//! netdev's (see `pf_side` for why).
 
 use super::config::NetConf;
 use super::env::CniEnv;
-use super::error::{
-    CniError, CODE_INVALID_CONFIG, CODE_INVALID_ENV, CODE_UNSUPPORTED_FIELD, CODE_VF_IN_USE,
-};
+use super::error::{CniError, CODE_INVALID_CONFIG, CODE_INVALID_ENV, CODE_KERNEL, CODE_VF_IN_USE};
 use super::ipam::Ipam;
+use super::pf_side::{self, Found, PfVf, DRIVER_RETRY};
 use super::result::{CniResult, Interface};
 use super::state::{Cache, Mode, OrigVfState, Progress, StateDir};
 use super::vf_target::{resolve, VfTarget};
-use crate::netlink::{format_mac, IfAddress, LinkOps, Netlink, Route};
+use crate::netlink::{format_mac, IfAddress, LinkOps, Netlink, Route, VfSetting};
 use crate::sysfs::SysfsRoot;
 use crate::vf::{self, Original};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::Path;
+use std::rc::Rc;
 
 type Undo = Box<dyn FnOnce() -> Result<(), CniError>>;
 
@@ -57,24 +63,58 @@ impl Rollback {
     }
 }
 
+/// What a failed ADD puts back on the VF, filled in as ADD goes and run as
+/// one rollback step: the PF-side settings first, then the netdev, because
+/// drivers refuse a VF-side MAC change while an admin MAC is set and trust
+/// is off (see `pf_side`).
+#[derive(Default)]
+struct VfUndo {
+    /// Undo of each PF-side change, in the order the changes were made.
+    pf: Option<(PfVf, Vec<VfSetting>)>,
+    netdev: Option<Undo>,
+}
+
+impl VfUndo {
+    fn run(&mut self) -> Result<(), CniError> {
+        let netdev = self.netdev.take();
+        let release = || netdev.map_or(Ok(()), |undo| undo());
+        let Some((at, mut settings)) = self.pf.take().filter(|(_, s)| !s.is_empty()) else {
+            return release();
+        };
+        settings.reverse();
+        restore_through_pf(&at, &settings, release)
+    }
+}
+
+/// Put PF-side `settings` back through the host's netlink, then run
+/// `release_netdev` (also when netlink cannot be opened).
+pub(crate) fn restore_through_pf(
+    at: &PfVf,
+    settings: &[VfSetting],
+    release_netdev: impl FnOnce() -> Result<(), CniError>,
+) -> Result<(), CniError> {
+    match Netlink::open() {
+        Ok(mut pf) => {
+            pf_side::restore_in_order(&mut pf, at, settings, &DRIVER_RETRY, release_netdev)
+        }
+        Err(e) => {
+            let error = CniError::new(
+                CODE_KERNEL,
+                format!("VF {}: restoring its PF-side settings: {e}", at.vf),
+            );
+            match release_netdev() {
+                Ok(()) => Err(error),
+                Err(also) => Err(error.with_details(format!("also: {}", also.msg))),
+            }
+        }
+    }
+}
+
 pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
     conf.validate()?;
     let vf_address = conf.device()?;
-    let pf_keys = conf.pf_side_keys();
     let sysfs = SysfsRoot::resolve(None);
     let target = resolve(&sysfs, vf_address)?;
-    if !pf_keys.is_empty() {
-        // VF attributes held by the PF (issue 6) are not applied by this
-        // build: refuse before touching anything rather than ignore them.
-        return Err(CniError::new(
-            CODE_UNSUPPORTED_FIELD,
-            format!(
-                "{} set through PF {} is not supported by this build of sriov",
-                pf_keys.join(", "),
-                target.pf_name
-            ),
-        ));
-    }
     let netns = env
         .netns
         .as_deref()
@@ -110,7 +150,31 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
         Mode::Dpdk => None,
         Mode::Kernel => Some(find_host_netdev(&mut host, &sysfs, &target)?),
     };
-    let orig = OrigVfState {
+    // Read what the PF holds for this VF before anything changes; a PF that
+    // cannot tell fails here only if the config needs it.
+    let pf_vf = PfVf {
+        vf: vf_address.to_string(),
+        pf: target.pf_name.clone(),
+        index: target.vf_index,
+    };
+    let wanted = pf_side::requested(conf, mac)?;
+    let userspace_vf = target.mode == Mode::Dpdk;
+    let (pf_settings, found) = if wanted.is_empty() && !userspace_vf {
+        (wanted, None)
+    } else {
+        pf_side::read_before(&mut host, &pf_vf, wanted, userspace_vf)?
+    };
+    // a DPDK VF's MAC is its admin MAC (as sriov-cni reports it)
+    let reported_mac = match target.mode {
+        Mode::Dpdk => mac.or_else(|| {
+            found
+                .as_ref()
+                .map(|f| f.config.mac)
+                .filter(|m| *m != [0; 6])
+        }),
+        Mode::Kernel => mac,
+    };
+    let mut orig = OrigVfState {
         host_ifname: host_link
             .as_ref()
             .map(|l| l.name.clone())
@@ -123,6 +187,10 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
         mtu: host_link.as_ref().and_then(|l| l.mtu).unwrap_or_default(),
         ..OrigVfState::default()
     };
+    if let Some(found) = &found {
+        let sets_admin_mac = pf_settings.iter().any(|s| matches!(s, VfSetting::Mac(_)));
+        pf_side::record_original(&mut orig, &found.config, sets_admin_mac);
+    }
     let mut cache = Cache {
         conf: conf.clone(),
         vf_id: i64::from(target.vf_index),
@@ -150,18 +218,28 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
             state.remove_cache(&container_id, &ifname)
         });
     }
-    match attach_and_configure(
-        env,
-        stdin,
-        conf,
-        &target,
-        host_link.as_ref(),
-        mac,
-        &mut host,
-        &mut cache,
-        &state,
-        &mut rollback,
-    ) {
+    let undo: Rc<RefCell<VfUndo>> = Rc::default();
+    {
+        let undo = undo.clone();
+        rollback.push("restore the VF", move || undo.borrow_mut().run());
+    }
+    let outcome =
+        apply_pf_side(&mut host, &pf_vf, found.as_ref(), &pf_settings, &undo).and_then(|()| {
+            attach_and_configure(
+                env,
+                stdin,
+                conf,
+                &target,
+                host_link.as_ref(),
+                reported_mac,
+                &mut host,
+                &mut cache,
+                &state,
+                &mut rollback,
+                &undo,
+            )
+        });
+    match outcome {
         Ok(result) => {
             drop(rollback); // success: nothing to undo
             Ok(result.to_version(&conf.cni_version))
@@ -171,6 +249,26 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
             Err(rollback.run(error))
         }
     }
+}
+
+/// Apply the PF-side settings, each one's undo recorded before it is sent.
+fn apply_pf_side(
+    pf: &mut Netlink,
+    at: &PfVf,
+    found: Option<&Found>,
+    settings: &[VfSetting],
+    undo: &Rc<RefCell<VfUndo>>,
+) -> Result<(), CniError> {
+    let Some(found) = found.filter(|_| !settings.is_empty()) else {
+        return Ok(());
+    };
+    undo.borrow_mut().pf = Some((at.clone(), Vec::new()));
+    let mut record = |setting: VfSetting| {
+        if let Some((_, undone)) = undo.borrow_mut().pf.as_mut() {
+            undone.push(setting);
+        }
+    };
+    pf_side::apply(pf, at, found, settings, &DRIVER_RETRY, &mut record).map_err(CniError::from)
 }
 
 fn find_host_netdev(
@@ -215,6 +313,7 @@ fn attach_and_configure(
     cache: &mut Cache,
     state: &StateDir,
     rollback: &mut Rollback,
+    undo: &Rc<RefCell<VfUndo>>,
 ) -> Result<CniResult, CniError> {
     let vf = target.address.to_string();
     let netns = env.netns.as_deref().unwrap_or(Path::new(""));
@@ -226,8 +325,29 @@ fn attach_and_configure(
     };
     let mut pod_ifindex = None;
     if let Some(link) = host_link {
+        // Armed before the move: attach returns the VF itself when it fails
+        // half-way, but that return can be refused while PF-side settings
+        // are still applied; then the VF is found in the pod and returned
+        // after they are undone.
+        undo.borrow_mut().netdev = Some(return_to_host_undo(
+            &vf,
+            link,
+            netns,
+            &env.ifname,
+            mac,
+            None,
+        ));
         let attached =
             vf::attach(host, &vf, link, netns, &env.ifname, mac, conf.mtu).map_err(vf_error)?;
+        // in the pod now, under a known ifindex
+        undo.borrow_mut().netdev = Some(return_to_host_undo(
+            &vf,
+            link,
+            netns,
+            &env.ifname,
+            mac,
+            Some(attached.ifindex),
+        ));
         pod_ifindex = Some(attached.ifindex);
         interface.mac = Some(format_mac(&attached.mac));
         interface.mtu = Some(attached.mtu);
@@ -237,20 +357,6 @@ fn attach_and_configure(
             progress.ifindex = attached.ifindex;
         }
         state.save_cache(&env.container_id, &env.ifname, cache)?;
-        let (vf, netns, ifname) = (vf.clone(), netns.to_owned(), env.ifname.clone());
-        let original = (link.name.clone(), link.mac, link.mtu);
-        rollback.push("return the VF to the host", move || {
-            let host_fd = vf::host_netns()
-                .map_err(|e| CniError::new(super::error::CODE_KERNEL, e.to_string()))?;
-            let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
-            let original = Original {
-                name: &original.0,
-                mac: original.1,
-                mtu: original.2,
-            };
-            use std::os::fd::AsFd;
-            vf::return_to_host(&mut pod, &vf, &ifname, host_fd.as_fd(), &original).map_err(vf_error)
-        });
     } else {
         interface.mac = mac.map(|m| format_mac(&m));
     }
@@ -300,6 +406,49 @@ fn attach_and_configure(
         super::device_info::write(Path::new(path), target)?;
     }
     Ok(result)
+}
+
+/// Return the VF from the pod to the host, if it is there: the pod's
+/// `ifname` counts as our VF when it names the VF's PCI address as parent
+/// (a real VF), has the ifindex attach reported (`pod_index`), or, before
+/// that is known, for a veth stand-in, kept the host ifindex and a MAC we
+/// gave or found it with.
+fn return_to_host_undo(
+    vf: &str,
+    link: &crate::netlink::Link,
+    netns: &Path,
+    ifname: &str,
+    mac: Option<[u8; 6]>,
+    pod_index: Option<u32>,
+) -> Undo {
+    let (vf, netns, ifname) = (vf.to_owned(), netns.to_owned(), ifname.to_owned());
+    let original = (link.name.clone(), link.mac, link.mtu, link.index);
+    Box::new(move || {
+        let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
+        let ours = match pod.link_by_name(&ifname) {
+            Ok(Some(found)) => match (found.parent_device.as_deref(), pod_index) {
+                (Some(parent), _) => parent == vf,
+                (None, Some(index)) => found.index == index,
+                (None, None) => {
+                    found.index == original.3
+                        && (found.mac == original.1 || (mac.is_some() && found.mac == mac))
+                }
+            },
+            Ok(None) => false,
+            Err(e) => return Err(CniError::new(CODE_KERNEL, e.to_string())),
+        };
+        if !ours {
+            return Ok(()); // never moved, or attach already brought it back
+        }
+        let host_fd = vf::host_netns().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
+        let original = Original {
+            name: &original.0,
+            mac: original.1,
+            mtu: original.2,
+        };
+        use std::os::fd::AsFd;
+        vf::return_to_host(&mut pod, &vf, &ifname, host_fd.as_fd(), &original).map_err(vf_error)
+    })
 }
 
 pub(crate) fn vf_error(error: vf::VfError) -> CniError {

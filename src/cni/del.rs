@@ -10,14 +10,21 @@
 //!   it. A veth stand-in died with the netns: nothing left to restore.
 //! - Restoring fails: report it and keep the state for the retry (sriov-cni
 //!   deletes its cache anyway and the VF is lost until reboot).
+//! - VF attributes the config set through the PF (vlan, admin MAC, ...) go
+//!   back to their cached originals before the netdev is released, because
+//!   drivers refuse a VF-side MAC change while an admin MAC is set and
+//!   trust is off (see `pf_side`).
 
-use super::add::vf_error;
+use super::add::{restore_through_pf, vf_error};
 use super::config::NetConf;
 use super::env::CniEnv;
 use super::error::{CniError, CODE_KERNEL};
 use super::ipam::Ipam;
+use super::pf_side::{self, PfVf};
 use super::state::{Cache, Mode, StateDir};
+use super::vf_target::resolve;
 use crate::netlink::{parse_mac, Netlink};
+use crate::pci::PciAddress;
 use crate::sysfs::{SysfsRoot, USERSPACE_DRIVERS};
 use crate::vf::{self, Original};
 use std::os::fd::AsFd;
@@ -93,10 +100,38 @@ pub(crate) fn release(
     if owned_by_other {
         tracing::warn!(vf = %vf, owner = ?owner, "DEL: the VF now belongs to another pod; leaving it alone");
     } else {
-        restore_vf(cache, &vf, &our_netns, ifname)?;
+        restore_pf_then_vf(cache, vf_address, || {
+            restore_vf(cache, &vf, &our_netns, ifname)
+        })?;
         state.clear_allocation(vf_address)?;
     }
     state.remove_cache(container_id, ifname)
+}
+
+/// The PF-side settings the cached config set go back first, then the VF
+/// netdev. The VF's PF and index are looked up again (the PF may have been
+/// renamed); a VF that no longer exists has no PF-side state left.
+fn restore_pf_then_vf(
+    cache: &Cache,
+    vf_address: PciAddress,
+    release_netdev: impl FnOnce() -> Result<(), CniError>,
+) -> Result<(), CniError> {
+    let settings = pf_side::to_restore(cache);
+    if settings.is_empty() {
+        return release_netdev();
+    }
+    let at = match resolve(&SysfsRoot::resolve(None), vf_address) {
+        Ok(target) => PfVf {
+            vf: vf_address.to_string(),
+            pf: target.pf_name,
+            index: target.vf_index,
+        },
+        Err(e) => {
+            tracing::warn!(vf = %vf_address, error = %e.msg, "DEL: the VF is gone; no PF-side settings to restore");
+            return release_netdev();
+        }
+    };
+    restore_through_pf(&at, &settings, release_netdev)
 }
 
 fn mode_of(cache: &Cache, vf: &str) -> Mode {

@@ -43,18 +43,36 @@ pub struct OrigVfState {
     pub vlan: i64,
     #[serde(rename = "VlanQoS", default)]
     pub vlan_qos: i64,
+    /// The ethertype, as sriov-cni writes it (33024 = 802.1q, 34984 =
+    /// 802.1ad); 0 when the PF was not read. Older caches may name it.
     #[serde(
         rename = "VlanProto",
         default,
-        skip_serializing_if = "String::is_empty"
+        deserialize_with = "vlan_proto_number_or_name"
     )]
-    pub vlan_proto: String,
+    pub vlan_proto: u16,
     #[serde(rename = "MinTxRate", default)]
     pub min_tx_rate: i64,
     #[serde(rename = "MaxTxRate", default)]
     pub max_tx_rate: i64,
     #[serde(rename = "LinkState", default)]
     pub link_state: u32,
+}
+
+/// `VlanProto` as a number (sriov-cni since it switched to netlink's
+/// ethertype) or a name (`802.1q`/`802.1ad`); anything else reads as 0,
+/// which DEL treats as 802.1q, as sriov-cni does for caches without it.
+fn vlan_proto_number_or_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u16, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        serde_json::Value::String(name) => {
+            crate::netlink::VlanProto::from_name(&name).map(|p| p.ethertype())
+        }
+        _ => None,
+    }
+    .unwrap_or(0))
 }
 
 /// How the VF was attached.
