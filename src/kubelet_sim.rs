@@ -42,6 +42,8 @@ pub struct PluginView {
     /// Lists received over all streams.
     pub updates: u32,
     pub stream_open: bool,
+    /// Plugin-watcher verdicts `plugin_registered: false` sent to it.
+    pub rejections: u32,
 }
 
 impl PluginView {
@@ -57,6 +59,8 @@ impl PluginView {
 
 #[derive(Default)]
 struct Shared {
+    /// Plugin-watcher mode: reject this many registrations before accepting.
+    reject_next: u32,
     plugins: BTreeMap<String, PluginView>,
     channels: BTreeMap<String, Channel>,
     streams: BTreeMap<String, JoinHandle<()>>,
@@ -232,6 +236,19 @@ async fn adopt_watched_socket(
     } else {
         None
     };
+    let rejected_on_request = shared
+        .lock()
+        .map(|mut s| {
+            let reject = problem.is_none() && s.reject_next > 0;
+            if reject {
+                s.reject_next -= 1;
+                s.plugins.entry(info.name.clone()).or_default().rejections += 1;
+            }
+            reject
+        })
+        .unwrap_or(false);
+    let problem = problem
+        .or_else(|| rejected_on_request.then(|| "rejected on request (kubelet-sim)".to_owned()));
     if let Some(error) = problem {
         client
             .notify_registration_status(RegistrationStatus {
@@ -239,6 +256,7 @@ async fn adopt_watched_socket(
                 error,
             })
             .await?;
+        bump(&changed);
         return Ok(());
     }
     let endpoint = PathBuf::from(&info.endpoint);
@@ -355,6 +373,14 @@ impl KubeletSim {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Plugin-watcher mode: answer the next `count` plugins found with
+    /// `NotifyRegistrationStatus(false)`, as a kubelet that rejects them.
+    pub fn reject_next(&self, count: u32) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.reject_next = count;
+        }
     }
 
     /// Every resource seen so far.

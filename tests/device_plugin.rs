@@ -729,3 +729,103 @@ async fn a_recreated_kubelet_sock_alone_triggers_exactly_one_registration() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejected_plugin_recreates_its_socket_and_is_registered_on_the_retry() {
+    let node = Node::new(CONFIG);
+    let registry = node.path("plugins_registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    let kubelet = KubeletSim::start_plugin_watcher(&registry).await.unwrap();
+    kubelet.reject_next(1);
+    let daemon = start(node.settings(RegistrationMode::PluginsRegistry, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    let rejected: u32 = kubelet.plugins().values().map(|v| v.rejections).sum();
+    assert_eq!(rejected, 1, "one plugin was rejected once");
+    let rejected_pool = kubelet
+        .plugins()
+        .into_iter()
+        .find(|(_, v)| v.rejections == 1)
+        .unwrap();
+    assert_eq!(
+        rejected_pool.1.registrations, 1,
+        "{}: registered after recreating its socket",
+        rejected_pool.0
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn vfio_no_iommu_groups_uio_functions_and_the_cdi_field() {
+    let node = Node::new(CONFIG);
+    // the vfio VF's group is a no-IOMMU group; VF 2 is rebound to igb_uio (uio0)
+    let group = node.iommu_group("0000:3b:01.3");
+    std::fs::write(
+        node.sysfs
+            .join("kernel/iommu_groups")
+            .join(&group)
+            .join("name"),
+        "vfio-noiommu\n",
+    )
+    .unwrap();
+    let vf2 = node.sysfs.join("bus/pci/devices/0000:3b:01.2");
+    let vf2_dir = vf2
+        .parent()
+        .unwrap()
+        .join(std::fs::read_link(&vf2).unwrap());
+    std::fs::remove_file(vf2_dir.join("driver")).unwrap();
+    std::fs::create_dir_all(node.sysfs.join("bus/pci/drivers/igb_uio")).unwrap();
+    std::os::unix::fs::symlink(
+        node.sysfs.join("bus/pci/drivers/igb_uio"),
+        vf2_dir.join("driver"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(vf2_dir.join("net")).unwrap();
+    std::fs::create_dir_all(vf2_dir.join("uio/uio0")).unwrap();
+    let config = CONFIG.replace(
+        r#""drivers": ["vfio-pci"]}"#,
+        r#""drivers": ["vfio-pci", "igb_uio"]}"#,
+    );
+    std::fs::write(node.path("config.json"), config).unwrap();
+
+    let kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    let r = kubelet
+        .allocate(DPDK, &strings(&["0000:3b:01.3", "0000:3b:01.2"]))
+        .await
+        .unwrap();
+    let c = &r.container_responses[0];
+    assert_eq!(
+        specs(&c.devices),
+        vec![
+            spec("/dev/vfio/vfio", "/dev/vfio/vfio"),
+            spec(
+                &format!("/dev/vfio/noiommu-{group}"),
+                &format!("/dev/vfio/{group}")
+            ),
+            spec("/dev/uio0", "/dev/uio0"),
+        ]
+    );
+    let info: Value = serde_json::from_str(&c.envs["PCIDEVICE_INTEL_COM_INTEL_DPDK_INFO"]).unwrap();
+    assert_eq!(info["0000:3b:01.2"]["uio"], json!({"mount": "/dev/uio0"}));
+    assert_eq!(
+        info["0000:3b:01.3"]["vfio"]["dev-mount"],
+        json!(format!("/dev/vfio/{group}"))
+    );
+    daemon.stop().await;
+
+    // the same pool with CDI references in the cdi_devices field
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Field)).await;
+    registered_times(&kubelet, DPDK, 2).await;
+    let r = kubelet
+        .allocate(DPDK, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    let c = &r.container_responses[0];
+    let names: Vec<&str> = c.cdi_devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, vec!["intel.com/net-pci=0000:3b:01.2"]);
+    assert!(c.devices.is_empty() && c.annotations.is_empty());
+    daemon.stop().await;
+}

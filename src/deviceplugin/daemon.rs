@@ -238,6 +238,9 @@ impl Daemon {
     }
 
     fn start_pool(&mut self, pool: ServedPool) -> Result<(), DaemonError> {
+        for error in files::remove_stale_device_info(&self.settings.devinfo_dir, &pool) {
+            tracing::warn!(pool = %pool.resource_name, %error, "cannot remove a stale device-info file");
+        }
         // Files first: the kubelet may Allocate (and Multus read the
         // device-info file) as soon as the pool is advertised.
         if let Err(error) = self.write_files(None, &pool) {

@@ -107,6 +107,33 @@ pub fn remove_device_info<'a>(
         .collect()
 }
 
+/// Device-info files an earlier run left for this pool's resource, of
+/// devices no longer in it (upstream deletes them before listening). Only
+/// names that are exactly `<prefix>-<name>-<BDF>-device.json` count, so a
+/// pool named `sriov` never touches the files of a pool named `sriov-dpdk`.
+pub fn remove_stale_device_info(dir: &Path, pool: &ServedPool) -> Vec<FileError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => return vec![file_error("list", dir)(e)],
+    };
+    let prefix = format!("{}-", pool.resource_name.replace('/', "-"));
+    let current: HashSet<&str> = pool.device_ids().collect();
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix("-device.json"));
+            id.is_some_and(|id| {
+                id.parse::<crate::pci::PciAddress>().is_ok() && !current.contains(id)
+            })
+        })
+        .filter_map(|entry| remove_if_present(&entry.path()).err())
+        .collect()
+}
+
 /// Bring the device-info files from `old` to `new`: write every current
 /// device's file, remove the files of devices that left the pool.
 pub fn sync_device_info(
@@ -239,6 +266,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temp files left: {names:?}");
+    }
+
+    #[test]
+    fn stale_files_of_the_pool_go_and_other_pools_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "intel.com-sriov_net-0000:3b:01.7-device.json", // stale, ours
+            "intel.com-sriov_net-0000:3b:01.1-device.json", // current, ours
+            "intel.com-sriov_net-dpdk-0000:3b:01.7-device.json", // pool sriov_net-dpdk
+            "intel.com-sriov_net-notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        let pool = test_pool(vec![device("0000:3b:01.1", vec![])], false);
+        assert!(remove_stale_device_info(dir.path(), &pool).is_empty());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "intel.com-sriov_net-0000:3b:01.1-device.json",
+                "intel.com-sriov_net-dpdk-0000:3b:01.7-device.json",
+                "intel.com-sriov_net-notes.txt",
+            ]
+        );
     }
 
     #[test]
