@@ -15,7 +15,7 @@ use super::ipam::Ipam;
 use super::result::{CniResult, Interface};
 use super::state::{Cache, Mode, OrigVfState, Progress, StateDir};
 use super::vf_target::{resolve, VfTarget};
-use crate::netlink::{format_mac, IfAddress, LinkOps, Netlink, Route};
+use crate::netlink::{format_mac, parse_mac, IfAddress, LinkOps, Netlink, Route};
 use crate::sysfs::SysfsRoot;
 use crate::vf::{self, Original};
 use serde_json::Value;
@@ -88,6 +88,7 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
             ),
         ));
     }
+    super::netns_guard::refuse_own_netns(netns, env.netns_override)?;
     let netns_text = netns.display().to_string();
     let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
     let state = StateDir::from_env();
@@ -282,6 +283,8 @@ fn attach_and_configure(
             let (addresses, routes) = addresses_and_routes(&ipam_result, ifindex)?;
             let mut pod = vf::netlink_in(netns, &vf).map_err(vf_error)?;
             vf::configure_ips(&mut pod, &vf, ifindex, &addresses, &routes).map_err(vf_error)?;
+            let mac = result.interfaces[0].mac.as_deref().and_then(parse_mac);
+            vf::announce::best_effort(netns, &vf, ifindex, &env.ifname, mac, &addresses);
         }
         result.ips = ipam_result.ips;
         result.routes = ipam_result.routes;
@@ -292,12 +295,8 @@ fn attach_and_configure(
             result.dns = dns.clone();
         }
     }
-    if let Some(path) = conf
-        .runtime_config
-        .as_ref()
-        .and_then(|r| r.device_info_file.as_deref())
-    {
-        super::device_info::write(Path::new(path), target)?;
+    if let Some(path) = super::device_info::requested_path(conf) {
+        super::device_info::write(path, target)?;
     }
     Ok(result)
 }

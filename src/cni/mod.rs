@@ -10,6 +10,7 @@ pub mod env;
 pub mod error;
 pub mod ipam;
 pub mod lifecycle;
+pub mod netns_guard;
 pub mod result;
 pub mod state;
 pub mod version;
