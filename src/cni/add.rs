@@ -60,6 +60,7 @@ impl Rollback {
 pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
     conf.validate()?;
     let vf_address = conf.device()?;
+    let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
     let pf_keys = conf.pf_side_keys();
     let sysfs = SysfsRoot::resolve(None);
     let target = resolve(&sysfs, vf_address)?;
@@ -90,7 +91,6 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
     }
     super::netns_guard::refuse_own_netns(netns, env.netns_override)?;
     let netns_text = netns.display().to_string();
-    let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
     let state = StateDir::from_env();
     let _lock = state.lock_vf(vf_address)?;
 

@@ -182,35 +182,6 @@ fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
     Ok(serde_json::to_vec(&config).unwrap_or_default())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_older_version_applies_to_the_prev_result_too() {
-        let config = serde_json::json!({
-            "cniVersion": "1.1.0", "name": "n", "ipam": {"type": "static"},
-            "prevResult": {"cniVersion": "1.1.0",
-                "interfaces": [{"name": "net1", "mtu": 1500, "pciID": "0000:3b:01.0"}],
-                "ips": [{"address": "10.1.0.2/24", "interface": 0}]}
-        });
-        let bytes = with_version(config.to_string().as_bytes(), "0.4.0").unwrap();
-        let old: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(old["cniVersion"], "0.4.0");
-        assert_eq!(old["prevResult"]["cniVersion"], "0.4.0");
-        assert_eq!(old["prevResult"]["ips"][0]["version"], "4");
-        assert!(old["prevResult"]["interfaces"][0].get("pciID").is_none());
-        assert_eq!(old["ipam"]["type"], "static", "the rest is untouched");
-    }
-
-    #[test]
-    fn the_newest_common_version_wins() {
-        let debian = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"].map(String::from);
-        assert_eq!(best_common_version(&debian), Some("1.0.0"));
-        assert_eq!(best_common_version(&["0.2.0".to_owned()]), None);
-    }
-}
-
 impl<'a> Ipam<'a> {
     /// Delegate for our own attachment, in the config's version.
     pub fn new(plugin: &'a str, env: &'a CniEnv, stdin: &'a [u8], cni_version: &'a str) -> Self {
@@ -313,5 +284,34 @@ impl<'a> Ipam<'a> {
             return Ok(false);
         }
         self.run(command).map(|_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_version_applies_to_the_prev_result_too() {
+        let config = serde_json::json!({
+            "cniVersion": "1.1.0", "name": "n", "ipam": {"type": "static"},
+            "prevResult": {"cniVersion": "1.1.0",
+                "interfaces": [{"name": "net1", "mtu": 1500, "pciID": "0000:3b:01.0"}],
+                "ips": [{"address": "10.1.0.2/24", "interface": 0}]}
+        });
+        let bytes = with_version(config.to_string().as_bytes(), "0.4.0").unwrap();
+        let old: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(old["cniVersion"], "0.4.0");
+        assert_eq!(old["prevResult"]["cniVersion"], "0.4.0");
+        assert_eq!(old["prevResult"]["ips"][0]["version"], "4");
+        assert!(old["prevResult"]["interfaces"][0].get("pciID").is_none());
+        assert_eq!(old["ipam"]["type"], "static", "the rest is untouched");
+    }
+
+    #[test]
+    fn the_newest_common_version_wins() {
+        let debian = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"].map(String::from);
+        assert_eq!(best_common_version(&debian), Some("1.0.0"));
+        assert_eq!(best_common_version(&["0.2.0".to_owned()]), None);
     }
 }

@@ -13,8 +13,16 @@ use crate::sysfs::SysfsRoot;
 pub fn status(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
     let not_available = |msg: String| CniError::new(CODE_NOT_AVAILABLE, msg);
     let sysfs = SysfsRoot::resolve(None);
-    if let Err(e) = sysfs.pci_addresses() {
-        return Err(not_available(format!("cannot read PCI devices: {e}")));
+    match sysfs.pci_addresses() {
+        Err(e) => return Err(not_available(format!("cannot read PCI devices: {e}"))),
+        // every machine has some: none means sysfs is not mounted where we look
+        Ok(devices) if devices.is_empty() => {
+            return Err(not_available(format!(
+                "no PCI devices under {}: is sysfs mounted there?",
+                sysfs.path().join("bus/pci/devices").display()
+            )))
+        }
+        Ok(_) => {}
     }
     let state = StateDir::from_env();
     state_dir_usable(state.root()).map_err(|e| {
