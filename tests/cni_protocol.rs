@@ -606,3 +606,66 @@ fn gc_honours_the_legacy_attachments_key_and_leaves_other_networks_alone() {
     assert!(n.cni.state_files().is_empty());
     assert!(n.cni.allocated_ips().is_empty());
 }
+
+#[test]
+fn device_from_pci_bus_id_or_runtime_config_and_mac_from_cni_args() {
+    if !require_root("device_from_pci_bus_id_or_runtime_config_and_mac_from_cni_args") {
+        return;
+    }
+    let n = node();
+    let pod = n.pod("pod");
+    let link_in_pod = |name: &str| {
+        netns::run_in(pod.path(), || {
+            Netlink::open().unwrap().link_by_name(name).unwrap()
+        })
+        .unwrap()
+    };
+    let base = n.cni.host_local_conf("1.0.0", VF0, "10.67.0.0/24");
+
+    // only `pciBusID`, which Multus injects beside `deviceID`
+    let mut by_bus = base.clone();
+    by_bus.as_object_mut().unwrap().remove("deviceID");
+    by_bus["pciBusID"] = json!(VF0);
+    let add = n.cni.run("ADD", "c0", Some(pod.path()), "net1", &by_bus);
+    assert!(add.ok(), "{}", add.stdout);
+    assert_eq!(add.json["interfaces"][0]["pciID"], VF0);
+    assert!(link_in_pod("net1").is_some());
+
+    // only runtimeConfig.deviceID (the `deviceID` capability), and the MAC
+    // from CNI_ARGS, as Multus passes a selection element's `mac`
+    let vf1 = host_link(&n.vf_name(1)).unwrap();
+    let mut by_capability = base.clone();
+    by_capability.as_object_mut().unwrap().remove("deviceID");
+    by_capability["capabilities"] = json!({"deviceID": true});
+    by_capability["runtimeConfig"] = json!({"deviceID": VF1});
+    let args =
+        "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo;MAC=02:00:00:00:00:0a";
+    let add = n.cni.run_raw(
+        "ADD",
+        "c1",
+        Some(pod.path()),
+        "net2",
+        by_capability.to_string().as_bytes(),
+        &[("CNI_ARGS", args)],
+    );
+    assert!(add.ok(), "{}", add.stdout);
+    assert_eq!(add.json["interfaces"][0]["pciID"], VF1);
+    assert_eq!(add.json["interfaces"][0]["mac"], "02:00:00:00:00:0a");
+    assert_eq!(
+        link_in_pod("net2").unwrap().mac,
+        Some([2, 0, 0, 0, 0, 0x0a])
+    );
+
+    assert!(n
+        .cni
+        .run("DEL", "c0", Some(pod.path()), "net1", &by_bus)
+        .ok());
+    assert!(n
+        .cni
+        .run("DEL", "c1", Some(pod.path()), "net2", &by_capability)
+        .ok());
+    let after = host_link(&n.vf_name(1)).expect("VF1 home");
+    assert_eq!(after.mac, vf1.mac, "original MAC restored");
+    assert!(host_link(&n.vf_name(0)).is_some());
+    assert!(n.cni.state_files().is_empty() && n.cni.allocated_ips().is_empty());
+}
