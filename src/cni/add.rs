@@ -15,7 +15,7 @@ use super::ipam::Ipam;
 use super::result::{CniResult, Interface};
 use super::state::{Cache, Mode, OrigVfState, Progress, StateDir};
 use super::vf_target::{resolve, VfTarget};
-use crate::netlink::{format_mac, parse_mac, IfAddress, LinkOps, Netlink, Route};
+use crate::netlink::{format_mac, IfAddress, LinkOps, Netlink, Route};
 use crate::sysfs::SysfsRoot;
 use crate::vf::{self, Original};
 use serde_json::Value;
@@ -59,8 +59,8 @@ impl Rollback {
 
 pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
     conf.validate()?;
-    let vf_address = conf.device()?;
     let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
+    let vf_address = conf.device()?;
     let pf_keys = conf.pf_side_keys();
     let sysfs = SysfsRoot::resolve(None);
     let target = resolve(&sysfs, vf_address)?;
@@ -283,7 +283,10 @@ fn attach_and_configure(
             let (addresses, routes) = addresses_and_routes(&ipam_result, ifindex)?;
             let mut pod = vf::netlink_in(netns, &vf).map_err(vf_error)?;
             vf::configure_ips(&mut pod, &vf, ifindex, &addresses, &routes).map_err(vf_error)?;
-            let mac = result.interfaces[0].mac.as_deref().and_then(parse_mac);
+            let mac = result.interfaces[0]
+                .mac
+                .as_deref()
+                .and_then(crate::netlink::parse_mac);
             vf::announce::best_effort(netns, &vf, ifindex, &env.ifname, mac, &addresses);
         }
         result.ips = ipam_result.ips;
