@@ -82,6 +82,10 @@ fn status_is_ready_with_debian_ipam_and_50_when_anything_is_missing() {
     // ...but an IPAM plugin that cannot be found means ADD would fail
     let out = status(&cni, &host_local, &[("CNI_PATH", "")]);
     assert_cni_error(&out, 50, "no CNI_PATH");
+    assert!(out.json["msg"]
+        .as_str()
+        .unwrap()
+        .contains("CNI_PATH is not set"));
     let mut missing = host_local.clone();
     missing["ipam"]["type"] = json!("no-such-ipam");
     let out = status(&cni, &missing, &[]);

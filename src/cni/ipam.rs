@@ -26,6 +26,13 @@ pub struct Ipam<'a> {
 }
 
 fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if path.is_empty() {
+        // STATUS may come without CNI_PATH; the other commands require it
+        return Err(CniError::new(
+            CODE_IPAM,
+            format!("IPAM plugin {plugin:?} cannot be found: CNI_PATH is not set"),
+        ));
+    }
     path.iter()
         .map(|dir| dir.join(plugin))
         .find(|candidate| candidate.is_file())
