@@ -112,6 +112,7 @@ pub(crate) fn restore_through_pf(
 
 pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
     conf.validate()?;
+    let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
     let vf_address = conf.device()?;
     let sysfs = SysfsRoot::resolve(None);
     let target = resolve(&sysfs, vf_address)?;
@@ -128,8 +129,8 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
             ),
         ));
     }
+    super::netns_guard::refuse_own_netns(netns, env.netns_override)?;
     let netns_text = netns.display().to_string();
-    let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
     let state = StateDir::from_env();
     let _lock = state.lock_vf(vf_address)?;
 
@@ -388,6 +389,11 @@ fn attach_and_configure(
             let (addresses, routes) = addresses_and_routes(&ipam_result, ifindex)?;
             let mut pod = vf::netlink_in(netns, &vf).map_err(vf_error)?;
             vf::configure_ips(&mut pod, &vf, ifindex, &addresses, &routes).map_err(vf_error)?;
+            let mac = result.interfaces[0]
+                .mac
+                .as_deref()
+                .and_then(crate::netlink::parse_mac);
+            vf::announce::best_effort(netns, &vf, ifindex, &env.ifname, mac, &addresses);
         }
         result.ips = ipam_result.ips;
         result.routes = ipam_result.routes;
@@ -398,12 +404,8 @@ fn attach_and_configure(
             result.dns = dns.clone();
         }
     }
-    if let Some(path) = conf
-        .runtime_config
-        .as_ref()
-        .and_then(|r| r.device_info_file.as_deref())
-    {
-        super::device_info::write(Path::new(path), target)?;
+    if let Some(path) = super::device_info::requested_path(conf) {
+        super::device_info::write(path, target)?;
     }
     Ok(result)
 }

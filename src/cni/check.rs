@@ -79,12 +79,41 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
     if let Some(plugin) = conf.ipam_type() {
         match Ipam::new(plugin, env, stdin, &conf.cni_version).check() {
             Ok(()) => {}
-            // whereabouts answers CHECK with "not implemented": that is not a broken attachment
-            Err(e) if e.msg.to_lowercase().contains("not implemented") => {
-                tracing::info!(plugin, "IPAM plugin does not implement CHECK; skipped");
+            Err(e) if ipam_lacks_check(&e) => {
+                tracing::info!(plugin, error = %e.msg, "IPAM plugin does not implement CHECK; skipped");
             }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// An IPAM plugin that cannot CHECK is not a broken attachment. whereabouts
+/// answers "CNI CHECK method is not implemented" (a plain Go error, which
+/// the CNI library prints as code 999); plugins built on a CNI library older
+/// than CHECK (spec 0.4.0) answer "unknown CNI_COMMAND: CHECK". There is no
+/// code for either, so the message decides; any other failure counts.
+fn ipam_lacks_check(error: &CniError) -> bool {
+    let msg = error.msg.to_lowercase();
+    msg.contains("check method is not implemented") || msg.contains("unknown cni_command: check")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_check_is_tolerated() {
+        let whereabouts = CniError::new(
+            999,
+            "IPAM plugin whereabouts CHECK: CNI CHECK method is not implemented",
+        );
+        let old_library = CniError::new(4, "IPAM plugin old CHECK: unknown CNI_COMMAND: CHECK");
+        let real = CniError::new(
+            999,
+            "IPAM plugin host-local CHECK: host-local: Failed to find address added by container cid",
+        );
+        assert!(ipam_lacks_check(&whereabouts) && ipam_lacks_check(&old_library));
+        assert!(!ipam_lacks_check(&real));
+    }
 }

@@ -44,6 +44,9 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
                 tracing::warn!(plugin, error = %e.msg, "DEL without an attachment: IPAM DEL failed; ignored");
             }
         }
+        if let Ok(vf) = conf.device() {
+            super::device_info::remove(conf, &vf.to_string());
+        }
         // an ADD killed while writing its first cache leaves only a temp file
         state.remove_cache(&env.container_id, &env.ifname)?;
         return Ok(());
@@ -105,6 +108,7 @@ pub(crate) fn release(
         })?;
         state.clear_allocation(vf_address)?;
     }
+    super::device_info::remove(&cache.conf, &vf);
     state.remove_cache(container_id, ifname)
 }
 

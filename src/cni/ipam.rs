@@ -26,6 +26,13 @@ pub struct Ipam<'a> {
 }
 
 fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if path.is_empty() {
+        // STATUS may come without CNI_PATH; the other commands require it
+        return Err(CniError::new(
+            CODE_IPAM,
+            format!("IPAM plugin {plugin:?} cannot be found: CNI_PATH is not set"),
+        ));
+    }
     path.iter()
         .map(|dir| dir.join(plugin))
         .find(|candidate| candidate.is_file())
@@ -172,6 +179,12 @@ fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
     })?;
     if let Some(object) = config.as_object_mut() {
         object.insert("cniVersion".into(), Value::from(version));
+        // prevResult (CHECK, DEL) is in the config's version: the plugin
+        // parses it as the version we now claim, so convert it too
+        if let Some(prev) = object.get("prevResult").filter(|p| p.is_object()) {
+            let converted = CniResult::parse(prev.clone())?.to_version(version);
+            object.insert("prevResult".into(), converted);
+        }
     }
     Ok(serde_json::to_vec(&config).unwrap_or_default())
 }
@@ -278,5 +291,34 @@ impl<'a> Ipam<'a> {
             return Ok(false);
         }
         self.run(command).map(|_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_version_applies_to_the_prev_result_too() {
+        let config = serde_json::json!({
+            "cniVersion": "1.1.0", "name": "n", "ipam": {"type": "static"},
+            "prevResult": {"cniVersion": "1.1.0",
+                "interfaces": [{"name": "net1", "mtu": 1500, "pciID": "0000:3b:01.0"}],
+                "ips": [{"address": "10.1.0.2/24", "interface": 0}]}
+        });
+        let bytes = with_version(config.to_string().as_bytes(), "0.4.0").unwrap();
+        let old: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(old["cniVersion"], "0.4.0");
+        assert_eq!(old["prevResult"]["cniVersion"], "0.4.0");
+        assert_eq!(old["prevResult"]["ips"][0]["version"], "4");
+        assert!(old["prevResult"]["interfaces"][0].get("pciID").is_none());
+        assert_eq!(old["ipam"]["type"], "static", "the rest is untouched");
+    }
+
+    #[test]
+    fn the_newest_common_version_wins() {
+        let debian = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"].map(String::from);
+        assert_eq!(best_common_version(&debian), Some("1.0.0"));
+        assert_eq!(best_common_version(&["0.2.0".to_owned()]), None);
     }
 }

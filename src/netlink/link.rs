@@ -16,6 +16,8 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
     pub up: bool,
+    /// IFF_RUNNING: up with carrier, so frames sent now leave the port.
+    pub running: bool,
     /// `veth`, `bridge`, ... or None for hardware netdevs.
     pub kind: Option<String>,
     /// Index of the bridge this link is a port of.
@@ -34,6 +36,7 @@ impl Link {
             mac: None,
             mtu: None,
             up: message.header.flags.contains(LinkFlags::Up),
+            running: message.header.flags.contains(LinkFlags::Running),
             kind: None,
             master: None,
             link_layer_type: message.header.link_layer_type.into(),

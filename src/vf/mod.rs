@@ -10,6 +10,8 @@
 //!   namespace under its pod-side name (or `devN` on a clash); a veth
 //!   stand-in is destroyed with it instead. `find_on_host` copes with both.
 
+pub mod announce;
+
 use crate::netlink::{
     format_mac, AddressOps, IfAddress, Link, LinkOps, Netlink, NetlinkError, Route, RouteOps,
 };
