@@ -85,6 +85,7 @@ impl Node {
             cdi,
             cdi_spec_dir: self.path("cdi"),
             default_route_netdevs: Some(vec![]),
+            health_addr: None,
         }
     }
 
@@ -828,4 +829,81 @@ async fn vfio_no_iommu_groups_uio_functions_and_the_cdi_field() {
     assert_eq!(names, vec!["intel.com/net-pci=0000:3b:01.2"]);
     assert!(c.devices.is_empty() && c.annotations.is_empty());
     daemon.stop().await;
+}
+
+/// One HTTP/1.1 GET over plain TCP: (status code, body).
+fn try_http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, body))
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap()
+}
+
+#[tokio::test]
+async fn health_endpoint_reports_liveness_and_registration() {
+    let node = Node::new(CONFIG);
+    let dir = node.path("device-plugins");
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
+        .arg(format!(
+            "--config-file={}",
+            node.path("config.json").display()
+        ))
+        .arg(format!("--sysfs-root={}", node.sysfs.display()))
+        .arg(format!("--device-plugin-path={}", dir.display()))
+        .arg("--registration-mode=kubelet-socket")
+        .arg(format!("--devinfo-dir={}", node.path("devinfo").display()))
+        .arg(format!("--health-addr={addr}"))
+        .spawn()
+        .unwrap();
+    // no kubelet yet: alive, not ready, and it says which pools wait
+    let deadline = Instant::now() + WAIT;
+    let (status, body) = loop {
+        if let Ok(answer) = try_http_get(addr, "/readyz") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "health endpoint never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, "not registered with the kubelet: intel.com/intel_dpdk, intel.com/intel_netdev, nvidia.com/mlx_rdma\n");
+    assert_eq!(http_get(addr, "/healthz"), (200, "ok\n".to_string()));
+    let kubelet = KubeletSim::start(&dir).await.unwrap();
+    all_registered(&kubelet).await;
+    let deadline = Instant::now() + WAIT;
+    while http_get(addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready after registration");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }

@@ -55,6 +55,10 @@ struct Args {
     /// sysfs tree to read (also SRIOV_SYSFS_ROOT)
     #[arg(long, env = sriov_rs::sysfs::ENV_SYSFS_ROOT)]
     sysfs_root: Option<PathBuf>,
+    /// Serve /healthz (liveness) and /readyz (every pool registered) over HTTP
+    /// on this address, e.g. 0.0.0.0:8096; off unless given
+    #[arg(long, value_name = "ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
     /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
     /// in a container, where the node's /dev is mounted (e.g. /host)
     #[arg(long, default_value = "/")]
@@ -156,6 +160,7 @@ fn main() {
         },
         cdi_spec_dir: args.cdi_spec_dir,
         default_route_netdevs: None,
+        health_addr: args.health_addr,
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -4,6 +4,7 @@
 use super::allocate::CdiMode;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
+use super::health;
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub cdi_spec_dir: PathBuf,
     /// Netdevs carrying the default route; None asks the kernel (tests pin it).
     pub default_route_netdevs: Option<Vec<String>>,
+    /// Where to serve `/healthz` and `/readyz`; None: no health endpoint.
+    pub health_addr: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -72,6 +75,11 @@ pub enum DaemonError {
     Discovery(#[from] SysfsError),
     #[error(transparent)]
     Files(#[from] files::FileError),
+    #[error("health endpoint on {addr}: {source}")]
+    Health {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What the binary (or a test) can ask of a running daemon.
@@ -144,7 +152,9 @@ pub struct Daemon {
     owners: DeviceOwners,
     events: broadcast::Sender<DirEvent>,
     running: BTreeMap<String, RunningPool>,
-    status: watch::Sender<Status>,
+    /// The pools' registration flags, shared with the health endpoint.
+    registrations: health::Registrations,
+    health_task: Option<tokio::task::JoinHandle<()>>,
     /// Ends the directory watch at shutdown.
     watcher_stop: watch::Sender<bool>,
 }
@@ -161,6 +171,15 @@ impl Daemon {
                 tracing::warn!(%error, "cannot remove a stale CDI spec");
             }
         }
+        let registrations = health::Registrations::default();
+        let health_task = match settings.health_addr {
+            Some(addr) => Some(
+                health::serve(addr, registrations.clone())
+                    .await
+                    .map_err(|source| DaemonError::Health { addr, source })?,
+            ),
+            None => None,
+        };
         let (events, _) = broadcast::channel(256);
         let (watcher_stop, watcher_stop_rx) = watch::channel(false);
         tokio::spawn(watch_dir(
@@ -174,7 +193,8 @@ impl Daemon {
             owners: Arc::new(RwLock::new(HashMap::new())),
             events,
             running: BTreeMap::new(),
-            status: watch::channel(Status::default()).0,
+            registrations,
+            health_task,
             watcher_stop,
         };
         daemon.update_owners(&pools);
@@ -261,6 +281,9 @@ impl Daemon {
             registered: registered.clone(),
         };
         let task = tokio::spawn(runner.run());
+        if let Ok(mut flags) = self.registrations.lock() {
+            flags.insert(name.clone(), registered.clone());
+        }
         self.running.insert(
             name,
             RunningPool {
@@ -270,12 +293,14 @@ impl Daemon {
                 registered,
             },
         );
-        self.status.send_replace(self.status());
         Ok(())
     }
 
     async fn stop_pool(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
+            if let Ok(mut flags) = self.registrations.lock() {
+                flags.remove(name);
+            }
             let _ = running.stop.send(true);
             let mut task = running.task;
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
@@ -336,7 +361,6 @@ impl Daemon {
                 Some(_) => {}
             }
         }
-        self.status.send_replace(self.status());
     }
 
     /// Stop every pool: sockets, device-info files and CDI specs removed.
@@ -351,6 +375,9 @@ impl Daemon {
             }
         }
         let _ = self.watcher_stop.send(true);
+        if let Some(task) = self.health_task.take() {
+            task.abort();
+        }
         tracing::info!("stopped");
     }
 

@@ -7,12 +7,14 @@
 //! - [`service`]: the gRPC services of one pool's socket;
 //! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
 //!   directory watch, and one pool's serve/register/restart loop;
+//! - [`health`]: `/healthz` and `/readyz` for the kubelet's probes;
 //! - [`daemon`]: everything together, with reload and shutdown.
 
 pub mod allocate;
 pub mod daemon;
 pub mod dirwatch;
 pub mod files;
+pub mod health;
 pub mod preferred;
 pub mod register;
 pub mod runner;
