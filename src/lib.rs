@@ -8,6 +8,7 @@
 //! - `pci`: PCI addresses.
 //! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport.
 
+pub mod atomic_file;
 pub mod cni;
 pub mod config;
 pub mod ctl;

@@ -609,6 +609,24 @@ async fn plugin_watcher_mode_is_chosen_when_plugins_registry_exists() {
     );
 }
 
+/// The daemon binary pointed at `node`'s tree and dirs; `config_flag`
+/// spells the config flag (upstream DaemonSets use `-config-file`).
+fn daemon_command(node: &Node, config_flag: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"));
+    command
+        .arg(format!(
+            "{config_flag}={}",
+            node.path("config.json").display()
+        ))
+        .arg(format!("--sysfs-root={}", node.sysfs.display()))
+        .arg(format!(
+            "--device-plugin-path={}",
+            node.path("device-plugins").display()
+        ))
+        .arg(format!("--devinfo-dir={}", node.path("devinfo").display()));
+    command
+}
+
 fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -626,18 +644,11 @@ async fn the_binary_cleans_up_and_exits_zero_on_sigterm() {
     let dir = node.path("device-plugins");
     let kubelet = KubeletSim::start(&dir).await.unwrap();
     // upstream's single-dash spelling, as existing DaemonSets pass it
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
-        .arg(format!(
-            "-config-file={}",
-            node.path("config.json").display()
-        ))
-        .arg(format!("--sysfs-root={}", node.sysfs.display()))
-        .arg(format!("--device-plugin-path={}", dir.display()))
+    let mut child = daemon_command(&node, "-config-file")
         .arg(format!(
             "--plugins-registry-path={}",
             node.path("absent").display()
         ))
-        .arg(format!("--devinfo-dir={}", node.path("devinfo").display()))
         .arg("--log-level=10")
         // glog's flags as upstream DaemonSets pass them: accepted, ignored
         .args([
@@ -866,15 +877,8 @@ async fn health_endpoint_reports_liveness_and_registration() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap()
     };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
-        .arg(format!(
-            "--config-file={}",
-            node.path("config.json").display()
-        ))
-        .arg(format!("--sysfs-root={}", node.sysfs.display()))
-        .arg(format!("--device-plugin-path={}", dir.display()))
+    let mut child = daemon_command(&node, "--config-file")
         .arg("--registration-mode=kubelet-socket")
-        .arg(format!("--devinfo-dir={}", node.path("devinfo").display()))
         .arg(format!("--health-addr={addr}"))
         .spawn()
         .unwrap();

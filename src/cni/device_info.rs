@@ -11,9 +11,7 @@ use super::config::NetConf;
 use super::error::{CniError, CODE_IO};
 use super::vf_target::VfTarget;
 use serde_json::{json, Map, Value};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const SPEC_VERSION: &str = "1.1.0";
 
@@ -74,29 +72,7 @@ pub fn write(path: &Path, target: &VfTarget) -> Result<(), CniError> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io("creating the directory", e))?;
     let bytes = serde_json::to_vec(&Value::Object(info)).map_err(|e| io("encoding", e.into()))?;
-    let temp = temp_path(path);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&temp)?;
-        file.write_all(&bytes)?;
-        std::fs::rename(&temp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(io("writing", e));
-    }
-    Ok(())
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.sriov-{}", std::process::id()))
+    crate::atomic_file::write(path, &bytes, 0o444).map_err(|e| io("writing", e))
 }
 
 /// DEL: remove the file ADD wrote for `vf`. A file that names another

@@ -14,7 +14,7 @@ use super::error::{CniError, CODE_IO, CODE_TRY_AGAIN};
 use crate::pci::PciAddress;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -317,32 +317,9 @@ fn remove_if_present(path: &Path) -> Result<(), CniError> {
     }
 }
 
-/// Write to a temp file beside `path` (0600) and rename it over `path`:
-/// readers, and a DEL after this process was killed, see the old or the new
-/// content, never half of it. No fsync, on purpose: a killed process loses
-/// nothing that was written, and after a power loss every pod netns is gone
-/// and the files describe nothing (sriov-cni does not sync either); three
-/// fsyncs per ADD would cost more than the rest of the plugin's own work.
+/// Write `path` (0600) atomically: readers, and a DEL after this process was
+/// killed, see the old or the new content, never half of it (see
+/// `crate::atomic_file` for why there is no fsync).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CniError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        io_error("writing", path, e)
-    })
+    crate::atomic_file::write(path, bytes, 0o600).map_err(|e| io_error("writing", path, e))
 }

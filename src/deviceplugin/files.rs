@@ -7,8 +7,7 @@
 use super::served::ServedPool;
 use serde_json::json;
 use std::collections::HashSet;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// A file operation that failed, naming the path.
@@ -32,37 +31,11 @@ fn file_error<'a>(
     }
 }
 
-/// Write `bytes` to `path` with `mode`, via a temp file in the same
-/// directory and a rename, which replaces a read-only (0444) file too.
+/// Write `bytes` to `path` with `mode` atomically, creating the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(file_error("create directory", dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        // the umask may have narrowed the mode given to open
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&temp);
-        FileError {
-            action: "write",
-            path: path.to_owned(),
-            source,
-        }
-    })
+    crate::atomic_file::write(path, bytes, mode).map_err(file_error("write", path))
 }
 
 /// Remove a file; a missing file is fine.
@@ -212,6 +185,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::served::{test_pool, NodeSpec, PciDeviceInfo, ServedDevice};
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn device(id: &str, nodes: Vec<NodeSpec>) -> ServedDevice {
         ServedDevice {

@@ -180,11 +180,7 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
         .iter()
         .map(|device| serve_device(device, pool, resource, facts, vhost_available))
         .collect();
-    let index = devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.id.clone(), i))
-        .collect();
+    let index = index_by_id(&devices);
     ServedPool {
         resource_name: pool.resource_name.clone(),
         prefix: resource.prefix.clone(),
@@ -195,6 +191,14 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
         devices,
         index,
     }
+}
+
+fn index_by_id(devices: &[ServedDevice]) -> HashMap<String, usize> {
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id.clone(), i))
+        .collect()
 }
 
 fn serve_device(
@@ -325,11 +329,7 @@ fn serve_device(
 /// A pool built by hand, for the pure modules' tests.
 #[cfg(test)]
 pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool {
-    let index = devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.id.clone(), i))
-        .collect();
+    let index = index_by_id(&devices);
     ServedPool {
         resource_name: "intel.com/sriov_net".into(),
         prefix: "intel.com".into(),
