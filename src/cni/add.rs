@@ -427,7 +427,7 @@ fn return_to_host_undo(
     let original = (link.name.clone(), link.mac, link.mtu, link.index);
     Box::new(move || {
         let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
-        let ours = match pod.link_by_name(&ifname) {
+        let found = match pod.link_by_name(&ifname) {
             Ok(Some(found)) => match (found.parent_device.as_deref(), pod_index) {
                 (Some(parent), _) => parent == vf,
                 (None, Some(index)) => found.index == index,
@@ -435,21 +435,38 @@ fn return_to_host_undo(
                     found.index == original.3
                         && (found.mac == original.1 || (mac.is_some() && found.mac == mac))
                 }
-            },
-            Ok(None) => false,
+            }
+            .then_some(found),
+            Ok(None) => None,
             Err(e) => return Err(CniError::new(CODE_KERNEL, e.to_string())),
         };
-        if !ours {
+        let found = match found {
+            Some(found) => Some(found),
+            // a move whose rename failed leaves the VF under its host name
+            None => {
+                let names = [original.0.as_str()];
+                let id = vf::VfId {
+                    pci: &vf,
+                    names: &names,
+                    ifindex: original.3,
+                    mac: original.1,
+                };
+                vf::find_vf(&mut pod, &vf, &id).map_err(vf_error)?
+            }
+        };
+        let Some(found) = found else {
             return Ok(()); // never moved, or attach already brought it back
-        }
+        };
         let host_fd = vf::host_netns().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
+        let mut host = Netlink::open().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
         let original = Original {
             name: &original.0,
             mac: original.1,
             mtu: original.2,
         };
         use std::os::fd::AsFd;
-        vf::return_to_host(&mut pod, &vf, &ifname, host_fd.as_fd(), &original).map_err(vf_error)
+        vf::return_link_to_host(&mut pod, &mut host, host_fd.as_fd(), &vf, &found, &original)
+            .map_err(vf_error)
     })
 }
 

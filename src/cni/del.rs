@@ -181,10 +181,31 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
     // 1. In the pod netns, if it still exists.
     if !netns.is_empty() && Path::new(netns).exists() {
         let mut pod = vf::netlink_in(Path::new(netns), vf).map_err(vf_error)?;
-        if !is_our_vf(&mut pod, vf, ifname, ifindex) {
-            return restore_from_host(cache, vf, &original);
-        }
-        match vf::return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original) {
+        let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
+        let returned = if is_our_vf(&mut pod, vf, ifname, ifindex) {
+            vf::return_to_host(&mut pod, &mut host, host_fd.as_fd(), vf, ifname, &original)
+        } else {
+            // an ADD whose move failed at the rename left it under its host name
+            let names = [original.name];
+            let id = vf::VfId {
+                pci: vf,
+                names: &names,
+                ifindex,
+                mac: original.mac,
+            };
+            match vf::find_vf(&mut pod, vf, &id).map_err(vf_error)? {
+                Some(link) => vf::return_link_to_host(
+                    &mut pod,
+                    &mut host,
+                    host_fd.as_fd(),
+                    vf,
+                    &link,
+                    &original,
+                ),
+                None => return restore_from_host(cache, vf, &original),
+            }
+        };
+        match returned {
             Ok(()) => return Ok(()),
             Err(e @ vf::VfError::HomeNameTaken { .. }) => {
                 // home with its MAC and MTU, only the name differs: say so, succeed
