@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::{require_root, unique_tag, TestNetns};
+use common::cni::CniHarness;
+use common::{require_root, two_pf_layout, unique_tag, SimFixture, TestNetns};
+use serde_json::json;
 use sriov_rs::netlink::{Link, LinkOps, Netlink};
 use sriov_rs::netns;
 use sriov_rs::vf::{self, Original, VfError};
@@ -141,8 +143,7 @@ fn a_pod_name_taken_at_the_move_leaves_the_vf_on_the_host_as_it_was() {
 
 #[test]
 fn a_pod_name_taken_when_the_host_name_is_taken_in_the_pod_too_moves_nothing() {
-    if !require_root("a_pod_name_taken_when_the_host_name_is_taken_in_the_pod_too_moves_nothing")
-    {
+    if !require_root("a_pod_name_taken_when_the_host_name_is_taken_in_the_pod_too_moves_nothing") {
         return;
     }
     let stage = Stage::new();
@@ -222,7 +223,10 @@ fn the_host_name_taken_on_return_brings_the_vf_home_under_the_fallback() {
     assert!(stage.host_link("net1").is_none());
     assert!(stage.pod_link("net1").is_none());
     let name_holder = stage.host_link(&stage.vf_name).unwrap();
-    assert_eq!(name_holder.index, squatter.index, "the squatter is untouched");
+    assert_eq!(
+        name_holder.index, squatter.index,
+        "the squatter is untouched"
+    );
 }
 
 #[test]
@@ -263,4 +267,41 @@ fn a_free_host_name_on_return_restores_the_vf_exactly() {
     let home = stage.host_link(&stage.vf_name).unwrap();
     assert_eq!((home.mac, home.mtu), (before.mac, before.mtu));
     assert!(stage.pod_link("net1").is_none());
+}
+
+#[test]
+fn del_finds_a_vf_left_in_the_pod_under_its_host_name() {
+    if !require_root("del_finds_a_vf_left_in_the_pod_under_its_host_name") {
+        return;
+    }
+    // the simulated node: the VF is a veth in the machine's host namespace
+    let fixture = SimFixture::new(two_pf_layout, true);
+    let cni = CniHarness::new(&fixture.root);
+    let vf_name = format!("{}av0", fixture.tag);
+    let pod = TestNetns::new(&format!("{}-pod", fixture.tag));
+    let host_link = |name: &str| Netlink::open().unwrap().link_by_name(name).unwrap();
+    let before = host_link(&vf_name).expect("VF on the host");
+    let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "sriov", "deviceID": VF});
+    let add = cni.run("ADD", "cid1", Some(pod.path()), "net1", &conf);
+    assert!(add.ok(), "{}", add.stdout);
+    // what a move whose rename failed leaves behind: the VF in the pod
+    // under its host name, not as CNI_IFNAME
+    netns::run_in(pod.path(), || {
+        let mut netlink = Netlink::open().unwrap();
+        let link = netlink.link_by_name("net1").unwrap().unwrap();
+        netlink.set_down(link.index).unwrap();
+        netlink.set_name(link.index, &vf_name).unwrap();
+    })
+    .unwrap();
+
+    let del = cni.run("DEL", "cid1", Some(pod.path()), "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let after = host_link(&vf_name).expect("DEL brought the VF home under its name");
+    assert_eq!((after.mac, after.mtu), (before.mac, before.mtu));
+    let in_pod = netns::run_in(pod.path(), || Netlink::open().unwrap().links().unwrap()).unwrap();
+    assert!(
+        in_pod.iter().all(|l| l.name == "lo"),
+        "nothing of ours left in the pod: {in_pod:?}"
+    );
+    assert!(cni.state_files().is_empty(), "{:?}", cni.state_files());
 }

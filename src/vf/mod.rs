@@ -310,10 +310,11 @@ fn rename_on_host(
         Ok(()) => Ok(()),
         Err(error) if error.is_exists() => {
             if home.name != fallback {
-                host.set_name(home.index, fallback).map_err(VfError::netlink(
-                    vf,
-                    "renaming the VF on the host after its name was found taken",
-                ))?;
+                host.set_name(home.index, fallback)
+                    .map_err(VfError::netlink(
+                        vf,
+                        "renaming the VF on the host after its name was found taken",
+                    ))?;
             }
             Err(VfError::HomeNameTaken {
                 vf: vf.to_owned(),
