@@ -23,7 +23,7 @@ use super::ipam::Ipam;
 use super::pf_side::{self, PfVf};
 use super::state::{Cache, Mode, StateDir};
 use super::vf_target::resolve;
-use crate::netlink::{parse_mac, Netlink};
+use crate::netlink::{parse_mac, HostPf, Netlink, PfOps};
 use crate::pci::PciAddress;
 use crate::sysfs::{SysfsRoot, USERSPACE_DRIVERS};
 use crate::vf::{self, Original};
@@ -31,6 +31,17 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+    del_with_pf(env, stdin, conf, &mut HostPf::default())
+}
+
+/// DEL with the PF-side operations going to `pf` (the host's netlink in the
+/// plugin, a fake PF in tests); the VF netdev's are always real.
+pub(crate) fn del_with_pf(
+    env: &CniEnv,
+    stdin: &[u8],
+    conf: &NetConf,
+    pf: &mut dyn PfOps,
+) -> Result<(), CniError> {
     let state = StateDir::from_env();
     let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
         tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
@@ -59,6 +70,7 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         &env.container_id,
         &env.ifname,
         None,
+        pf,
     )
 }
 
@@ -72,6 +84,7 @@ pub(crate) fn release(
     container_id: &str,
     ifname: &str,
     attachment: Option<(&str, &str, Option<&str>)>,
+    pf: &mut dyn PfOps,
 ) -> Result<(), CniError> {
     let vf_address = cache.conf.device()?;
     let vf = vf_address.to_string();
@@ -103,7 +116,7 @@ pub(crate) fn release(
     if owned_by_other {
         tracing::warn!(vf = %vf, owner = ?owner, "DEL: the VF now belongs to another pod; leaving it alone");
     } else {
-        restore_pf_then_vf(cache, vf_address, || {
+        restore_pf_then_vf(cache, vf_address, pf, || {
             restore_vf(cache, &vf, &our_netns, ifname)
         })?;
         state.clear_allocation(vf_address)?;
@@ -118,6 +131,7 @@ pub(crate) fn release(
 fn restore_pf_then_vf(
     cache: &Cache,
     vf_address: PciAddress,
+    pf: &mut dyn PfOps,
     release_netdev: impl FnOnce() -> Result<(), CniError>,
 ) -> Result<(), CniError> {
     let settings = pf_side::to_restore(cache);
@@ -135,7 +149,7 @@ fn restore_pf_then_vf(
             return release_netdev();
         }
     };
-    restore_through_pf(&at, &settings, release_netdev)
+    restore_through_pf(pf, &at, &settings, release_netdev)
 }
 
 fn mode_of(cache: &Cache, vf: &str) -> Mode {
