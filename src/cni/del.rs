@@ -76,6 +76,7 @@ pub(crate) fn del_with_pf(
 
 /// Undo one attachment described by `cache`. `attachment` overrides the
 /// CNI_* identity given to IPAM (GC releasing other attachments).
+#[allow(clippy::too_many_arguments)] // one attachment's identity and where its PF is reached
 pub(crate) fn release(
     state: &StateDir,
     env: &CniEnv,

@@ -501,4 +501,6 @@ pub fn restore_in_order(
 #[cfg(test)]
 mod fake_pf;
 #[cfg(test)]
+mod node_tests;
+#[cfg(test)]
 mod tests;

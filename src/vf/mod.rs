@@ -149,7 +149,8 @@ pub fn move_into_pod(
         ifindex: link.index,
         mac: link.mac,
     };
-    if let Err((error, place)) = move_named(host, pod, pod_fd, &id, link.index, ifname) {
+    if let Err(failed) = move_named(host, pod, pod_fd, &id, link.index, ifname) {
+        let MoveFailed { error, place } = *failed;
         if let Some(Place::Target(in_pod)) = place {
             // in the pod under its host name, the rename refused: bring it
             // back so ADD fails with the VF where it was
@@ -218,10 +219,16 @@ pub enum Place {
     Target(Link),
 }
 
+/// A move that failed, and where the VF is now: None if it is in neither
+/// namespace or could not be looked for.
+struct MoveFailed {
+    error: NetlinkError,
+    place: Option<Place>,
+}
+
 /// Move link `index` (the VF `id`) from the namespace of `from` into the
 /// one of `to` (`to_fd`) as `name`. On failure, also where the VF is now:
-/// a failed rename leaves it moved (see the module comment); None if it is
-/// in neither namespace or cannot be looked for.
+/// a failed rename leaves it moved (see the module comment).
 fn move_named(
     from: &mut Netlink,
     to: &mut Netlink,
@@ -229,7 +236,7 @@ fn move_named(
     id: &VfId,
     index: u32,
     name: &str,
-) -> Result<(), (NetlinkError, Option<Place>)> {
+) -> Result<(), Box<MoveFailed>> {
     let Err(error) = from.set_netns_and_name(index, to_fd, name) else {
         return Ok(());
     };
@@ -239,7 +246,7 @@ fn move_named(
         Err(_) => None,
     };
     tracing::debug!(vf = id.pci, error = %error, place = ?place, "a move failed; the VF located");
-    Err((error, place))
+    Err(Box::new(MoveFailed { error, place }))
 }
 
 /// Move the VF `link`, found in the pod, to the host as `name`. If `name`
@@ -269,19 +276,22 @@ fn send_home(
         fallback: fallback.clone(),
     };
     let moving = VfError::netlink(vf, "moving the VF back to the host");
-    let (error, place) = match move_named(pod, host, host_fd, &id, link.index, name) {
+    let MoveFailed { error, place } = match move_named(pod, host, host_fd, &id, link.index, name) {
         Ok(()) => return Ok(()),
-        Err(failed) => failed,
+        Err(failed) => *failed,
     };
     match place {
         Some(Place::Target(home)) => rename_on_host(host, vf, &home, name, &fallback),
         Some(Place::Source(still)) if error.is_exists() => {
             match move_named(pod, host, host_fd, &id, still.index, &fallback) {
                 Ok(()) => Err(taken()),
-                Err((_, Some(Place::Target(home)))) => {
-                    rename_on_host(host, vf, &home, name, &fallback)
-                }
-                Err((error, _)) => Err(moving(error)),
+                Err(failed) => match *failed {
+                    MoveFailed {
+                        place: Some(Place::Target(home)),
+                        ..
+                    } => rename_on_host(host, vf, &home, name, &fallback),
+                    MoveFailed { error, .. } => Err(moving(error)),
+                },
             }
         }
         Some(Place::Source(_)) => Err(moving(error)),
