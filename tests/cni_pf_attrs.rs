@@ -4,7 +4,8 @@
 //! each VF attribute, that it checks the attribute layout before saying no,
 //! and how the `sriov` binary behaves on the simulated node, whose "PFs" are
 //! such netdevs (veths). The PF-side logic itself is tested against a fake
-//! PF in `src/cni/pf_side/tests.rs`, the exact message bytes in
+//! PF in `src/cni/pf_side/tests.rs` (the real ADD/DEL code with that fake
+//! on the simulated node in `node_tests.rs`), the exact message bytes in
 //! `src/netlink/vf/tests.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 

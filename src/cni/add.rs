@@ -15,11 +15,11 @@ use super::config::NetConf;
 use super::env::CniEnv;
 use super::error::{CniError, CODE_INVALID_CONFIG, CODE_INVALID_ENV, CODE_KERNEL, CODE_VF_IN_USE};
 use super::ipam::Ipam;
-use super::pf_side::{self, Found, PfVf, DRIVER_RETRY};
+use super::pf_side::{self, Found, PfVf, SharedPfOps, DRIVER_RETRY};
 use super::result::{CniResult, Interface};
 use super::state::{Cache, Mode, OrigVfState, Progress, StateDir};
 use super::vf_target::{resolve, VfTarget};
-use crate::netlink::{format_mac, IfAddress, LinkOps, Netlink, Route, VfSetting};
+use crate::netlink::{format_mac, HostPf, IfAddress, LinkOps, Netlink, PfOps, Route, VfSetting};
 use crate::sysfs::SysfsRoot;
 use crate::vf::{self, Original};
 use serde_json::Value;
@@ -75,42 +75,40 @@ struct VfUndo {
 }
 
 impl VfUndo {
-    fn run(&mut self) -> Result<(), CniError> {
+    fn run(&mut self, pf_ops: &SharedPfOps) -> Result<(), CniError> {
         let netdev = self.netdev.take();
         let release = || netdev.map_or(Ok(()), |undo| undo());
         let Some((at, mut settings)) = self.pf.take().filter(|(_, s)| !s.is_empty()) else {
             return release();
         };
         settings.reverse();
-        restore_through_pf(&at, &settings, release)
+        restore_through_pf(&mut *pf_ops.borrow_mut(), &at, &settings, release)
     }
 }
 
-/// Put PF-side `settings` back through the host's netlink, then run
-/// `release_netdev` (also when netlink cannot be opened).
+/// Put PF-side `settings` back through `pf`, then run `release_netdev`
+/// (also when the PF cannot be reached).
 pub(crate) fn restore_through_pf(
+    pf: &mut dyn PfOps,
     at: &PfVf,
     settings: &[VfSetting],
     release_netdev: impl FnOnce() -> Result<(), CniError>,
 ) -> Result<(), CniError> {
-    match Netlink::open() {
-        Ok(mut pf) => {
-            pf_side::restore_in_order(&mut pf, at, settings, &DRIVER_RETRY, release_netdev)
-        }
-        Err(e) => {
-            let error = CniError::new(
-                CODE_KERNEL,
-                format!("VF {}: restoring its PF-side settings: {e}", at.vf),
-            );
-            match release_netdev() {
-                Ok(()) => Err(error),
-                Err(also) => Err(error.with_details(format!("also: {}", also.msg))),
-            }
-        }
-    }
+    pf_side::restore_in_order(pf, at, settings, &DRIVER_RETRY, release_netdev)
 }
 
 pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
+    add_with_pf(env, stdin, conf, Rc::new(RefCell::new(HostPf::default())))
+}
+
+/// ADD with the PF-side operations going to `pf_ops` (the host's netlink in
+/// the plugin, a fake PF in tests); the VF netdev's are always real.
+pub(crate) fn add_with_pf(
+    env: &CniEnv,
+    stdin: &[u8],
+    conf: &NetConf,
+    pf_ops: SharedPfOps,
+) -> Result<Value, CniError> {
     conf.validate()?;
     let mac = conf.requested_mac(env.args.get("MAC").map(String::as_str))?;
     let vf_address = conf.device()?;
@@ -163,7 +161,7 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
     let (pf_settings, found) = if wanted.is_empty() && !userspace_vf {
         (wanted, None)
     } else {
-        pf_side::read_before(&mut host, &pf_vf, wanted, userspace_vf)?
+        pf_side::read_before(&mut *pf_ops.borrow_mut(), &pf_vf, wanted, userspace_vf)?
     };
     // a DPDK VF's MAC is its admin MAC (as sriov-cni reports it)
     let reported_mac = match target.mode {
@@ -222,10 +220,11 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
     let undo: Rc<RefCell<VfUndo>> = Rc::default();
     {
         let undo = undo.clone();
-        rollback.push("restore the VF", move || undo.borrow_mut().run());
+        let pf_ops = pf_ops.clone();
+        rollback.push("restore the VF", move || undo.borrow_mut().run(&pf_ops));
     }
     let outcome =
-        apply_pf_side(&mut host, &pf_vf, found.as_ref(), &pf_settings, &undo).and_then(|()| {
+        apply_pf_side(&pf_ops, &pf_vf, found.as_ref(), &pf_settings, &undo).and_then(|()| {
             attach_and_configure(
                 env,
                 stdin,
@@ -254,7 +253,7 @@ pub fn add(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError
 
 /// Apply the PF-side settings, each one's undo recorded before it is sent.
 fn apply_pf_side(
-    pf: &mut Netlink,
+    pf: &SharedPfOps,
     at: &PfVf,
     found: Option<&Found>,
     settings: &[VfSetting],
@@ -269,7 +268,9 @@ fn apply_pf_side(
             undone.push(setting);
         }
     };
-    pf_side::apply(pf, at, found, settings, &DRIVER_RETRY, &mut record).map_err(CniError::from)
+    let mut pf = pf.borrow_mut();
+    pf_side::apply(&mut *pf, at, found, settings, &DRIVER_RETRY, &mut record)
+        .map_err(CniError::from)
 }
 
 fn find_host_netdev(
@@ -427,7 +428,7 @@ fn return_to_host_undo(
     let original = (link.name.clone(), link.mac, link.mtu, link.index);
     Box::new(move || {
         let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
-        let ours = match pod.link_by_name(&ifname) {
+        let found = match pod.link_by_name(&ifname) {
             Ok(Some(found)) => match (found.parent_device.as_deref(), pod_index) {
                 (Some(parent), _) => parent == vf,
                 (None, Some(index)) => found.index == index,
@@ -435,21 +436,38 @@ fn return_to_host_undo(
                     found.index == original.3
                         && (found.mac == original.1 || (mac.is_some() && found.mac == mac))
                 }
-            },
-            Ok(None) => false,
+            }
+            .then_some(found),
+            Ok(None) => None,
             Err(e) => return Err(CniError::new(CODE_KERNEL, e.to_string())),
         };
-        if !ours {
+        let found = match found {
+            Some(found) => Some(found),
+            // a move whose rename failed leaves the VF under its host name
+            None => {
+                let names = [original.0.as_str()];
+                let id = vf::VfId {
+                    pci: &vf,
+                    names: &names,
+                    ifindex: original.3,
+                    mac: original.1,
+                };
+                vf::find_vf(&mut pod, &vf, &id).map_err(vf_error)?
+            }
+        };
+        let Some(found) = found else {
             return Ok(()); // never moved, or attach already brought it back
-        }
+        };
         let host_fd = vf::host_netns().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
+        let mut host = Netlink::open().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
         let original = Original {
             name: &original.0,
             mac: original.1,
             mtu: original.2,
         };
         use std::os::fd::AsFd;
-        vf::return_to_host(&mut pod, &vf, &ifname, host_fd.as_fd(), &original).map_err(vf_error)
+        vf::return_link_to_host(&mut pod, &mut host, host_fd.as_fd(), &vf, &found, &original)
+            .map_err(vf_error)
     })
 }
 

@@ -23,7 +23,7 @@ use super::ipam::Ipam;
 use super::pf_side::{self, PfVf};
 use super::state::{Cache, Mode, StateDir};
 use super::vf_target::resolve;
-use crate::netlink::{parse_mac, Netlink};
+use crate::netlink::{parse_mac, HostPf, Netlink, PfOps};
 use crate::pci::PciAddress;
 use crate::sysfs::{SysfsRoot, USERSPACE_DRIVERS};
 use crate::vf::{self, Original};
@@ -31,6 +31,17 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+    del_with_pf(env, stdin, conf, &mut HostPf::default())
+}
+
+/// DEL with the PF-side operations going to `pf` (the host's netlink in the
+/// plugin, a fake PF in tests); the VF netdev's are always real.
+pub(crate) fn del_with_pf(
+    env: &CniEnv,
+    stdin: &[u8],
+    conf: &NetConf,
+    pf: &mut dyn PfOps,
+) -> Result<(), CniError> {
     let state = StateDir::from_env();
     let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
         tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
@@ -59,11 +70,13 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         &env.container_id,
         &env.ifname,
         None,
+        pf,
     )
 }
 
 /// Undo one attachment described by `cache`. `attachment` overrides the
 /// CNI_* identity given to IPAM (GC releasing other attachments).
+#[allow(clippy::too_many_arguments)] // one attachment's identity and where its PF is reached
 pub(crate) fn release(
     state: &StateDir,
     env: &CniEnv,
@@ -72,6 +85,7 @@ pub(crate) fn release(
     container_id: &str,
     ifname: &str,
     attachment: Option<(&str, &str, Option<&str>)>,
+    pf: &mut dyn PfOps,
 ) -> Result<(), CniError> {
     let vf_address = cache.conf.device()?;
     let vf = vf_address.to_string();
@@ -103,7 +117,7 @@ pub(crate) fn release(
     if owned_by_other {
         tracing::warn!(vf = %vf, owner = ?owner, "DEL: the VF now belongs to another pod; leaving it alone");
     } else {
-        restore_pf_then_vf(cache, vf_address, || {
+        restore_pf_then_vf(cache, vf_address, pf, || {
             restore_vf(cache, &vf, &our_netns, ifname)
         })?;
         state.clear_allocation(vf_address)?;
@@ -118,6 +132,7 @@ pub(crate) fn release(
 fn restore_pf_then_vf(
     cache: &Cache,
     vf_address: PciAddress,
+    pf: &mut dyn PfOps,
     release_netdev: impl FnOnce() -> Result<(), CniError>,
 ) -> Result<(), CniError> {
     let settings = pf_side::to_restore(cache);
@@ -135,7 +150,7 @@ fn restore_pf_then_vf(
             return release_netdev();
         }
     };
-    restore_through_pf(&at, &settings, release_netdev)
+    restore_through_pf(pf, &at, &settings, release_netdev)
 }
 
 fn mode_of(cache: &Cache, vf: &str) -> Mode {
@@ -181,10 +196,31 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
     // 1. In the pod netns, if it still exists.
     if !netns.is_empty() && Path::new(netns).exists() {
         let mut pod = vf::netlink_in(Path::new(netns), vf).map_err(vf_error)?;
-        if !is_our_vf(&mut pod, vf, ifname, ifindex) {
-            return restore_from_host(cache, vf, &original);
-        }
-        match vf::return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original) {
+        let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
+        let returned = if is_our_vf(&mut pod, vf, ifname, ifindex) {
+            vf::return_to_host(&mut pod, &mut host, host_fd.as_fd(), vf, ifname, &original)
+        } else {
+            // an ADD whose move failed at the rename left it under its host name
+            let names = [original.name];
+            let id = vf::VfId {
+                pci: vf,
+                names: &names,
+                ifindex,
+                mac: original.mac,
+            };
+            match vf::find_vf(&mut pod, vf, &id).map_err(vf_error)? {
+                Some(link) => vf::return_link_to_host(
+                    &mut pod,
+                    &mut host,
+                    host_fd.as_fd(),
+                    vf,
+                    &link,
+                    &original,
+                ),
+                None => return restore_from_host(cache, vf, &original),
+            }
+        };
+        match returned {
             Ok(()) => return Ok(()),
             Err(e @ vf::VfError::HomeNameTaken { .. }) => {
                 // home with its MAC and MTU, only the name differs: say so, succeed

@@ -114,6 +114,7 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
             container_id,
             ifname,
             Some((container_id, ifname, netns.as_deref())),
+            &mut crate::netlink::HostPf::default(),
         ) {
             failures.push(format!("{container_id}/{ifname}: {}", e.msg));
         }

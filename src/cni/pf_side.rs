@@ -22,7 +22,13 @@ use super::state::{Cache, OrigVfState};
 use crate::netlink::{
     format_mac, parse_mac, LinkState, NetlinkError, PfOps, VfConfig, VfSetting, VlanProto,
 };
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
+
+/// PF operations shared by ADD and the undo steps it registers, which
+/// outlive its borrows.
+pub type SharedPfOps = Rc<RefCell<dyn PfOps>>;
 
 /// Where a VF's PF-side settings live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,5 +500,7 @@ pub fn restore_in_order(
 
 #[cfg(test)]
 mod fake_pf;
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ pub use address::{AddressOps, IfAddress};
 pub use link::{format_mac, parse_mac, Link, LinkOps};
 pub use route::{Route, RouteOps};
 pub use socket::Netlink;
-pub use vf::{LinkState, PfOps, PfVfs, VfConfig, VfSetting, VlanProto};
+pub use vf::{HostPf, LinkState, PfOps, PfVfs, VfConfig, VfSetting, VlanProto};
 /// For fakes that check the bytes the kernel would receive.
 #[cfg(test)]
 pub(crate) use {socket::request_bytes, vf::set_vf_request};

@@ -403,5 +403,32 @@ impl PfOps for Netlink {
     }
 }
 
+/// The real PF operations, on a netlink socket in the namespace of the
+/// thread that first uses it (the host's, in the plugin), opened only then:
+/// most ADDs and DELs set nothing through the PF. An open failure is
+/// reported by the first operation.
+#[derive(Default)]
+pub struct HostPf(Option<Netlink>);
+
+impl HostPf {
+    fn netlink(&mut self) -> Result<&mut Netlink, NetlinkError> {
+        let netlink = match self.0.take() {
+            Some(netlink) => netlink,
+            None => Netlink::open()?,
+        };
+        Ok(self.0.insert(netlink))
+    }
+}
+
+impl PfOps for HostPf {
+    fn pf_vfs(&mut self, pf: &str) -> Result<Option<PfVfs>, NetlinkError> {
+        self.netlink()?.pf_vfs(pf)
+    }
+
+    fn set_vf(&mut self, pf_index: u32, vf: u32, setting: VfSetting) -> Result<(), NetlinkError> {
+        self.netlink()?.set_vf(pf_index, vf, setting)
+    }
+}
+
 #[cfg(test)]
 mod tests;

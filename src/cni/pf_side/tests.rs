@@ -1,5 +1,6 @@
-//! ADD/DEL's PF-side logic against `FakePf`, which applies the bytes the
-//! kernel would receive and follows a real driver's rules.
+//! The PF-side steps (read, record, apply, restore) against `FakePf`, which
+//! applies the bytes the kernel would receive and follows a real driver's
+//! rules. The real ADD and DEL code runs against it in `node_tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use super::fake_pf::{vf_config, FakePf, Shared};
