@@ -379,3 +379,41 @@ fn a_second_attachment_of_one_vf_in_the_same_pod_is_refused() {
         .ok());
     assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
 }
+
+#[test]
+fn an_altname_equal_to_the_host_name_does_not_keep_the_vf_from_home() {
+    if !require_root("an_altname_equal_to_the_host_name_does_not_keep_the_vf_from_home") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let ifname = s.ifname();
+    let _stranded = LinkOnDrop(ifname.clone());
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.6.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), &ifname, &conf)
+        .ok());
+    // what udev's alternative names (or an agent keeping the old name on
+    // rename) leave: the VF's host name as an altname of the VF in the pod
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().unwrap();
+        let link = inside.link_by_name(&ifname).unwrap().unwrap();
+        inside.add_alt_name(link.index, &vf0).unwrap();
+        assert_eq!(inside.alt_names(link.index).unwrap(), vec![vf0.clone()]);
+    })
+    .unwrap();
+    let del = s.cni.run("DEL", "cid", Some(pod.path()), &ifname, &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let after = host_link(&vf0).expect("VF home under its host name");
+    assert_eq!(after.name, vf0, "its own name, not an altname match");
+    assert_eq!((after.index, after.mac), (before.index, before.mac));
+    assert!(Netlink::open()
+        .unwrap()
+        .alt_names(after.index)
+        .unwrap()
+        .is_empty());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}

@@ -607,6 +607,9 @@ fn return_to_host_undo(
         if !ours {
             return Ok(()); // never moved, or attach already brought it back
         }
+        if let Ok(Some(found)) = pod.link_by_name(&ifname) {
+            super::del::drop_home_alt_name(&mut pod, &vf, found.index, &original.0)?;
+        }
         let host_fd = vf::host_netns().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
         let original = Original {
             name: &original.0,

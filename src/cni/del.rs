@@ -240,6 +240,9 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
         if !is_our_vf(&mut pod, vf, ifname, ifindex) {
             return restore_from_host(cache, vf, &original);
         }
+        if let Ok(Some(link)) = crate::netlink::LinkOps::link_by_name(&mut pod, ifname) {
+            drop_home_alt_name(&mut pod, vf, link.index, original.name)?;
+        }
         match vf::return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original) {
             Ok(()) => return Ok(()),
             Err(e @ vf::VfError::HomeNameTaken { .. }) => {
@@ -271,7 +274,12 @@ fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(),
             .map_err(vf_error)?;
     }
     match found {
-        Some(link) => vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error),
+        Some(link) => {
+            if link.name != original.name {
+                drop_home_alt_name(&mut host, vf, link.index, original.name)?;
+            }
+            vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error)
+        }
         None => {
             tracing::warn!(
                 vf,
@@ -280,6 +288,39 @@ fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(),
             Ok(())
         }
     }
+}
+
+/// The kernel refuses to rename a device to a name it holds as an altname
+/// (EEXIST), and an altname equal to the VF's host name is what udev's
+/// alternative names, or an agent keeping the old name on rename, leave
+/// behind. sriov-cni deletes it when the VF leaves the host; we delete it on
+/// the way home, which also covers VFs attached before it appeared.
+pub(crate) fn drop_home_alt_name(
+    netlink: &mut Netlink,
+    vf: &str,
+    index: u32,
+    home: &str,
+) -> Result<(), CniError> {
+    let kernel = |e: crate::netlink::NetlinkError| {
+        CniError::new(
+            CODE_KERNEL,
+            format!("VF {vf}: removing the altname {home} so it can take that name again: {e}"),
+        )
+    };
+    if netlink
+        .alt_names(index)
+        .map_err(kernel)?
+        .iter()
+        .any(|n| n == home)
+    {
+        tracing::info!(
+            vf,
+            altname = home,
+            "removing the altname that equals the VF's host name"
+        );
+        netlink.del_alt_name(index, home).map_err(kernel)?;
+    }
+    Ok(())
 }
 
 /// Is the pod's `ifname` our VF? A real VF names its PCI parent; a veth
