@@ -319,6 +319,8 @@ fn error_codes_and_exit_status_follow_the_spec() {
 fn container_id_and_ifname_cannot_name_a_path_outside_the_state_dir() {
     let (_fixture, cni) = tree_only();
     let conf = cni.host_local_conf("1.0.0", VF0, "10.62.0.0/24");
+    // a netns that does not exist: the values must be refused before it
+    // is even looked at
     let netns = Path::new("/run/netns/does-not-matter");
     // what `<state>/<containerID>-<ifname>` would reach with `../`
     let victim = cni.dir.path().join("victim-net1");
@@ -342,7 +344,17 @@ fn container_id_and_ifname_cannot_name_a_path_outside_the_state_dir() {
                 conf.to_string().as_bytes(),
                 &[],
             );
-            assert_cni_error(&out, 4, &format!("{command} {cid:?}/{ifname:?}"));
+            let case = format!("{command} {cid:?}/{ifname:?}");
+            assert_cni_error(&out, 4, &case);
+            // refused for the unsafe value itself, not for the netns
+            // (which does not exist either) or anything later
+            let culprit = if cid == "cid" {
+                "CNI_IFNAME"
+            } else {
+                "CNI_CONTAINERID"
+            };
+            let msg = out.json["msg"].as_str().unwrap_or_default();
+            assert!(msg.contains(culprit), "{case}: {msg}");
         }
     }
     assert!(victim.exists(), "nothing outside the state dir was touched");

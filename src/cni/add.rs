@@ -36,29 +36,43 @@ struct Rollback {
     steps: Vec<(&'static str, Undo)>,
 }
 
+/// The rollback step that puts the VF back (PF side and netdev).
+const RESTORE_THE_VF: &str = "restore the VF";
+
+/// What a rollback left undone.
+struct Undone {
+    error: CniError,
+    /// Names of the steps that failed.
+    failed: Vec<&'static str>,
+}
+
 impl Rollback {
     fn push(&mut self, what: &'static str, undo: impl FnOnce() -> Result<(), CniError> + 'static) {
         self.steps.push((what, Box::new(undo)));
     }
 
     /// Run every undo, keep going past failures, and attach them to `error`.
-    fn run(self, error: CniError) -> CniError {
+    fn run(self, error: CniError) -> Undone {
         let mut failures = Vec::new();
+        let mut failed = Vec::new();
         for (what, undo) in self.steps.into_iter().rev() {
             if let Err(e) = undo() {
                 tracing::error!(step = what, error = %e.msg, "rollback step failed");
                 failures.push(format!("{what}: {}", e.msg));
+                failed.push(what);
             }
         }
         if failures.is_empty() {
-            error
-        } else {
-            let details = format!(
-                "{}; rollback also failed: {}",
-                error.details,
-                failures.join("; ")
-            );
-            error.with_details(details.trim_start_matches("; ").to_owned())
+            return Undone { error, failed };
+        }
+        let details = format!(
+            "{}; rollback also failed: {}",
+            error.details,
+            failures.join("; ")
+        );
+        Undone {
+            error: error.with_details(details.trim_start_matches("; ").to_owned()),
+            failed,
         }
     }
 }
@@ -132,6 +146,7 @@ pub(crate) fn add_with_pf(
     let state = StateDir::from_env();
     let _lock = state.lock_vf(vf_address)?;
 
+    let (container_id, ifname) = (env.container_id.clone(), env.ifname.clone());
     if let Some(owner) = state.allocation(vf_address)? {
         if owner != netns_text && Path::new(&owner).exists() {
             return Err(CniError::new(
@@ -139,8 +154,17 @@ pub(crate) fn add_with_pf(
                 format!("pci address {vf_address} is already allocated to the pod netns {owner}"),
             ));
         }
-        tracing::info!(vf = %vf_address, stale = %owner, "clearing a stale allocation marker");
-        state.clear_allocation(vf_address)?;
+        // Stale (its pod is gone) or this pod's own: nothing is cleared
+        // here; the marker is overwritten once ADD has its cache.
+        take_over(
+            &pf_ops,
+            &state,
+            vf_address,
+            &owner,
+            &netns_text,
+            &container_id,
+            &ifname,
+        )?;
     }
 
     let mut host =
@@ -202,26 +226,30 @@ pub(crate) fn add_with_pf(
             pod_mac: String::new(),
             moved: false,
             ipam_added: false,
+            pod_mtu: 0,
+            vf_restored: false,
         }),
     };
-    let (container_id, ifname) = (env.container_id.clone(), env.ifname.clone());
     state.save_cache(&container_id, &ifname, &cache)?;
-    state.set_allocation(vf_address, &netns_text)?;
-
-    let mut rollback = Rollback::default();
-    {
-        let state = state.clone();
-        let (container_id, ifname) = (container_id.clone(), ifname.clone());
-        rollback.push("release state files", move || {
-            state.clear_allocation(vf_address)?;
-            state.remove_cache(&container_id, &ifname)
+    if let Err(error) = state.set_allocation(vf_address, &netns_text) {
+        // nothing was touched yet: the cache just written must not stay
+        return Err(match state.remove_cache(&container_id, &ifname) {
+            Ok(()) => error,
+            Err(also) => {
+                let details = format!("also: {}", also.msg);
+                error.with_details(details)
+            }
         });
     }
+
+    // The state files are released after the rollback, and only when every
+    // undo succeeded: otherwise the runtime's DEL needs them to finish.
+    let mut rollback = Rollback::default();
     let undo: Rc<RefCell<VfUndo>> = Rc::default();
     {
         let undo = undo.clone();
         let pf_ops = pf_ops.clone();
-        rollback.push("restore the VF", move || undo.borrow_mut().run(&pf_ops));
+        rollback.push(RESTORE_THE_VF, move || undo.borrow_mut().run(&pf_ops));
     }
     let outcome =
         apply_pf_side(&pf_ops, &pf_vf, found.as_ref(), &pf_settings, &undo).and_then(|()| {
@@ -246,9 +274,151 @@ pub(crate) fn add_with_pf(
         }
         Err(error) => {
             tracing::error!(vf = %vf_address, error = %error.msg, "ADD failed; rolling back");
-            Err(rollback.run(error))
+            let undone = rollback.run(error);
+            Err(after_rollback(
+                &state,
+                vf_address,
+                &container_id,
+                &ifname,
+                &mut cache,
+                undone,
+            ))
         }
     }
+}
+
+/// After a failed ADD's rollback: release the cache and the marker if
+/// everything was undone. Otherwise keep them (with ADD's progress) so the
+/// runtime's DEL, or GC, finishes the job; if only IPAM is left, the VF is
+/// back and its marker is released, and the cache says so.
+fn after_rollback(
+    state: &StateDir,
+    vf_address: crate::pci::PciAddress,
+    container_id: &str,
+    ifname: &str,
+    cache: &mut Cache,
+    undone: Undone,
+) -> CniError {
+    let Undone { error, failed } = undone;
+    let released = if failed.is_empty() {
+        state
+            .clear_allocation(vf_address)
+            .and_then(|()| state.remove_cache(container_id, ifname))
+    } else if !failed.contains(&RESTORE_THE_VF) {
+        if let Some(progress) = cache.progress.as_mut() {
+            progress.vf_restored = true;
+        }
+        state
+            .save_cache(container_id, ifname, cache)
+            .and_then(|()| state.clear_allocation(vf_address))
+    } else {
+        tracing::error!(vf = %vf_address, container = container_id, ifname, "ADD: rollback incomplete; the attachment cache and allocation marker stay so DEL can finish it");
+        Ok(())
+    };
+    match released {
+        Ok(()) => error,
+        Err(e) => {
+            let details = format!("{}; releasing the state files: {}", error.details, e.msg);
+            error.with_details(details.trim_start_matches("; ").to_owned())
+        }
+    }
+}
+
+/// The VF's allocation marker names `owner`: a pod that is gone, or this
+/// same pod. Before ADD records the VF's state as "original", put the VF
+/// back as the attachment that left the marker found it (its cache: name,
+/// MAC, MTU, PF-side settings), so a new pod never inherits the previous
+/// pod's leftovers (name `net1`/`devN`, MAC, vlan, trust) as originals.
+/// That attachment's cache is then marked "VF restored": its late DEL (or
+/// GC) only releases its IPAM, with its own config. Another attachment of
+/// this same pod holding the VF (a DPDK VF has no netdev to show it) is
+/// refused.
+fn take_over(
+    pf_ops: &SharedPfOps,
+    state: &StateDir,
+    vf_address: crate::pci::PciAddress,
+    owner: &str,
+    our_netns: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(), CniError> {
+    let ours = format!("{container_id}-{ifname}");
+    let caches: Vec<(String, Cache)> = state
+        .caches_of_vf(vf_address)?
+        .into_iter()
+        .filter(|(name, cache)| !cache.vf_restored() && split_cache_name(name).is_some())
+        .collect();
+    let netns_of = |cache: &Cache| cache.progress.as_ref().map(|p| p.netns.clone());
+    let same_pod = owner == our_netns;
+    if same_pod {
+        if let Some((name, _)) = caches
+            .iter()
+            .find(|(name, cache)| *name != ours && netns_of(cache).as_deref() == Some(our_netns))
+        {
+            return Err(CniError::new(
+                CODE_VF_IN_USE,
+                format!(
+                    "pci address {vf_address} is already attached to this pod (attachment {name})"
+                ),
+            ));
+        }
+    }
+    let previous = if same_pod {
+        caches.iter().find(|(name, _)| *name == ours)
+    } else {
+        let of_owner = caches
+            .iter()
+            .find(|(_, cache)| netns_of(cache).as_deref() == Some(owner));
+        // a sriov-cni cache does not say its netns: take it if it is the only one
+        let unknown: Vec<_> = caches
+            .iter()
+            .filter(|(_, c)| c.progress.is_none())
+            .collect();
+        of_owner.or(match unknown.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        })
+    };
+    let Some((name, previous)) = previous else {
+        if !same_pod {
+            tracing::warn!(vf = %vf_address, stale = owner, "stale allocation marker without the attachment cache that wrote it: the VF's current state is taken as its original");
+        }
+        return Ok(());
+    };
+    let (old_id, old_ifname) = split_cache_name(name).unwrap_or((container_id, ifname));
+    let old_netns = netns_of(previous).unwrap_or_else(|| owner.to_owned());
+    tracing::info!(vf = %vf_address, previous = name, netns = old_netns, "putting the VF back as the previous attachment found it before taking it over");
+    let restored = {
+        let mut pf = pf_ops.borrow_mut();
+        super::del::restore_attachment(&mut *pf, previous, vf_address, &old_netns, old_ifname)
+    };
+    restored.map_err(|e| {
+        let msg = format!(
+            "VF {vf_address}: restoring it from the previous attachment {name} before taking it over: {}",
+            e.msg
+        );
+        CniError::new(e.code, msg).with_details(e.details)
+    })?;
+    if *name != ours {
+        let mut marked = previous.clone();
+        let mode = super::del::mode_of(previous, &vf_address.to_string());
+        marked.mark_vf_restored(&old_netns, mode);
+        state.save_cache(old_id, old_ifname, &marked)?;
+    }
+    Ok(())
+}
+
+/// `<containerID>-<ifname>`: the ifname is whatever follows the last '-'
+/// that leaves a valid container ID in front.
+pub(crate) fn split_cache_name(name: &str) -> Option<(&str, &str)> {
+    name.char_indices()
+        .rev()
+        .filter(|(_, c)| *c == '-')
+        .find_map(|(i, _)| {
+            let (id, ifname) = (&name[..i], &name[i + 1..]);
+            (super::env::valid_container_id(id) && super::env::valid_ifname(ifname))
+                .then_some((id, ifname))
+        })
 }
 
 /// Apply the PF-side settings, each one's undo recorded before it is sent.
@@ -357,6 +527,7 @@ fn attach_and_configure(
             progress.moved = true;
             progress.pod_mac = format_mac(&attached.mac);
             progress.ifindex = attached.ifindex;
+            progress.pod_mtu = attached.mtu;
         }
         state.save_cache(&env.container_id, &env.ifname, cache)?;
     } else {
@@ -458,6 +629,7 @@ fn return_to_host_undo(
         let Some(found) = found else {
             return Ok(()); // never moved, or attach already brought it back
         };
+        super::del::drop_home_alt_name(&mut pod, &vf, found.index, &original.0)?;
         let host_fd = vf::host_netns().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
         let mut host = Netlink::open().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
         let original = Original {

@@ -5,7 +5,7 @@ use super::env::CniEnv;
 use super::error::{CniError, CODE_UNKNOWN_CONTAINER};
 use super::ipam::Ipam;
 use super::result::CniResult;
-use super::state::{Mode, StateDir};
+use super::state::{Cache, Mode, StateDir};
 use crate::netlink::{format_mac, AddressOps, LinkOps};
 use crate::vf;
 use std::path::Path;
@@ -50,7 +50,15 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
                 )));
             }
         }
-        if let (Some(expected), Some(actual)) = (conf.mtu, link.mtu) {
+        let prev = conf
+            .prev_result
+            .as_ref()
+            .map(|p| CniResult::parse(p.clone()))
+            .transpose()?;
+        if let (Some(expected), Some(actual)) = (
+            expected_mtu(conf, prev.as_ref(), &cache, &env.ifname),
+            link.mtu,
+        ) {
             if expected != actual {
                 return Err(failed(format!(
                     "VF {vf_name}: {} has MTU {actual}, expected {expected}",
@@ -58,8 +66,7 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
                 )));
             }
         }
-        if let Some(prev) = &conf.prev_result {
-            let prev = CniResult::parse(prev.clone())?;
+        if let Some(prev) = &prev {
             let present = pod
                 .addresses(link.index)
                 .map_err(|e| failed(e.to_string()))?;
@@ -86,6 +93,32 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
         }
     }
     Ok(())
+}
+
+/// The MTU the VF must have in the pod: the config's `mtu`, else what
+/// `prevResult` reported for the interface (1.0.0+ results carry it), else
+/// what ADD saw after configuring it (our cache; a sriov-cni cache has none).
+fn expected_mtu(
+    conf: &NetConf,
+    prev: Option<&CniResult>,
+    cache: &Cache,
+    ifname: &str,
+) -> Option<u32> {
+    conf.mtu
+        .or_else(|| {
+            prev?
+                .interfaces
+                .iter()
+                .find(|i| i.name == ifname && i.sandbox.is_some())
+                .and_then(|i| i.mtu)
+        })
+        .or_else(|| {
+            cache
+                .progress
+                .as_ref()
+                .map(|p| p.pod_mtu)
+                .filter(|m| *m > 0)
+        })
 }
 
 /// An IPAM plugin that cannot CHECK is not a broken attachment. whereabouts

@@ -59,7 +59,7 @@ fn exec(
     stdin: &[u8],
     attachment: Attachment,
 ) -> Result<Vec<u8>, CniError> {
-    let mut process = Command::new(binary);
+    let mut process = tie_to_parent(binary);
     process.env("CNI_COMMAND", command);
     if let Some((container_id, ifname, netns)) = attachment {
         process
@@ -70,7 +70,6 @@ fn exec(
             None => process.env_remove("CNI_NETNS"),
         };
     }
-    tie_to_parent(&mut process);
     let mut child = process
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -126,21 +125,58 @@ fn exec(
     }
 }
 
+/// The hidden first argument that makes `sriov` the IPAM plugin's launcher
+/// (see `exec_tied_to_parent`). Runtimes never pass arguments to a plugin.
+pub const TIED_EXEC_ARG: &str = "--sriov-exec-ipam-tied-to-parent";
+
 /// If we are killed (a runtime timeout's SIGKILL), the IPAM plugin must not
 /// finish an allocation behind our back after the runtime's DEL already ran:
-/// it gets SIGKILL when we die.
-#[allow(unsafe_code)] // pre_exec needs it; the closure is async-signal-safe, see below
-fn tie_to_parent(process: &mut Command) {
+/// it gets SIGKILL when we die. Setting that up between fork and exec would
+/// need `pre_exec` (unsafe), so we start ourselves as a launcher instead,
+/// which sets it on itself and then becomes the IPAM plugin by exec (the
+/// setting survives exec). Our pid goes along to close the race where we die
+/// before the launcher has set it.
+fn tie_to_parent(binary: &Path) -> Command {
+    let mut process = Command::new("/proc/self/exe");
+    process
+        .arg(TIED_EXEC_ARG)
+        .arg(std::process::id().to_string())
+        .arg(binary);
+    process
+}
+
+/// The launcher's side (`sriov <TIED_EXEC_ARG> <parent pid> <plugin>`): ask
+/// for SIGKILL when the parent dies, make sure the parent is still the one
+/// that started us (had it died before that, nothing would kill us), then
+/// exec the plugin with the same stdin, stdout, stderr and environment.
+/// Returns only on failure, with the exit code to use.
+pub fn exec_tied_to_parent(mut args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
     use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec. It only calls
-    // prctl(PR_SET_PDEATHSIG), a single async-signal-safe syscall that
-    // allocates nothing and takes no locks, which is what pre_exec requires.
-    unsafe {
-        process.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
+    let parent = args
+        .next()
+        .and_then(|p| p.to_str().and_then(|p| p.parse::<i32>().ok()));
+    let (Some(parent), Some(plugin)) = (parent, args.next()) else {
+        return launcher_failed("usage: sriov --sriov-exec-ipam-tied-to-parent <pid> <plugin>");
+    };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        return launcher_failed(&format!("setting the parent-death signal: {e}"));
     }
+    if nix::unistd::getppid().as_raw() != parent {
+        // the plugin that started us is gone: nobody will read the result,
+        // and its DEL may already have run
+        return 1;
+    }
+    let error = Command::new(&plugin).exec();
+    launcher_failed(&format!(
+        "starting IPAM plugin {}: {error}",
+        Path::new(&plugin).display()
+    ))
+}
+
+/// The launcher's own failure, as a CNI error on the stdout the parent reads.
+fn launcher_failed(msg: &str) -> i32 {
+    println!("{}", CniError::new(CODE_IPAM, msg).to_json());
+    1
 }
 
 /// The versions a plugin says it speaks (CNI_COMMAND=VERSION).

@@ -1,5 +1,6 @@
 //! STATUS and GC (CNI 1.1.0), which sriov-cni does not implement.
 
+use super::add::split_cache_name;
 use super::config::{Attachment, NetConf};
 use super::del::release;
 use super::env::CniEnv;
@@ -132,17 +133,6 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
             format!("GC: {}", failures.join("; ")),
         ))
     }
-}
-
-fn split_cache_name(name: &str) -> Option<(&str, &str)> {
-    name.char_indices()
-        .rev()
-        .filter(|(_, c)| *c == '-')
-        .find_map(|(i, _)| {
-            let (id, ifname) = (&name[..i], &name[i + 1..]);
-            (super::env::valid_container_id(id) && super::env::valid_ifname(ifname))
-                .then_some((id, ifname))
-        })
 }
 
 #[cfg(test)]

@@ -102,6 +102,15 @@ pub struct Progress {
     /// Set once IPAM ADD succeeded.
     #[serde(default)]
     pub ipam_added: bool,
+    /// The MTU the VF has in the pod (what CHECK expects when the config
+    /// sets none); 0 when unknown.
+    #[serde(default)]
+    pub pod_mtu: u32,
+    /// Nothing of the VF is left to undo: it is back as it was (or belongs
+    /// to another pod now), and its allocation marker is no longer ours.
+    /// Only IPAM is left to release; DEL and GC then drop the cache.
+    #[serde(default)]
+    pub vf_restored: bool,
 }
 
 /// The attachment cache file.
@@ -117,6 +126,29 @@ pub struct Cache {
     pub orig: OrigVfState,
     #[serde(rename = "sriovRs", default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+}
+
+impl Cache {
+    /// Has everything of the VF already been put back?
+    pub fn vf_restored(&self) -> bool {
+        self.progress.as_ref().is_some_and(|p| p.vf_restored)
+    }
+
+    /// Record that only IPAM is left to release. A cache written by
+    /// sriov-cni gets our progress key for it (sriov-cni ignores the key).
+    pub fn mark_vf_restored(&mut self, netns: &str, mode: Mode) {
+        let progress = self.progress.get_or_insert_with(|| Progress {
+            netns: netns.to_owned(),
+            mode,
+            ifindex: 0,
+            pod_mac: String::new(),
+            moved: false,
+            ipam_added: false,
+            pod_mtu: 0,
+            vf_restored: false,
+        });
+        progress.vf_restored = true;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +313,24 @@ impl StateDir {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Every readable cache (file name, content) whose `deviceID` is `vf`.
+    /// Unreadable files are skipped: they cannot tell whose VF they held.
+    pub fn caches_of_vf(&self, vf: PciAddress) -> Result<Vec<(String, Cache)>, CniError> {
+        let mut found = Vec::new();
+        for name in self.cache_names()? {
+            match self.load_cache_file(&name) {
+                Ok(cache) if cache.conf.device().is_ok_and(|d| d == vf) => {
+                    found.push((name, cache))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(file = name, error = %e.msg, "skipping an unreadable cache")
+                }
+            }
+        }
+        Ok(found)
     }
 
     pub fn load_cache_file(&self, name: &str) -> Result<Cache, CniError> {
