@@ -12,6 +12,7 @@ fn main() {
         // we were started by ourselves to launch an IPAM plugin
         std::process::exit(sriov_rs::cni::ipam::exec_tied_to_parent(args));
     }
+    sriov_rs::cni::ipam::enable_launcher();
     let mut stdin = std::io::stdin();
     let (output, code) = match sriov_rs::cni::run_from_env(&mut stdin) {
         Ok(result) => (result, 0),

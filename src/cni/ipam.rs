@@ -125,6 +125,14 @@ fn exec(
     }
 }
 
+static LAUNCHER_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called by the `sriov` binary: this executable understands
+/// `TIED_EXEC_ARG`, so IPAM plugins are started through it.
+pub fn enable_launcher() {
+    LAUNCHER_ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The hidden first argument that makes `sriov` the IPAM plugin's launcher
 /// (see `exec_tied_to_parent`). Runtimes never pass arguments to a plugin.
 pub const TIED_EXEC_ARG: &str = "--sriov-exec-ipam-tied-to-parent";
@@ -136,7 +144,15 @@ pub const TIED_EXEC_ARG: &str = "--sriov-exec-ipam-tied-to-parent";
 /// which sets it on itself and then becomes the IPAM plugin by exec (the
 /// setting survives exec). Our pid goes along to close the race where we die
 /// before the launcher has set it.
+///
+/// Only the `sriov` binary can be its own launcher (it handles
+/// `TIED_EXEC_ARG` first thing in `main` and calls [`enable_launcher`]);
+/// any other program using this library (tests, the benches) execs the
+/// plugin directly, without the tie.
 fn tie_to_parent(binary: &Path) -> Command {
+    if !LAUNCHER_ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Command::new(binary);
+    }
     let mut process = Command::new("/proc/self/exe");
     process
         .arg(TIED_EXEC_ARG)
