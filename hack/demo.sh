@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job on the simulated SR-IOV node, end to end:
-#   simulated node (fake sysfs + veth "VFs") -> the sriov CNI plugin gives two
-#   pods a VF each with a host-local address -> ping over the PF's wire ->
-#   CNI DEL puts the VFs back on the host -> node destroyed.
-# Device discovery and the kubelet registration/Allocate steps join the demo
-# as those components land (see README "Status").
+#   simulated node (fake sysfs + veth "VFs") -> discovery and pools from an
+#   upstream-style config.json -> the device plugin registers one resource per
+#   pool with a stand-in kubelet, which allocates a VF per pod (preferred
+#   allocation, Allocate, device-info file) and restarts once -> the sriov CNI
+#   plugin gives each pod its allocated VF with a host-local address -> ping
+#   over the PF's wire -> CNI DEL puts the VFs back -> the device plugin stops
+#   on SIGTERM and removes its sockets and files -> node destroyed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
@@ -14,14 +16,18 @@ ensure_packages
 log "building"
 cargo build --locked --quiet --bins
 SRIOVCTL=$PWD/target/debug/sriovctl
+DEVICE_PLUGIN=$PWD/target/debug/sriov-device-plugin
 
 WORK=$(mktemp -d /tmp/sriov-demo.XXXXXX)
 export SRIOV_SYSFS_ROOT=$WORK/sys
 PODS=(demo-pod-a demo-pod-b)
+DP_PID=
 cleanup() {
+  [ -n "$DP_PID" ] && kill "$DP_PID" 2>/dev/null && wait "$DP_PID" 2>/dev/null || true
   for pod in "${PODS[@]}"; do ip netns del "$pod" 2>/dev/null || true; done
   "$SRIOVCTL" sim destroy >/dev/null 2>&1 || true
-  rm -rf "$WORK/ipam" "$WORK/cni-state"
+  rm -rf "$WORK/ipam" "$WORK/cni-state" "$WORK/kubelet" "$WORK/devinfo"
+  rm -f "$WORK/config.json" "$WORK/device-plugin.log" "$WORK/kubelet-sim.out"
   rmdir "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -38,6 +44,35 @@ VF0=$SRIOV_SYSFS_ROOT/bus/pci/devices/0000:3b:01.0
 echo "  0000:3b:01.0: driver -> $(readlink "$VF0/driver"), physfn -> $(readlink "$VF0/physfn"), netdev $(ls "$VF0/net")"
 echo "  0000:86:01.3: driver -> $(readlink "$SRIOV_SYSFS_ROOT/bus/pci/devices/0000:86:01.3/driver") (no netdev)"
 
+log "3. discovery and pools: the config.json sriov-network-device-plugin would read"
+cat > "$WORK/config.json" <<'JSON'
+{"resourceList": [
+  {"resourceName": "sriov_netdevice", "selectors": {"pfNames": ["ens1f0"], "drivers": ["iavf"]}},
+  {"resourceName": "sriov_dpdk", "selectors": {"drivers": ["vfio-pci"]}}
+]}
+JSON
+"$SRIOVCTL" inventory --config-file "$WORK/config.json"
+
+log "4. device plugin: one gRPC server per pool; a stand-in kubelet registers them, allocates, restarts"
+mkdir -p "$WORK/kubelet"
+"$DEVICE_PLUGIN" --config-file "$WORK/config.json" --device-plugin-path "$WORK/kubelet" \
+  --registration-mode kubelet-socket --devinfo-dir "$WORK/devinfo" 2>"$WORK/device-plugin.log" &
+DP_PID=$!
+"$SRIOVCTL" --log-level warn kubelet-sim --dir "$WORK/kubelet" >"$WORK/kubelet-sim.out" <<'COMMANDS'
+wait intel.com/sriov_netdevice 3
+wait intel.com/sriov_dpdk 1
+list
+allocate intel.com/sriov_netdevice preferred:1
+allocate intel.com/sriov_netdevice preferred:1
+allocate intel.com/sriov_dpdk preferred:1
+restart
+quit
+COMMANDS
+sed 's/^/  /' "$WORK/kubelet-sim.out"
+mapfile -t ALLOCATED < <(sed -n 's/^intel.com\/sriov_netdevice: allocated //p' "$WORK/kubelet-sim.out")
+[ ${#ALLOCATED[@]} -eq 2 ] || { log "expected two allocations, got: ${ALLOCATED[*]}"; exit 1; }
+echo "  device-info file for the CNI (via Multus): $(cat "$WORK/devinfo/intel.com-sriov_netdevice-${ALLOCATED[0]}-device.json")"
+
 SRIOV=$PWD/target/debug/sriov
 export SRIOV_CNI_STATE_DIR=$WORK/cni-state
 cni() { # cni COMMAND POD DEVICE: run the sriov plugin as a runtime would
@@ -50,20 +85,23 @@ JSON
   echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=$2 CNI_NETNS=/run/netns/$2 CNI_IFNAME=net1 \
     CNI_PATH=/usr/lib/cni "$SRIOV"
 }
+host_name() { ls "$SRIOV_SYSFS_ROOT/bus/pci/devices/$1/net"; }
+HOST_A=$(host_name "${ALLOCATED[0]}")
+HOST_B=$(host_name "${ALLOCATED[1]}")
 
-log "3. CNI ADD: each pod gets a VF of PF ens1f0 as net1, with a host-local address"
-for pair in "demo-pod-a 0000:3b:01.0" "demo-pod-b 0000:3b:01.1"; do
+log "5. CNI ADD: each pod gets its allocated VF as net1 (deviceID as Multus passes it), with a host-local address"
+for pair in "demo-pod-a ${ALLOCATED[0]}" "demo-pod-b ${ALLOCATED[1]}"; do
   set -- $pair
   ip netns add "$1"
   echo "  $1 <- $2: $(cni ADD "$1" "$2")"
   echo "  inside $1: $(ip -n "$1" -br addr show net1)"
 done
 
-log "4. pod A pings pod B over the PF's wire"
+log "6. pod A pings pod B over the PF's wire"
 ip netns exec demo-pod-a ping -c 3 -W 2 10.56.217.3
 
-log "5. CNI DEL: the VFs go back to the host with their own names and MACs"
-for pair in "demo-pod-a 0000:3b:01.0 ens1f0v0" "demo-pod-b 0000:3b:01.1 ens1f0v1"; do
+log "7. CNI DEL: the VFs go back to the host with their own names and MACs"
+for pair in "demo-pod-a ${ALLOCATED[0]} $HOST_A" "demo-pod-b ${ALLOCATED[1]} $HOST_B"; do
   set -- $pair
   cni DEL "$1" "$2"
   ip netns del "$1"
@@ -71,7 +109,15 @@ for pair in "demo-pod-a 0000:3b:01.0 ens1f0v0" "demo-pod-b 0000:3b:01.1 ens1f0v1
 done
 echo "  addresses still held by host-local: $(ls "$WORK/ipam/sriov-net" | grep -c '^10\.' || true)"
 
-log "6. destroy: every namespace, link and file goes away"
+log "8. SIGTERM: the device plugin removes its sockets and device-info files and exits 0"
+kill -TERM "$DP_PID"
+wait "$DP_PID" && echo "  exit status 0"
+DP_PID=
+echo "  left in the kubelet dir: $(ls "$WORK/kubelet")  (the stand-in kubelet's socket is gone with it)"
+echo "  device-info files left: $(ls "$WORK/devinfo" | wc -l)"
+grep -E "registered with the kubelet|kubelet.sock|stopped" "$WORK/device-plugin.log" | sed 's/^/  log: /' | tail -n 8
+
+log "9. destroy: every namespace, link and file goes away"
 "$SRIOVCTL" sim destroy
 ip -br link | grep -E 'ens(1|4)f0' && { log "links left behind!"; exit 1; }
 [ -e "$SRIOV_SYSFS_ROOT" ] && { log "tree left behind!"; exit 1; }

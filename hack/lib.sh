@@ -5,8 +5,10 @@
 #  iproute2                    ip(8), used by the demo and to read results back
 #  iputils-ping                ping, for the demo's pod-to-pod check
 #  containernetworking-plugins host-local / static / dhcp IPAM binaries (/usr/lib/cni)
-#  dnsmasq                     DHCP server inside a wire namespace for the dhcp IPAM tests
-SRIOV_APT_PACKAGES=(iproute2 iputils-ping containernetworking-plugins dnsmasq)
+#  dnsmasq-base                the dnsmasq binary only, as the DHCP server the dhcp IPAM tests
+#                              start in a wire namespace; unlike the dnsmasq package it ships no
+#                              system service that could grab port 53 or the host's interfaces
+SRIOV_APT_PACKAGES=(iproute2 iputils-ping containernetworking-plugins dnsmasq-base)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -26,11 +28,7 @@ ensure_packages() {
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # dnsmasq's package starts a system-wide service on install; we only want the binary
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dnsmasq 2>/dev/null; then
-    systemctl stop dnsmasq || true
-  fi
 }
 
 require_root() {

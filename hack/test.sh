@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: system prerequisites, formatting,
-# lints, then every test. Run as root so the network-namespace tests run;
+# lints, every test, then the demo. Run as root so the network-namespace tests run;
 # under CI=true they refuse to skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,13 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 status=0
 cargo test --locked --no-fail-fast 2>&1 | tee "$LOG" || status=$?
+# The README's first command must keep working: run the demo end to end
+# (root only; under CI=true we are root).
+if [ "$(id -u)" -eq 0 ]; then
+  log "hack/demo.sh"
+  bash hack/demo.sh >"$LOG.demo" 2>&1 || { status=1; tail -n 40 "$LOG.demo"; log "the demo failed"; }
+  rm -f "$LOG.demo"
+fi
 # One closing line over all test binaries (cargo prints one per binary, and
 # the last one is usually the empty doc-test run).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

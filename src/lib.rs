@@ -8,11 +8,14 @@
 //! - `pci`: PCI addresses.
 //! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport.
 
+pub mod atomic_file;
 pub mod cni;
 pub mod config;
 pub mod ctl;
+pub mod deviceplugin;
 pub mod install_cni;
 pub mod kubelet_api;
+pub mod kubelet_sim;
 pub mod logging;
 pub mod netlink;
 pub mod netns;

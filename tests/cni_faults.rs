@@ -168,3 +168,101 @@ fn five_hundred_cycles_with_faults_lose_no_vf_ip_or_file() {
         "each fault injected often: {faults:?}"
     );
 }
+
+/// Is the process gone (or a zombie waiting for its new parent to reap it)?
+fn process_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // state is the field after the parenthesised command name
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn the_ipam_plugin_dies_with_a_killed_sriov() {
+    if !require_root("the_ipam_plugin_dies_with_a_killed_sriov") {
+        return;
+    }
+    let fixture = SimFixture::new(two_pf_layout, true);
+    let mut cni = CniHarness::new(&fixture.root);
+    let vf0 = format!("{}av0", fixture.tag);
+    let before = host_link(&vf0).unwrap();
+    let bin = cni.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let pid_file = cni.dir.path().join("ipam.pid");
+    // STAND-IN, not IPAM: an IPAM ADD that never finishes (a slow DHCP
+    // server, a stuck whereabouts), telling its pid
+    let script = bin.join("slow-ipam");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 60; fi\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cni.cni_path = bin.display().to_string();
+    let pod = TestNetns::new(&format!("{}-slow", fixture.tag));
+    let mut conf = cni.host_local_conf("1.0.0", DEVICES[0], "10.78.0.0/24");
+    conf["ipam"]["type"] = json!("slow-ipam");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sriov"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "slow")
+        .env("CNI_NETNS", pod.path())
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_PATH", &cni.cni_path)
+        .env("SRIOV_SYSFS_ROOT", &cni.sysfs_root)
+        .env("SRIOV_CNI_STATE_DIR", cni.state_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    while !pid_file.exists() {
+        assert!(
+            waited < Duration::from_secs(30),
+            "the IPAM stand-in never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    }
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        !process_gone(&pid),
+        "the stand-in runs while sriov waits for it"
+    );
+    child.kill().unwrap(); // SIGKILL: the runtime's timeout
+    child.wait().unwrap();
+    let mut waited = Duration::ZERO;
+    while !process_gone(&pid) {
+        if waited > Duration::from_secs(30) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("the IPAM plugin {pid} outlived the killed sriov");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    }
+    // the runtime's DEL puts everything back
+    let del = cni.run("DEL", "slow", Some(pod.path()), "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let after = host_link(&vf0).unwrap();
+    assert_eq!((after.index, after.mac), (before.index, before.mac));
+    assert!(cni.state_files().is_empty());
+}

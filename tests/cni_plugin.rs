@@ -396,7 +396,8 @@ fn failed_adds_leave_the_vf_untouched_and_nothing_allocated() {
     assert_eq!(out.error_code(), 104, "{}", out.stdout);
     assert_untouched(&s, &vf0, &before);
 
-    // PF-side attributes are refused before anything changes on this build
+    // PF-side attributes on a PF that reports no VF settings (a veth) are
+    // refused before anything changes
     let mut vlan = base.clone();
     vlan["vlan"] = json!(100);
     let out = s.cni.run("ADD", "c", Some(pod.path()), "net2", &vlan);

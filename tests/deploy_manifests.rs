@@ -347,6 +347,52 @@ fn device_plugin_mounts_the_kubelet_devinfo_config_and_sysfs_paths() {
 }
 
 #[test]
+fn probes_reach_the_health_endpoint_the_daemon_is_told_to_serve() {
+    for r in rendered() {
+        let plugin = r.container(DEVICE_PLUGIN);
+        let addr: std::net::SocketAddr = flag(args(plugin), "--health-addr")
+            .expect("--health-addr")
+            .parse()
+            .expect("a socket address");
+        // loopback only: the port is not exposed; hostNetwork lets the kubelet reach it
+        assert!(addr.ip().is_loopback(), "{}: {addr}", r.name);
+        assert_eq!(r.pod().host_network, Some(true), "{}", r.name);
+        for (probe, path) in [
+            (&plugin.liveness_probe, "/healthz"),
+            (&plugin.readiness_probe, "/readyz"),
+        ] {
+            let get = probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .unwrap_or_else(|| panic!("{}: {path} probe", r.name));
+            assert_eq!(get.path.as_deref(), Some(path), "{}", r.name);
+            assert_eq!(
+                get.host.as_deref(),
+                Some(addr.ip().to_string().as_str()),
+                "{}",
+                r.name
+            );
+            assert_eq!(
+                get.port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(
+                    addr.port()
+                )),
+                "{}",
+                r.name
+            );
+        }
+        // the daemon looks up /dev nodes where the node's /dev is mounted
+        let dev_root = flag(args(plugin), "--dev-root").expect("--dev-root");
+        let dev = host_path_of(
+            r.pod(),
+            plugin,
+            &format!("{}/dev", dev_root.trim_end_matches('/')),
+        );
+        assert_eq!(dev.as_deref(), Some(Path::new("/dev")), "{}", r.name);
+    }
+}
+
+#[test]
 fn every_mount_names_a_volume_and_every_container_runs_one_image() {
     for r in rendered() {
         let pod = r.pod();

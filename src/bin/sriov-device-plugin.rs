@@ -1,9 +1,23 @@
-//! The device plugin daemon. This build resolves its settings and exits:
-//! discovery (issue 3) and the kubelet server (issue 4) are not in yet.
+//! The device plugin daemon: flags, logging, signals; the work is in
+//! `sriov_rs::deviceplugin`.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
+use sriov_rs::kubelet_api::{DEFAULT_DEVICE_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR};
 use sriov_rs::sysfs::SysfsRoot;
 use std::path::PathBuf;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// plugins_registry if that directory exists, else kubelet.sock (upstream's rule)
+    Auto,
+    /// Register through kubelet.sock in --device-plugin-path
+    KubeletSocket,
+    /// Be found by the kubelet's plugin watcher in --plugins-registry-path
+    PluginsRegistry,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,24 +32,162 @@ struct Args {
     /// Default prefix of resource names
     #[arg(long, default_value = "intel.com")]
     resource_prefix: String,
+    /// Hand device nodes over through CDI (spec files in --cdi-spec-dir)
+    #[arg(long)]
+    use_cdi: bool,
+    /// With --use-cdi: put CDI references in the Allocate response's cdi_devices
+    /// field (kubelet >= 1.28) instead of upstream's cdi.k8s.io annotation
+    #[arg(long, requires = "use_cdi")]
+    cdi_devices_field: bool,
+    #[arg(long, default_value = "/var/run/cdi")]
+    cdi_spec_dir: PathBuf,
+    /// The kubelet's device plugin directory (kubelet.sock, our sockets)
+    #[arg(long, default_value = DEFAULT_DEVICE_PLUGIN_DIR)]
+    device_plugin_path: PathBuf,
+    /// The kubelet plugin watcher's directory
+    #[arg(long, default_value = DEFAULT_PLUGINS_REGISTRY_DIR)]
+    plugins_registry_path: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    registration_mode: Mode,
+    /// Where device-info files for the CNI are written
+    #[arg(long, default_value = "/var/run/k8s.cni.cncf.io/devinfo/dp")]
+    devinfo_dir: PathBuf,
     /// sysfs tree to read (also SRIOV_SYSFS_ROOT)
     #[arg(long, env = sriov_rs::sysfs::ENV_SYSFS_ROOT)]
     sysfs_root: Option<PathBuf>,
-    /// Log filter; RUST_LOG overrides it
+    /// Serve /healthz (liveness) and /readyz (every pool registered) over HTTP
+    /// on this address, e.g. 0.0.0.0:8096; off unless given
+    #[arg(long, value_name = "ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
+    /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
+    /// in a container, where the node's /dev is mounted (e.g. /host)
+    #[arg(long, default_value = "/")]
+    dev_root: PathBuf,
+    /// Log filter (error, warn, info, debug, trace) or upstream's numeric
+    /// glog level (0-2 info, 3 and up debug); RUST_LOG overrides it
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Accepted for upstream compatibility (its image passes --log-dir); we
+    /// always log to stderr, which is what `kubectl logs` shows
+    #[arg(long, hide = true)]
+    log_dir: Option<String>,
+    /// glog's verbosity, as upstream's binary takes it
+    #[arg(short = 'v', hide = true)]
+    v: Option<u32>,
+    // glog's other flags, accepted and ignored so existing DaemonSets start:
+    // we always log to stderr.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    logtostderr: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    alsologtostderr: Option<String>,
+    #[arg(long = "log_dir", hide = true)]
+    glog_log_dir: Option<String>,
+    #[arg(long, hide = true)]
+    stderrthreshold: Option<String>,
+    #[arg(long, hide = true)]
+    vmodule: Option<String>,
+    #[arg(long = "log_backtrace_at", hide = true)]
+    log_backtrace_at: Option<String>,
+}
+
+/// Go's flag package takes `-config-file` as well as `--config-file`;
+/// existing DaemonSets use both, so turn single-dash long flags into double.
+fn go_style_args() -> Vec<String> {
+    std::env::args()
+        .enumerate()
+        .map(|(i, arg)| {
+            // `-v` / `-v=5` stay glog's short verbosity flag
+            let glog_v = arg == "-v" || arg.starts_with("-v=");
+            let single_dash_long =
+                i > 0 && arg.starts_with('-') && !arg.starts_with("--") && arg.len() > 2 && !glog_v;
+            if single_dash_long {
+                format!("-{arg}")
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+fn log_filter(level: &str, v: Option<u32>) -> String {
+    let numeric = v.or_else(|| level.parse().ok());
+    match numeric {
+        Some(n) if n >= 3 => "debug".into(),
+        Some(_) => "info".into(),
+        None => level.into(),
+    }
+}
+
+async fn forward_signals(control: mpsc::Sender<Control>) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        let command = tokio::select! {
+            _ = term.recv() => Control::Shutdown,
+            _ = int.recv() => Control::Shutdown,
+            _ = quit.recv() => Control::Shutdown,
+            _ = hup.recv() => Control::Reload,
+        };
+        tracing::info!(?command, "signal received");
+        if control.send(command).await.is_err() || command == Control::Shutdown {
+            return Ok(());
+        }
+    }
 }
 
 fn main() {
-    let args = Args::parse();
-    sriov_rs::logging::init(&args.log_level);
-    let sysfs = SysfsRoot::resolve(args.sysfs_root.as_deref());
-    tracing::info!(
-        sysfs_root = %sysfs.path().display(),
-        config_file = %args.config_file.display(),
-        resource_prefix = %args.resource_prefix,
-        "sriov-device-plugin starting"
-    );
-    tracing::error!("device discovery and the kubelet server are not implemented in this build");
-    std::process::exit(2);
+    let args = Args::parse_from(go_style_args());
+    sriov_rs::logging::init(&log_filter(&args.log_level, args.v));
+    let settings = Settings {
+        config_file: args.config_file,
+        resource_prefix: args.resource_prefix,
+        sysfs: SysfsRoot::resolve(args.sysfs_root.as_deref()),
+        dev_root: args.dev_root,
+        device_plugin_dir: args.device_plugin_path,
+        plugins_registry_dir: args.plugins_registry_path,
+        registration: match args.registration_mode {
+            Mode::Auto => RegistrationMode::Auto,
+            Mode::KubeletSocket => RegistrationMode::KubeletSocket,
+            Mode::PluginsRegistry => RegistrationMode::PluginsRegistry,
+        },
+        devinfo_dir: args.devinfo_dir,
+        cdi: match (args.use_cdi, args.cdi_devices_field) {
+            (false, _) => CdiMode::Off,
+            (true, false) => CdiMode::Annotation,
+            (true, true) => CdiMode::Field,
+        },
+        cdi_spec_dir: args.cdi_spec_dir,
+        default_route_netdevs: None,
+        health_addr: args.health_addr,
+    };
+    // One thread: a handful of sockets and timers; keeps the footprint small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sriov-device-plugin: cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        let (control, commands) = mpsc::channel(8);
+        // Signals are hooked before anything is created, so a SIGTERM during
+        // start-up still ends in a clean shutdown.
+        let signals = tokio::spawn(forward_signals(control));
+        let daemon = match Daemon::start(settings).await {
+            Ok(daemon) => daemon,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return 1;
+            }
+        };
+        daemon.run(commands).await;
+        signals.abort();
+        0
+    });
+    std::process::exit(code);
 }

@@ -4,6 +4,15 @@
 use std::io::Write;
 
 fn main() {
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == sriov_rs::cni::ipam::TIED_EXEC_ARG)
+    {
+        // we were started by ourselves to launch an IPAM plugin
+        std::process::exit(sriov_rs::cni::ipam::exec_tied_to_parent(args));
+    }
+    sriov_rs::cni::ipam::enable_launcher();
     let mut stdin = std::io::stdin();
     let (output, code) = match sriov_rs::cni::run_from_env(&mut stdin) {
         Ok(result) => (result, 0),

@@ -5,7 +5,7 @@ use super::env::CniEnv;
 use super::error::{CniError, CODE_UNKNOWN_CONTAINER};
 use super::ipam::Ipam;
 use super::result::CniResult;
-use super::state::{Mode, StateDir};
+use super::state::{Cache, Mode, StateDir};
 use crate::netlink::{format_mac, AddressOps, LinkOps};
 use crate::vf;
 use std::path::Path;
@@ -50,7 +50,15 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
                 )));
             }
         }
-        if let (Some(expected), Some(actual)) = (conf.mtu, link.mtu) {
+        let prev = conf
+            .prev_result
+            .as_ref()
+            .map(|p| CniResult::parse(p.clone()))
+            .transpose()?;
+        if let (Some(expected), Some(actual)) = (
+            expected_mtu(conf, prev.as_ref(), &cache, &env.ifname),
+            link.mtu,
+        ) {
             if expected != actual {
                 return Err(failed(format!(
                     "VF {vf_name}: {} has MTU {actual}, expected {expected}",
@@ -58,8 +66,7 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
                 )));
             }
         }
-        if let Some(prev) = &conf.prev_result {
-            let prev = CniResult::parse(prev.clone())?;
+        if let Some(prev) = &prev {
             let present = pod
                 .addresses(link.index)
                 .map_err(|e| failed(e.to_string()))?;
@@ -79,12 +86,67 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
     if let Some(plugin) = conf.ipam_type() {
         match Ipam::new(plugin, env, stdin, &conf.cni_version).check() {
             Ok(()) => {}
-            // whereabouts answers CHECK with "not implemented": that is not a broken attachment
-            Err(e) if e.msg.to_lowercase().contains("not implemented") => {
-                tracing::info!(plugin, "IPAM plugin does not implement CHECK; skipped");
+            Err(e) if ipam_lacks_check(&e) => {
+                tracing::info!(plugin, error = %e.msg, "IPAM plugin does not implement CHECK; skipped");
             }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The MTU the VF must have in the pod: the config's `mtu`, else what
+/// `prevResult` reported for the interface (1.0.0+ results carry it), else
+/// what ADD saw after configuring it (our cache; a sriov-cni cache has none).
+fn expected_mtu(
+    conf: &NetConf,
+    prev: Option<&CniResult>,
+    cache: &Cache,
+    ifname: &str,
+) -> Option<u32> {
+    conf.mtu
+        .or_else(|| {
+            prev?
+                .interfaces
+                .iter()
+                .find(|i| i.name == ifname && i.sandbox.is_some())
+                .and_then(|i| i.mtu)
+        })
+        .or_else(|| {
+            cache
+                .progress
+                .as_ref()
+                .map(|p| p.pod_mtu)
+                .filter(|m| *m > 0)
+        })
+}
+
+/// An IPAM plugin that cannot CHECK is not a broken attachment. whereabouts
+/// answers "CNI CHECK method is not implemented" (a plain Go error, which
+/// the CNI library prints as code 999); plugins built on a CNI library older
+/// than CHECK (spec 0.4.0) answer "unknown CNI_COMMAND: CHECK". There is no
+/// code for either, so the message decides; any other failure counts.
+fn ipam_lacks_check(error: &CniError) -> bool {
+    let msg = error.msg.to_lowercase();
+    msg.contains("check method is not implemented") || msg.contains("unknown cni_command: check")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_check_is_tolerated() {
+        let whereabouts = CniError::new(
+            999,
+            "IPAM plugin whereabouts CHECK: CNI CHECK method is not implemented",
+        );
+        let old_library = CniError::new(4, "IPAM plugin old CHECK: unknown CNI_COMMAND: CHECK");
+        let real = CniError::new(
+            999,
+            "IPAM plugin host-local CHECK: host-local: Failed to find address added by container cid",
+        );
+        assert!(ipam_lacks_check(&whereabouts) && ipam_lacks_check(&old_library));
+        assert!(!ipam_lacks_check(&real));
+    }
 }

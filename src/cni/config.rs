@@ -231,6 +231,12 @@ impl NetConf {
             if rate.is_some_and(|r| r < 0) {
                 return Err(invalid(format!("{key} must not be negative")));
             }
+            if rate.is_some_and(|r| r > i64::from(u32::MAX)) {
+                return Err(invalid(format!(
+                    "{key} is in Mbit/s and must be at most {}",
+                    u32::MAX
+                )));
+            }
         }
         if let (Some(min), Some(max)) = (self.min_tx_rate, self.max_tx_rate) {
             if max != 0 && min > max {
@@ -249,27 +255,6 @@ impl NetConf {
         }
         Ok(())
     }
-
-    /// Whether the config asks for any VF attribute that only the PF can set.
-    pub fn pf_side_keys(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        if self.vlan.is_some() {
-            keys.push("vlan");
-        }
-        if self.spoofchk.is_some() {
-            keys.push("spoofchk");
-        }
-        if self.trust.is_some() {
-            keys.push("trust");
-        }
-        if self.link_state.is_some() {
-            keys.push("link_state");
-        }
-        if self.min_tx_rate.is_some() || self.max_tx_rate.is_some() {
-            keys.push("min_tx_rate/max_tx_rate");
-        }
-        keys
-    }
 }
 
 #[cfg(test)]
@@ -286,7 +271,6 @@ mod tests {
         .unwrap();
         assert_eq!(conf.device().unwrap().to_string(), "0000:3b:01.2");
         assert_eq!(conf.ipam_type(), Some("host-local"));
-        assert_eq!(conf.pf_side_keys(), vec!["vlan", "spoofchk"]);
         conf.validate().unwrap();
     }
 
@@ -312,6 +296,11 @@ mod tests {
             (r#"{"vlan":0,"vlanProto":"802.1ad"}"#, "vlanProto"),
             (r#"{"link_state":"up"}"#, "link_state"),
             (r#"{"min_tx_rate":100,"max_tx_rate":10}"#, "min_tx_rate"),
+            (r#"{"max_tx_rate":-1}"#, "max_tx_rate"),
+            (r#"{"max_tx_rate":4294967296}"#, "max_tx_rate"),
+            (r#"{"vlan":-1}"#, "vlan"),
+            (r#"{"vlan":1,"vlanQoS":8}"#, "vlanQoS"),
+            (r#"{"vlanProto":"802.1q"}"#, "vlanProto"),
             (r#"{"mtu":20}"#, "mtu"),
             (r#"{"ipam":{"type":"../evil"}}"#, "ipam.type"),
         ];

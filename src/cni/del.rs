@@ -2,28 +2,48 @@
 //!
 //! - No cache: still release IPAM with the stdin config (sriov-cni skips it
 //!   and leaks the IP), then succeed even if that fails.
-//! - IPAM DEL fails: report it and keep the cache, so the retry finds it.
-//! - The VF belongs to a newer pod (the marker names another live netns):
-//!   leave the VF alone (sriov-cni #219), drop only our own state.
+//! - IPAM DEL fails: restore the VF anyway, then report it and keep the
+//!   cache marked "VF restored", so the retry only releases IPAM.
+//! - The VF belongs to a newer pod (the marker names another netns, or ours
+//!   is unknown and the marker's netns is alive): leave the VF and the PF
+//!   alone (sriov-cni #219), release only IPAM and our own cache.
 //! - The pod netns is gone: the kernel put a real VF back in the host netns
 //!   under some name; find it by PCI address (or ifindex and MAC) and restore
 //!   it. A veth stand-in died with the netns: nothing left to restore.
 //! - Restoring fails: report it and keep the state for the retry (sriov-cni
 //!   deletes its cache anyway and the VF is lost until reboot).
+//! - VF attributes the config set through the PF (vlan, admin MAC, ...) go
+//!   back to their cached originals before the netdev is released, because
+//!   drivers refuse a VF-side MAC change while an admin MAC is set and
+//!   trust is off (see `pf_side`).
 
-use super::add::vf_error;
+use super::add::{restore_through_pf, vf_error};
 use super::config::NetConf;
 use super::env::CniEnv;
 use super::error::{CniError, CODE_KERNEL};
 use super::ipam::Ipam;
+use super::pf_side::{self, PfVf};
 use super::state::{Cache, Mode, StateDir};
-use crate::netlink::{parse_mac, Netlink};
+use super::vf_target::resolve;
+use crate::netlink::{parse_mac, HostPf, Netlink, PfOps};
+use crate::pci::PciAddress;
 use crate::sysfs::{SysfsRoot, USERSPACE_DRIVERS};
 use crate::vf::{self, Original};
 use std::os::fd::AsFd;
 use std::path::Path;
 
 pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+    del_with_pf(env, stdin, conf, &mut HostPf::default())
+}
+
+/// DEL with the PF-side operations going to `pf` (the host's netlink in the
+/// plugin, a fake PF in tests); the VF netdev's are always real.
+pub(crate) fn del_with_pf(
+    env: &CniEnv,
+    stdin: &[u8],
+    conf: &NetConf,
+    pf: &mut dyn PfOps,
+) -> Result<(), CniError> {
     let state = StateDir::from_env();
     let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
         tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
@@ -37,6 +57,9 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
                 tracing::warn!(plugin, error = %e.msg, "DEL without an attachment: IPAM DEL failed; ignored");
             }
         }
+        if let Ok(vf) = conf.device() {
+            super::device_info::remove(conf, &vf.to_string());
+        }
         // an ADD killed while writing its first cache leaves only a temp file
         state.remove_cache(&env.container_id, &env.ifname)?;
         return Ok(());
@@ -49,11 +72,13 @@ pub fn del(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         &env.container_id,
         &env.ifname,
         None,
+        pf,
     )
 }
 
 /// Undo one attachment described by `cache`. `attachment` overrides the
 /// CNI_* identity given to IPAM (GC releasing other attachments).
+#[allow(clippy::too_many_arguments)] // one attachment's identity and where its PF is reached
 pub(crate) fn release(
     state: &StateDir,
     env: &CniEnv,
@@ -62,22 +87,30 @@ pub(crate) fn release(
     container_id: &str,
     ifname: &str,
     attachment: Option<(&str, &str, Option<&str>)>,
+    pf: &mut dyn PfOps,
 ) -> Result<(), CniError> {
     let vf_address = cache.conf.device()?;
     let vf = vf_address.to_string();
     let _lock = state.lock_vf(vf_address)?;
 
     // Always: an ADD killed between IPAM ADD and saving its progress would
-    // otherwise leak the address; IPAM DEL of nothing is a no-op.
-    if let Some(plugin) = cache.conf.ipam_type() {
-        Ipam {
+    // otherwise leak the address; IPAM DEL of nothing is a no-op. Its
+    // failure does not stop the VF from going home (a retry then only has
+    // IPAM left to do), but is reported after that.
+    let ipam_failed = match cache.conf.ipam_type() {
+        Some(plugin) => Ipam {
             plugin,
             env,
             stdin,
             cni_version: &cache.conf.cni_version,
             attachment,
         }
-        .del()?;
+        .del()
+        .err(),
+        None => None,
+    };
+    if let Some(e) = &ipam_failed {
+        tracing::error!(vf = %vf, error = %e.msg, "DEL: IPAM DEL failed; restoring the VF anyway, the cache stays for the retry");
     }
 
     let our_netns = cache
@@ -86,20 +119,100 @@ pub(crate) fn release(
         .map(|p| p.netns.clone())
         .or_else(|| env.netns.as_ref().map(|p| p.display().to_string()))
         .unwrap_or_default();
-    let owner = state.allocation(vf_address)?;
-    let owned_by_other = owner
-        .as_deref()
-        .is_some_and(|o| o != our_netns && !our_netns.is_empty());
-    if owned_by_other {
-        tracing::warn!(vf = %vf, owner = ?owner, "DEL: the VF now belongs to another pod; leaving it alone");
+    let vf_done = if cache.vf_restored() {
+        tracing::info!(vf = %vf, "DEL: the VF was already put back; releasing IPAM and the cache only");
+        Ok(())
     } else {
-        restore_vf(cache, &vf, &our_netns, ifname)?;
-        state.clear_allocation(vf_address)?;
+        match state.allocation(vf_address)? {
+            Some(owner) if owned_by_another(&owner, &our_netns) => {
+                tracing::warn!(vf = %vf, owner, "DEL: the VF now belongs to another pod; leaving it and its PF settings alone");
+                Ok(())
+            }
+            _ => restore_attachment(pf, cache, vf_address, &our_netns, ifname)
+                .and_then(|()| state.clear_allocation(vf_address)),
+        }
+    };
+    match (vf_done, ipam_failed) {
+        (Err(error), None) => Err(error),
+        (Err(error), Some(ipam)) => {
+            let details = format!("{}; IPAM DEL also failed: {}", error.details, ipam.msg);
+            Err(error.with_details(details.trim_start_matches("; ").to_owned()))
+        }
+        (Ok(()), Some(ipam)) => {
+            // The VF is done: a retry must not touch it again (it may be
+            // another pod's by then), only release IPAM.
+            if !cache.vf_restored() {
+                let mut cache = cache.clone();
+                cache.mark_vf_restored(&our_netns, mode_of(&cache, &vf));
+                state.save_cache(container_id, ifname, &cache)?;
+            }
+            Err(ipam)
+        }
+        (Ok(()), None) => {
+            super::device_info::remove(&cache.conf, &vf);
+            state.remove_cache(container_id, ifname)
+        }
     }
-    state.remove_cache(container_id, ifname)
 }
 
-fn mode_of(cache: &Cache, vf: &str) -> Mode {
+/// Does the allocation marker naming `owner` mean the VF is another pod's?
+/// It names another netns than ours; or ours is unknown (a sriov-cni cache
+/// and a runtime that sends no CNI_NETNS once the pod is gone) and the
+/// marker's netns is alive, so a running pod holds the VF. When ours is
+/// unknown and the marker's netns is gone, the VF is in no pod: it is
+/// restored from our cache, as a new ADD would treat the marker as stale.
+fn owned_by_another(owner: &str, our_netns: &str) -> bool {
+    if our_netns.is_empty() {
+        Path::new(owner).exists()
+    } else {
+        owner != our_netns
+    }
+}
+
+/// Put the VF of `cache` back as its original state says, PF side first:
+/// from the pod netns `netns` (interface `ifname`) if it is still there,
+/// otherwise wherever it is on the host.
+pub(crate) fn restore_attachment(
+    pf: &mut dyn PfOps,
+    cache: &Cache,
+    vf_address: PciAddress,
+    netns: &str,
+    ifname: &str,
+) -> Result<(), CniError> {
+    let vf = vf_address.to_string();
+    restore_pf_then_vf(cache, vf_address, pf, || {
+        restore_vf(cache, &vf, netns, ifname)
+    })
+}
+
+/// The PF-side settings the cached config set go back first, then the VF
+/// netdev. The VF's PF and index are looked up again (the PF may have been
+/// renamed); a VF that no longer exists has no PF-side state left.
+fn restore_pf_then_vf(
+    cache: &Cache,
+    vf_address: PciAddress,
+    pf: &mut dyn PfOps,
+    release_netdev: impl FnOnce() -> Result<(), CniError>,
+) -> Result<(), CniError> {
+    let settings = pf_side::to_restore(cache);
+    if settings.is_empty() {
+        return release_netdev();
+    }
+    let at = match resolve(&SysfsRoot::resolve(None), vf_address) {
+        Ok(target) => PfVf {
+            vf: vf_address.to_string(),
+            pf: target.pf_name,
+            index: target.vf_index,
+        },
+        Err(e) => {
+            tracing::warn!(vf = %vf_address, error = %e.msg, "DEL: the VF is gone; no PF-side settings to restore");
+            return release_netdev();
+        }
+    };
+    restore_through_pf(pf, &at, &settings, release_netdev)
+}
+
+pub(crate) fn mode_of(cache: &Cache, vf: &str) -> Mode {
     if let Some(progress) = &cache.progress {
         return progress.mode;
     }
@@ -142,10 +255,37 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
     // 1. In the pod netns, if it still exists.
     if !netns.is_empty() && Path::new(netns).exists() {
         let mut pod = vf::netlink_in(Path::new(netns), vf).map_err(vf_error)?;
-        if !is_our_vf(&mut pod, vf, ifname, ifindex) {
-            return restore_from_host(cache, vf, &original);
-        }
-        match vf::return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original) {
+        let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
+        let returned = if is_our_vf(&mut pod, vf, ifname, ifindex) {
+            if let Ok(Some(link)) = crate::netlink::LinkOps::link_by_name(&mut pod, ifname) {
+                drop_home_alt_name(&mut pod, vf, link.index, original.name)?;
+            }
+            vf::return_to_host(&mut pod, &mut host, host_fd.as_fd(), vf, ifname, &original)
+        } else {
+            // an ADD whose move failed at the rename left it under its host name
+            let names = [original.name];
+            let id = vf::VfId {
+                pci: vf,
+                names: &names,
+                ifindex,
+                mac: original.mac,
+            };
+            match vf::find_vf(&mut pod, vf, &id).map_err(vf_error)? {
+                Some(link) => {
+                    drop_home_alt_name(&mut pod, vf, link.index, original.name)?;
+                    vf::return_link_to_host(
+                        &mut pod,
+                        &mut host,
+                        host_fd.as_fd(),
+                        vf,
+                        &link,
+                        &original,
+                    )
+                }
+                None => return restore_from_host(cache, vf, &original),
+            }
+        };
+        match returned {
             Ok(()) => return Ok(()),
             Err(e @ vf::VfError::HomeNameTaken { .. }) => {
                 // home with its MAC and MTU, only the name differs: say so, succeed
@@ -167,8 +307,21 @@ fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(),
     let progress = cache.progress.as_ref();
     let ifindex = progress.map(|p| p.ifindex).unwrap_or_default();
     let pod_mac = progress.and_then(|p| parse_mac(&p.pod_mac));
-    match vf::find_on_host(&mut host, vf, original.name, ifindex, pod_mac).map_err(vf_error)? {
-        Some(link) => vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error),
+    let mut found =
+        vf::find_on_host(&mut host, vf, original.name, ifindex, pod_mac).map_err(vf_error)?;
+    if found.is_none() && original.mac.is_some() && original.mac != pod_mac {
+        // a return to the host that failed half-way (rename refused after
+        // the move) left it under another name with its original MAC back
+        found = vf::find_on_host(&mut host, vf, original.name, ifindex, original.mac)
+            .map_err(vf_error)?;
+    }
+    match found {
+        Some(link) => {
+            if link.name != original.name {
+                drop_home_alt_name(&mut host, vf, link.index, original.name)?;
+            }
+            vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error)
+        }
         None => {
             tracing::warn!(
                 vf,
@@ -177,6 +330,39 @@ fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(),
             Ok(())
         }
     }
+}
+
+/// The kernel refuses to rename a device to a name it holds as an altname
+/// (EEXIST), and an altname equal to the VF's host name is what udev's
+/// alternative names, or an agent keeping the old name on rename, leave
+/// behind. sriov-cni deletes it when the VF leaves the host; we delete it on
+/// the way home, which also covers VFs attached before it appeared.
+pub(crate) fn drop_home_alt_name(
+    netlink: &mut Netlink,
+    vf: &str,
+    index: u32,
+    home: &str,
+) -> Result<(), CniError> {
+    let kernel = |e: crate::netlink::NetlinkError| {
+        CniError::new(
+            CODE_KERNEL,
+            format!("VF {vf}: removing the altname {home} so it can take that name again: {e}"),
+        )
+    };
+    if netlink
+        .alt_names(index)
+        .map_err(kernel)?
+        .iter()
+        .any(|n| n == home)
+    {
+        tracing::info!(
+            vf,
+            altname = home,
+            "removing the altname that equals the VF's host name"
+        );
+        netlink.del_alt_name(index, home).map_err(kernel)?;
+    }
+    Ok(())
 }
 
 /// Is the pod's `ifname` our VF? A real VF names its PCI parent; a veth

@@ -22,6 +22,9 @@ pub struct CniEnv {
     /// `K=V;K=V` pairs of CNI_ARGS.
     pub args: BTreeMap<String, String>,
     pub path: Vec<PathBuf>,
+    /// CNI_NETNS_OVERRIDE=true/1: the runtime means it when CNI_NETNS is
+    /// the plugin's own namespace (the Go library's escape hatch).
+    pub netns_override: bool,
 }
 
 fn invalid(msg: String) -> CniError {
@@ -93,8 +96,10 @@ impl CniEnv {
                 )));
             }
         }
-        // CNI_NETNS_OVERRIDE is honoured by the Go library; keep parity.
         env.netns = nonempty("CNI_NETNS").map(PathBuf::from);
+        // honoured as the Go library does: "true" in any case, or "1"
+        env.netns_override = nonempty("CNI_NETNS_OVERRIDE")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
         if matches!(command, Command::Add | Command::Check) && env.netns.is_none() {
             return Err(invalid("CNI_NETNS is not set".into()));
         }

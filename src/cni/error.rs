@@ -10,7 +10,11 @@ pub const CODE_IO: u32 = 5;
 pub const CODE_DECODE: u32 = 6;
 pub const CODE_INVALID_CONFIG: u32 = 7;
 pub const CODE_TRY_AGAIN: u32 = 11;
+/// CNI_NETNS is the plugin's own network namespace (the Go library's code).
+pub const CODE_INVALID_NETNS: u32 = 8;
 pub const CODE_NOT_AVAILABLE: u32 = 50;
+/// STATUS: not available, and existing pods may have limited connectivity.
+pub const CODE_LIMITED_CONNECTIVITY: u32 = 51;
 /// Plugin-specific (100+): the kernel refused an operation on the VF.
 pub const CODE_KERNEL: u32 = 101;
 /// Plugin-specific: the VF is attached to another live pod.

@@ -26,6 +26,13 @@ pub struct Ipam<'a> {
 }
 
 fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if path.is_empty() {
+        // STATUS may come without CNI_PATH; the other commands require it
+        return Err(CniError::new(
+            CODE_IPAM,
+            format!("IPAM plugin {plugin:?} cannot be found: CNI_PATH is not set"),
+        ));
+    }
     path.iter()
         .map(|dir| dir.join(plugin))
         .find(|candidate| candidate.is_file())
@@ -52,7 +59,7 @@ fn exec(
     stdin: &[u8],
     attachment: Attachment,
 ) -> Result<Vec<u8>, CniError> {
-    let mut process = Command::new(binary);
+    let mut process = tie_to_parent(binary);
     process.env("CNI_COMMAND", command);
     if let Some((container_id, ifname, netns)) = attachment {
         process
@@ -63,7 +70,6 @@ fn exec(
             None => process.env_remove("CNI_NETNS"),
         };
     }
-    tie_to_parent(&mut process);
     let mut child = process
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -119,21 +125,74 @@ fn exec(
     }
 }
 
+static LAUNCHER_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called by the `sriov` binary: this executable understands
+/// `TIED_EXEC_ARG`, so IPAM plugins are started through it.
+pub fn enable_launcher() {
+    LAUNCHER_ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The hidden first argument that makes `sriov` the IPAM plugin's launcher
+/// (see `exec_tied_to_parent`). Runtimes never pass arguments to a plugin.
+pub const TIED_EXEC_ARG: &str = "--sriov-exec-ipam-tied-to-parent";
+
 /// If we are killed (a runtime timeout's SIGKILL), the IPAM plugin must not
 /// finish an allocation behind our back after the runtime's DEL already ran:
-/// it gets SIGKILL when we die.
-#[allow(unsafe_code)] // pre_exec needs it; the closure is async-signal-safe, see below
-fn tie_to_parent(process: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec. It only calls
-    // prctl(PR_SET_PDEATHSIG), a single async-signal-safe syscall that
-    // allocates nothing and takes no locks, which is what pre_exec requires.
-    unsafe {
-        process.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
+/// it gets SIGKILL when we die. Setting that up between fork and exec would
+/// need `pre_exec` (unsafe), so we start ourselves as a launcher instead,
+/// which sets it on itself and then becomes the IPAM plugin by exec (the
+/// setting survives exec). Our pid goes along to close the race where we die
+/// before the launcher has set it.
+///
+/// Only the `sriov` binary can be its own launcher (it handles
+/// `TIED_EXEC_ARG` first thing in `main` and calls [`enable_launcher`]);
+/// any other program using this library (tests, the benches) execs the
+/// plugin directly, without the tie.
+fn tie_to_parent(binary: &Path) -> Command {
+    if !LAUNCHER_ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Command::new(binary);
     }
+    let mut process = Command::new("/proc/self/exe");
+    process
+        .arg(TIED_EXEC_ARG)
+        .arg(std::process::id().to_string())
+        .arg(binary);
+    process
+}
+
+/// The launcher's side (`sriov <TIED_EXEC_ARG> <parent pid> <plugin>`): ask
+/// for SIGKILL when the parent dies, make sure the parent is still the one
+/// that started us (had it died before that, nothing would kill us), then
+/// exec the plugin with the same stdin, stdout, stderr and environment.
+/// Returns only on failure, with the exit code to use.
+pub fn exec_tied_to_parent(mut args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let parent = args
+        .next()
+        .and_then(|p| p.to_str().and_then(|p| p.parse::<i32>().ok()));
+    let (Some(parent), Some(plugin)) = (parent, args.next()) else {
+        return launcher_failed("usage: sriov --sriov-exec-ipam-tied-to-parent <pid> <plugin>");
+    };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        return launcher_failed(&format!("setting the parent-death signal: {e}"));
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        // the plugin that started us is gone: nobody will read the result,
+        // and its DEL may already have run
+        return 1;
+    }
+    let error = Command::new(&plugin).exec();
+    launcher_failed(&format!(
+        "starting IPAM plugin {}: {error}",
+        Path::new(&plugin).display()
+    ))
+}
+
+/// The launcher's own failure, as a CNI error on the stdout the parent reads.
+fn launcher_failed(msg: &str) -> i32 {
+    println!("{}", CniError::new(CODE_IPAM, msg).to_json());
+    1
 }
 
 /// The versions a plugin says it speaks (CNI_COMMAND=VERSION).
@@ -172,6 +231,12 @@ fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
     })?;
     if let Some(object) = config.as_object_mut() {
         object.insert("cniVersion".into(), Value::from(version));
+        // prevResult (CHECK, DEL) is in the config's version: the plugin
+        // parses it as the version we now claim, so convert it too
+        if let Some(prev) = object.get("prevResult").filter(|p| p.is_object()) {
+            let converted = CniResult::parse(prev.clone())?.to_version(version);
+            object.insert("prevResult".into(), converted);
+        }
     }
     Ok(serde_json::to_vec(&config).unwrap_or_default())
 }
@@ -278,5 +343,34 @@ impl<'a> Ipam<'a> {
             return Ok(false);
         }
         self.run(command).map(|_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_version_applies_to_the_prev_result_too() {
+        let config = serde_json::json!({
+            "cniVersion": "1.1.0", "name": "n", "ipam": {"type": "static"},
+            "prevResult": {"cniVersion": "1.1.0",
+                "interfaces": [{"name": "net1", "mtu": 1500, "pciID": "0000:3b:01.0"}],
+                "ips": [{"address": "10.1.0.2/24", "interface": 0}]}
+        });
+        let bytes = with_version(config.to_string().as_bytes(), "0.4.0").unwrap();
+        let old: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(old["cniVersion"], "0.4.0");
+        assert_eq!(old["prevResult"]["cniVersion"], "0.4.0");
+        assert_eq!(old["prevResult"]["ips"][0]["version"], "4");
+        assert!(old["prevResult"]["interfaces"][0].get("pciID").is_none());
+        assert_eq!(old["ipam"]["type"], "static", "the rest is untouched");
+    }
+
+    #[test]
+    fn the_newest_common_version_wins() {
+        let debian = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"].map(String::from);
+        assert_eq!(best_common_version(&debian), Some("1.0.0"));
+        assert_eq!(best_common_version(&["0.2.0".to_owned()]), None);
     }
 }

@@ -1,26 +1,71 @@
 //! STATUS and GC (CNI 1.1.0), which sriov-cni does not implement.
 
+use super::add::split_cache_name;
 use super::config::{Attachment, NetConf};
 use super::del::release;
 use super::env::CniEnv;
-use super::error::{CniError, CODE_NOT_AVAILABLE};
+use super::error::{CniError, CODE_LIMITED_CONNECTIVITY, CODE_NOT_AVAILABLE};
 use super::ipam::Ipam;
 use super::state::StateDir;
 use crate::sysfs::SysfsRoot;
 
 /// Ready for ADD: sysfs readable, state directory usable, IPAM ready.
+/// Any "no" is code 50, except an IPAM plugin's own 51, which passes.
 pub fn status(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+    let not_available = |msg: String| CniError::new(CODE_NOT_AVAILABLE, msg);
     let sysfs = SysfsRoot::resolve(None);
-    if let Err(e) = sysfs.pci_addresses() {
-        return Err(CniError::new(
-            CODE_NOT_AVAILABLE,
-            format!("cannot read PCI devices: {e}"),
-        ));
+    match sysfs.pci_addresses() {
+        Err(e) => return Err(not_available(format!("cannot read PCI devices: {e}"))),
+        // every machine has some: none means sysfs is not mounted where we look
+        Ok(devices) if devices.is_empty() => {
+            return Err(not_available(format!(
+                "no PCI devices under {}: is sysfs mounted there?",
+                sysfs.path().join("bus/pci/devices").display()
+            )))
+        }
+        Ok(_) => {}
     }
+    let state = StateDir::from_env();
+    state_dir_usable(state.root()).map_err(|e| {
+        not_available(format!(
+            "state directory {} is not usable: {e}",
+            state.root().display()
+        ))
+    })?;
     if let Some(plugin) = conf.ipam_type() {
-        Ipam::new(plugin, env, stdin, &conf.cni_version).status()?;
+        Ipam::new(plugin, env, stdin, &conf.cni_version)
+            .status()
+            .map_err(ipam_not_ready)?;
     }
     Ok(())
+}
+
+/// ADD creates the directory and writes files in it: so must we be able to.
+/// access(2) also answers "no" on a read-only mount, even to root.
+fn state_dir_usable(root: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|e| e.to_string())?;
+    nix::unistd::access(
+        root,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| e.desc().to_lowercase())
+}
+
+/// STATUS errors are 50 or 51 (spec): an IPAM plugin that says so itself
+/// is passed through; any other IPAM failure (binary missing, VERSION
+/// unreadable, an unexpected error) means ADD would fail too: 50.
+fn ipam_not_ready(error: CniError) -> CniError {
+    if matches!(error.code, CODE_NOT_AVAILABLE | CODE_LIMITED_CONNECTIVITY) {
+        return error;
+    }
+    let details = error.details.clone();
+    CniError::new(CODE_NOT_AVAILABLE, format!("IPAM not ready: {}", error.msg))
+        .with_details(details)
 }
 
 /// Release every attachment of this network that is not in the valid list,
@@ -70,6 +115,7 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
             container_id,
             ifname,
             Some((container_id, ifname, netns.as_deref())),
+            &mut crate::netlink::HostPf::default(),
         ) {
             failures.push(format!("{container_id}/{ifname}: {}", e.msg));
         }
@@ -89,13 +135,24 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
     }
 }
 
-fn split_cache_name(name: &str) -> Option<(&str, &str)> {
-    name.char_indices()
-        .rev()
-        .filter(|(_, c)| *c == '-')
-        .find_map(|(i, _)| {
-            let (id, ifname) = (&name[..i], &name[i + 1..]);
-            (super::env::valid_container_id(id) && super::env::valid_ifname(ifname))
-                .then_some((id, ifname))
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_are_always_50_or_51() {
+        let missing = CniError::new(103, "IPAM plugin \"x\" not found in CNI_PATH /opt/cni/bin");
+        let mapped = ipam_not_ready(missing);
+        assert_eq!(mapped.code, CODE_NOT_AVAILABLE);
+        assert!(mapped.msg.contains("not found"), "{}", mapped.msg);
+        for own in [CODE_NOT_AVAILABLE, CODE_LIMITED_CONNECTIVITY] {
+            assert_eq!(ipam_not_ready(CniError::new(own, "down")).code, own);
+        }
+    }
+
+    #[test]
+    fn cache_names_split_at_the_last_valid_dash() {
+        assert_eq!(split_cache_name("abc-def-net1"), Some(("abc-def", "net1")));
+        assert_eq!(split_cache_name("nodash"), None);
+    }
 }

@@ -10,6 +10,8 @@ pub mod env;
 pub mod error;
 pub mod ipam;
 pub mod lifecycle;
+pub mod netns_guard;
+pub mod pf_side;
 pub mod result;
 pub mod state;
 pub mod version;
@@ -33,7 +35,7 @@ pub fn run_from_env(stdin: &mut dyn Read) -> Result<Option<String>, CniError> {
     if command == Command::Version {
         return version::answer(&String::from_utf8_lossy(&input)).map(Some);
     }
-    let conf = NetConf::parse(&input)?;
+    let conf = NetConf::parse(&input).map_err(|e| e.with_version(&declared_version(&input)))?;
     init_logging(&conf);
     let version = conf.cni_version.as_str();
     let fail_version = |e: CniError| e.with_version(version);
@@ -75,6 +77,16 @@ pub fn run_from_env(stdin: &mut dyn Read) -> Result<Option<String>, CniError> {
         Command::Version => version::answer("").map(Some),
     };
     outcome.map_err(fail_version)
+}
+
+/// The `cniVersion` a config declares, even when the rest does not decode,
+/// so that its error is reported in that version.
+fn declared_version(input: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(input)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_owned))
+        .filter(|v| version::SUPPORTED.contains(&v.as_str()))
+        .unwrap_or_default()
 }
 
 /// Logs go to `logFile` (appended) or stderr, never stdout; `logLevel` as

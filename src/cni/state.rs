@@ -14,7 +14,7 @@ use super::error::{CniError, CODE_IO, CODE_TRY_AGAIN};
 use crate::pci::PciAddress;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,18 +43,36 @@ pub struct OrigVfState {
     pub vlan: i64,
     #[serde(rename = "VlanQoS", default)]
     pub vlan_qos: i64,
+    /// The ethertype, as sriov-cni writes it (33024 = 802.1q, 34984 =
+    /// 802.1ad); 0 when the PF was not read. Older caches may name it.
     #[serde(
         rename = "VlanProto",
         default,
-        skip_serializing_if = "String::is_empty"
+        deserialize_with = "vlan_proto_number_or_name"
     )]
-    pub vlan_proto: String,
+    pub vlan_proto: u16,
     #[serde(rename = "MinTxRate", default)]
     pub min_tx_rate: i64,
     #[serde(rename = "MaxTxRate", default)]
     pub max_tx_rate: i64,
     #[serde(rename = "LinkState", default)]
     pub link_state: u32,
+}
+
+/// `VlanProto` as a number (sriov-cni since it switched to netlink's
+/// ethertype) or a name (`802.1q`/`802.1ad`); anything else reads as 0,
+/// which DEL treats as 802.1q, as sriov-cni does for caches without it.
+fn vlan_proto_number_or_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u16, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        serde_json::Value::String(name) => {
+            crate::netlink::VlanProto::from_name(&name).map(|p| p.ethertype())
+        }
+        _ => None,
+    }
+    .unwrap_or(0))
 }
 
 /// How the VF was attached.
@@ -84,6 +102,15 @@ pub struct Progress {
     /// Set once IPAM ADD succeeded.
     #[serde(default)]
     pub ipam_added: bool,
+    /// The MTU the VF has in the pod (what CHECK expects when the config
+    /// sets none); 0 when unknown.
+    #[serde(default)]
+    pub pod_mtu: u32,
+    /// Nothing of the VF is left to undo: it is back as it was (or belongs
+    /// to another pod now), and its allocation marker is no longer ours.
+    /// Only IPAM is left to release; DEL and GC then drop the cache.
+    #[serde(default)]
+    pub vf_restored: bool,
 }
 
 /// The attachment cache file.
@@ -99,6 +126,29 @@ pub struct Cache {
     pub orig: OrigVfState,
     #[serde(rename = "sriovRs", default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+}
+
+impl Cache {
+    /// Has everything of the VF already been put back?
+    pub fn vf_restored(&self) -> bool {
+        self.progress.as_ref().is_some_and(|p| p.vf_restored)
+    }
+
+    /// Record that only IPAM is left to release. A cache written by
+    /// sriov-cni gets our progress key for it (sriov-cni ignores the key).
+    pub fn mark_vf_restored(&mut self, netns: &str, mode: Mode) {
+        let progress = self.progress.get_or_insert_with(|| Progress {
+            netns: netns.to_owned(),
+            mode,
+            ifindex: 0,
+            pod_mac: String::new(),
+            moved: false,
+            ipam_added: false,
+            pod_mtu: 0,
+            vf_restored: false,
+        });
+        progress.vf_restored = true;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +315,24 @@ impl StateDir {
         Ok(names)
     }
 
+    /// Every readable cache (file name, content) whose `deviceID` is `vf`.
+    /// Unreadable files are skipped: they cannot tell whose VF they held.
+    pub fn caches_of_vf(&self, vf: PciAddress) -> Result<Vec<(String, Cache)>, CniError> {
+        let mut found = Vec::new();
+        for name in self.cache_names()? {
+            match self.load_cache_file(&name) {
+                Ok(cache) if cache.conf.device().is_ok_and(|d| d == vf) => {
+                    found.push((name, cache))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(file = name, error = %e.msg, "skipping an unreadable cache")
+                }
+            }
+        }
+        Ok(found)
+    }
+
     pub fn load_cache_file(&self, name: &str) -> Result<Cache, CniError> {
         let path = self.root.join(name);
         let bytes =
@@ -299,32 +367,9 @@ fn remove_if_present(path: &Path) -> Result<(), CniError> {
     }
 }
 
-/// Write to a temp file beside `path` (0600) and rename it over `path`:
-/// readers, and a DEL after this process was killed, see the old or the new
-/// content, never half of it. No fsync, on purpose: a killed process loses
-/// nothing that was written, and after a power loss every pod netns is gone
-/// and the files describe nothing (sriov-cni does not sync either); three
-/// fsyncs per ADD would cost more than the rest of the plugin's own work.
+/// Write `path` (0600) atomically: readers, and a DEL after this process was
+/// killed, see the old or the new content, never half of it (see
+/// `crate::atomic_file` for why there is no fsync).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CniError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        drop(file);
-        std::fs::rename(&temp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        io_error("writing", path, e)
-    })
+    crate::atomic_file::write(path, bytes, 0o600).map_err(|e| io_error("writing", path, e))
 }

@@ -2,6 +2,7 @@
 //! subcommand lives in its own module and returns a `CtlError`.
 
 pub mod inventory;
+pub mod kubelet_sim;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ pub enum Command {
     Inventory(inventory::InventoryArgs),
     /// Install the sriov CNI binary into the node's CNI bin dir (K3s-aware)
     InstallCni(crate::install_cni::InstallCniArgs),
+    /// A stand-in kubelet: registers device plugins, follows ListAndWatch,
+    /// calls Allocate / GetPreferredAllocation on commands from stdin
+    KubeletSim(kubelet_sim::KubeletSimArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
+        Command::KubeletSim(args) => kubelet_sim::run(args),
         Command::InstallCni(args) => {
             let report = crate::install_cni::run(&args)?;
             println!("{report}");

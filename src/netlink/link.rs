@@ -3,7 +3,7 @@
 use super::{Netlink, NetlinkError};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, Prop,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -16,6 +16,8 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
     pub up: bool,
+    /// IFF_RUNNING: up with carrier, so frames sent now leave the port.
+    pub running: bool,
     /// `veth`, `bridge`, ... or None for hardware netdevs.
     pub kind: Option<String>,
     /// Index of the bridge this link is a port of.
@@ -34,6 +36,7 @@ impl Link {
             mac: None,
             mtu: None,
             up: message.header.flags.contains(LinkFlags::Up),
+            running: message.header.flags.contains(LinkFlags::Running),
             kind: None,
             master: None,
             link_layer_type: message.header.link_layer_type.into(),
@@ -132,6 +135,67 @@ impl Netlink {
             Err(error) => Err(error),
         }
     }
+}
+
+/// Alternative names (`ip link property`, kernel 5.5+). Not part of
+/// `LinkOps`: only the real kernel has them, and only the VF's way home
+/// needs them (a rename to a name the device holds as an altname is
+/// refused with EEXIST).
+impl Netlink {
+    /// The link's altnames (IFLA_PROP_LIST), empty when it has none.
+    pub fn alt_names(&mut self, index: u32) -> Result<Vec<String>, NetlinkError> {
+        let op = format!("get link #{index}");
+        let answers = match self.get(
+            &op,
+            RouteNetlinkMessage::GetLink(message_for(index, Vec::new())),
+        ) {
+            Ok(answers) => answers,
+            Err(error) if error.is_not_found() => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut names = Vec::new();
+        for answer in &answers {
+            if let RouteNetlinkMessage::NewLink(link) = answer {
+                for attribute in &link.attributes {
+                    if let LinkAttribute::PropList(props) = attribute {
+                        names.extend(props.iter().filter_map(|p| match p {
+                            Prop::AltIfName(name) => Some(name.clone()),
+                            _ => None,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// `ip link property add dev <index> altname <name>` (RTM_NEWLINKPROP).
+    pub fn add_alt_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        let message = alt_name_message(index, name);
+        self.execute(
+            &format!("add altname {name} to link #{index}"),
+            RouteNetlinkMessage::NewLinkProp(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// `ip link property del dev <index> altname <name>` (RTM_DELLINKPROP).
+    pub fn del_alt_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.execute(
+            &format!("delete altname {name} of link #{index}"),
+            RouteNetlinkMessage::DelLinkProp(alt_name_message(index, name)),
+            0,
+        )
+    }
+}
+
+fn alt_name_message(index: u32, name: &str) -> LinkMessage {
+    message_for(
+        index,
+        vec![LinkAttribute::PropList(vec![Prop::AltIfName(
+            name.to_owned(),
+        )])],
+    )
 }
 
 impl LinkOps for Netlink {

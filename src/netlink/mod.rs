@@ -10,11 +10,16 @@ mod address;
 mod link;
 mod route;
 mod socket;
+mod vf;
 
 pub use address::{AddressOps, IfAddress};
 pub use link::{format_mac, parse_mac, Link, LinkOps};
 pub use route::{Route, RouteOps};
 pub use socket::Netlink;
+pub use vf::{HostPf, LinkState, PfOps, PfVfs, VfConfig, VfSetting, VlanProto};
+/// For fakes that check the bytes the kernel would receive.
+#[cfg(test)]
+pub(crate) use {socket::request_bytes, vf::set_vf_request};
 
 use std::io;
 
@@ -46,6 +51,20 @@ impl NetlinkError {
         self.errno() == Some(libc_errno::EEXIST)
     }
 
+    /// The driver does not implement the operation (a VF attribute on a
+    /// PF that is not SR-IOV capable, or a driver without it).
+    pub fn is_not_supported(&self) -> bool {
+        self.errno() == Some(libc_errno::EOPNOTSUPP)
+    }
+
+    /// A driver busy resetting the VF; worth another try.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.errno(),
+            Some(libc_errno::EAGAIN) | Some(libc_errno::EBUSY)
+        )
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.errno(),
@@ -57,7 +76,11 @@ impl NetlinkError {
 /// The few errno values we match on (values from the kernel's uapi).
 pub mod libc_errno {
     pub const ENOENT: i32 = 2;
+    pub const EAGAIN: i32 = 11;
+    pub const EBUSY: i32 = 16;
     pub const EEXIST: i32 = 17;
     pub const ENODEV: i32 = 19;
+    pub const EINVAL: i32 = 22;
+    pub const ERANGE: i32 = 34;
     pub const EOPNOTSUPP: i32 = 95;
 }

@@ -7,6 +7,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::libc::{MSG_PEEK, MSG_TRUNC};
 
 /// A connected rtnetlink socket in the network namespace that was current
 /// for the calling thread when it was opened.
@@ -72,13 +73,7 @@ impl Netlink {
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = sequence;
-        let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        request.finalize();
-        let mut bytes = vec![0; request.buffer_len()];
-        request.serialize(&mut bytes);
+        let bytes = request_bytes(message, flags, sequence);
         self.socket
             .send(&bytes, 0)
             .map_err(|source| NetlinkError::Kernel {
@@ -90,6 +85,19 @@ impl Netlink {
         let wants_ack = flags & NLM_F_ACK != 0;
         let mut answers = Vec::new();
         loop {
+            // A PF's VF table (~200 bytes per VF) can exceed any fixed
+            // buffer: peek at the datagram's size and grow to fit, rather
+            // than let the kernel truncate it.
+            let size = self
+                .socket
+                .recv(&mut &mut self.buffer[..0], MSG_PEEK | MSG_TRUNC)
+                .map_err(|source| NetlinkError::Kernel {
+                    op: op.to_owned(),
+                    source,
+                })?;
+            if size > self.buffer.len() {
+                self.buffer.resize(size, 0);
+            }
             let received = self
                 .socket
                 .recv(&mut &mut self.buffer[..], 0)
@@ -138,6 +146,19 @@ impl Netlink {
             }
         }
     }
+}
+
+/// The bytes of one request as they go to the kernel: nlmsghdr, then the
+/// rtnetlink message.
+pub(crate) fn request_bytes(message: RouteNetlinkMessage, flags: u16, sequence: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = sequence;
+    let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+    request.finalize();
+    let mut bytes = vec![0; request.buffer_len()];
+    request.serialize(&mut bytes);
+    bytes
 }
 
 fn decode_error(op: &str, error: impl std::fmt::Display) -> NetlinkError {

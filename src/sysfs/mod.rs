@@ -5,8 +5,10 @@
 //! Resolution order: an explicit `--sysfs-root` flag, then the
 //! `SRIOV_SYSFS_ROOT` environment variable, then `/sys`.
 
+mod chardev;
 mod device;
 
+pub use chardev::{RdmaCharDevices, VFIO_NOIOMMU_GROUP_NAME};
 pub use device::{link_type_name, PciDevice, SriovCapability};
 
 use std::io;

@@ -2,20 +2,26 @@
 //! there, and back with its original name, MAC and MTU.
 //!
 //! Kernel facts handled here:
-//! - `RTM_SETLINK` with both `IFLA_NET_NS_FD` and `IFLA_IFNAME` renames the
-//!   device as part of the namespace change, so it never exists in the pod
-//!   (or the host) under a temporary or clashing name; a clash is EEXIST
-//!   and nothing changes. (sriov-cni needs a temporary namespace for this.)
+//! - `RTM_SETLINK` with both `IFLA_NET_NS_FD` and `IFLA_IFNAME` is one
+//!   request, one move, but not an atomic rename: the kernel moves the
+//!   device first, under its current name when that is free in the target
+//!   (otherwise directly under the requested name, or EEXIST with nothing
+//!   moved if that is taken too), and renames it afterwards. A clash at the
+//!   rename returns EEXIST with the device already moved, under its old
+//!   name. So after any failed move the VF is looked for in both
+//!   namespaces (`locate`) and handled where it really is.
 //! - When a pod's namespace is destroyed, a real VF returns to the host
 //!   namespace under its pod-side name (or `devN` on a clash); a veth
 //!   stand-in is destroyed with it instead. `find_on_host` copes with both.
+
+pub mod announce;
 
 use crate::netlink::{
     format_mac, AddressOps, IfAddress, Link, LinkOps, Netlink, NetlinkError, Route, RouteOps,
 };
 use crate::netns::{self, NetnsError};
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +113,51 @@ pub fn attach(
             ifname: ifname.to_owned(),
         });
     }
+    move_into_pod(host, &mut pod, pod_fd.as_fd(), vf, link, ifname)?;
+    let configured = configure_in_pod(&mut pod, vf, pod_netns, ifname, mac, mtu);
+    if configured.is_err() {
+        // undo the move so the caller's rollback starts from "on the host"
+        let host_fd = host_netns().map_err(VfError::netns(vf, "opening the host netns"))?;
+        let original = Original {
+            name: &link.name,
+            mac: link.mac,
+            mtu: link.mtu,
+        };
+        let _ = return_to_host(&mut pod, host, host_fd.as_fd(), vf, ifname, &original);
+    }
+    configured
+}
+
+/// Down, then into the pod (`pod` a socket there, `pod_fd` its handle) as
+/// `ifname`. If that fails the VF is back on the host as it was: a clash
+/// at the rename (`ifname` taken in the pod, e.g. created after `attach`
+/// checked) leaves it in the pod under its host name, and it is moved back.
+pub fn move_into_pod(
+    host: &mut Netlink,
+    pod: &mut Netlink,
+    pod_fd: BorrowedFd<'_>,
+    vf: &str,
+    link: &Link,
+    ifname: &str,
+) -> Result<(), VfError> {
     host.set_down(link.index)
         .map_err(VfError::netlink(vf, "setting the VF down on the host"))?;
-    if let Err(error) = host.set_netns_and_name(link.index, pod_fd.as_fd(), ifname) {
+    let names = [link.name.as_str(), ifname];
+    let id = VfId {
+        pci: vf,
+        names: &names,
+        ifindex: link.index,
+        mac: link.mac,
+    };
+    if let Err(failed) = move_named(host, pod, pod_fd, &id, link.index, ifname) {
+        let MoveFailed { error, place } = *failed;
+        if let Some(Place::Target(in_pod)) = place {
+            // in the pod under its host name, the rename refused: bring it
+            // back so ADD fails with the VF where it was
+            tracing::warn!(vf, ifname, error = %error, "the VF moved but was not renamed; bringing it back");
+            let host_fd = host_netns().map_err(VfError::netns(vf, "opening the host netns"))?;
+            send_home(pod, host, host_fd.as_fd(), vf, &in_pod, &link.name)?;
+        }
         if error.is_exists() {
             // the name appeared in the pod between our check and the move
             return Err(VfError::IfnameTaken {
@@ -121,18 +169,171 @@ pub fn attach(
             error,
         ));
     }
-    let configured = configure_in_pod(&mut pod, vf, pod_netns, ifname, mac, mtu);
-    if configured.is_err() {
-        // undo the move so the caller's rollback starts from "on the host"
-        let host_fd = host_netns().map_err(VfError::netns(vf, "opening the host netns"))?;
-        let original = Original {
-            name: &link.name,
-            mac: link.mac,
-            mtu: link.mtu,
-        };
-        let _ = return_to_host(&mut pod, vf, ifname, host_fd.as_fd(), &original);
+    Ok(())
+}
+
+/// How to recognise the VF's netdev in a namespace. A real VF names its PCI
+/// address as parent device, whatever it is called. A veth stand-in has no
+/// parent: it is the link with one of `names` and its MAC (a move never
+/// changes it), or, when the MAC is not known, its ifindex (kept across a
+/// move when free in the target; ifindexes are per namespace, so a name
+/// must match too).
+#[derive(Debug, Clone, Copy)]
+pub struct VfId<'a> {
+    pub pci: &'a str,
+    pub names: &'a [&'a str],
+    pub ifindex: u32,
+    pub mac: Option<[u8; 6]>,
+}
+
+impl VfId<'_> {
+    pub fn matches(&self, link: &Link) -> bool {
+        match link.parent_device.as_deref() {
+            Some(parent) => parent == self.pci,
+            None => {
+                self.names.contains(&link.name.as_str())
+                    && match self.mac {
+                        Some(mac) => link.mac == Some(mac),
+                        None => self.ifindex != 0 && link.index == self.ifindex,
+                    }
+            }
+        }
     }
-    configured
+}
+
+/// The VF's netdev among the links of the namespace `netlink` is in.
+pub fn find_vf(netlink: &mut Netlink, vf: &str, id: &VfId) -> Result<Option<Link>, VfError> {
+    Ok(netlink
+        .links()
+        .map_err(VfError::netlink(vf, "listing links"))?
+        .into_iter()
+        .find(|l| id.matches(l)))
+}
+
+/// Where a VF is after a move that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Not moved.
+    Source(Link),
+    /// Moved, under the name it has there.
+    Target(Link),
+}
+
+/// A move that failed, and where the VF is now: None if it is in neither
+/// namespace or could not be looked for.
+struct MoveFailed {
+    error: NetlinkError,
+    place: Option<Place>,
+}
+
+/// Move link `index` (the VF `id`) from the namespace of `from` into the
+/// one of `to` (`to_fd`) as `name`. On failure, also where the VF is now:
+/// a failed rename leaves it moved (see the module comment).
+fn move_named(
+    from: &mut Netlink,
+    to: &mut Netlink,
+    to_fd: BorrowedFd<'_>,
+    id: &VfId,
+    index: u32,
+    name: &str,
+) -> Result<(), Box<MoveFailed>> {
+    let Err(error) = from.set_netns_and_name(index, to_fd, name) else {
+        return Ok(());
+    };
+    let place = match find_vf(from, id.pci, id) {
+        Ok(Some(link)) => Some(Place::Source(link)),
+        Ok(None) => find_vf(to, id.pci, id).ok().flatten().map(Place::Target),
+        Err(_) => None,
+    };
+    tracing::debug!(vf = id.pci, error = %error, place = ?place, "a move failed; the VF located");
+    Err(Box::new(MoveFailed { error, place }))
+}
+
+/// Move the VF `link`, found in the pod, to the host as `name`. If `name`
+/// is taken there, it goes home as `sriov<ifindex in the pod>` instead and
+/// the error says so: on the host under its pod-side name (it moved, the
+/// rename failed), it is renamed; still in the pod (its pod-side name is
+/// taken on the host too), it is moved under the fallback directly.
+fn send_home(
+    pod: &mut Netlink,
+    host: &mut Netlink,
+    host_fd: BorrowedFd<'_>,
+    vf: &str,
+    link: &Link,
+    name: &str,
+) -> Result<(), VfError> {
+    let fallback = format!("sriov{}", link.index);
+    let names = [link.name.as_str(), name, fallback.as_str()];
+    let id = VfId {
+        pci: vf,
+        names: &names,
+        ifindex: link.index,
+        mac: link.mac,
+    };
+    let taken = || VfError::HomeNameTaken {
+        vf: vf.to_owned(),
+        name: name.to_owned(),
+        fallback: fallback.clone(),
+    };
+    let moving = VfError::netlink(vf, "moving the VF back to the host");
+    let MoveFailed { error, place } = match move_named(pod, host, host_fd, &id, link.index, name) {
+        Ok(()) => return Ok(()),
+        Err(failed) => *failed,
+    };
+    match place {
+        Some(Place::Target(home)) => rename_on_host(host, vf, &home, name, &fallback),
+        Some(Place::Source(still)) if error.is_exists() => {
+            match move_named(pod, host, host_fd, &id, still.index, &fallback) {
+                Ok(()) => Err(taken()),
+                Err(failed) => match *failed {
+                    MoveFailed {
+                        place: Some(Place::Target(home)),
+                        ..
+                    } => rename_on_host(host, vf, &home, name, &fallback),
+                    MoveFailed { error, .. } => Err(moving(error)),
+                },
+            }
+        }
+        Some(Place::Source(_)) => Err(moving(error)),
+        None => Err(VfError::Missing {
+            vf: vf.to_owned(),
+            detail: format!(
+                "moving it back to the host failed ({error}) and it is now in neither namespace"
+            ),
+        }),
+    }
+}
+
+/// The VF is on the host as `home`, not under `name`: rename it to `name`,
+/// or to `fallback` if that is taken.
+fn rename_on_host(
+    host: &mut Netlink,
+    vf: &str,
+    home: &Link,
+    name: &str,
+    fallback: &str,
+) -> Result<(), VfError> {
+    if home.name == name {
+        return Ok(());
+    }
+    match host.set_name(home.index, name) {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_exists() => {
+            if home.name != fallback {
+                host.set_name(home.index, fallback)
+                    .map_err(VfError::netlink(
+                        vf,
+                        "renaming the VF on the host after its name was found taken",
+                    ))?;
+            }
+            Err(VfError::HomeNameTaken {
+                vf: vf.to_owned(),
+                name: name.to_owned(),
+                fallback: fallback.to_owned(),
+            })
+        }
+        Err(error) => Err(VfError::netlink(vf, "renaming the VF on the host")(error)),
+    }
 }
 
 fn configure_in_pod(
@@ -212,15 +413,16 @@ pub struct Original<'a> {
     pub mtu: Option<u32>,
 }
 
-/// From inside the pod (`pod` is a socket there): down, original MAC and
-/// MTU, then back to the host under the original name. If that name is
-/// taken on the host meanwhile, the VF still goes home under a name derived
-/// from its ifindex, and the error says so.
+/// From inside the pod (`pod` is a socket there, `host` one on the host):
+/// down, original MAC and MTU, then back to the host under the original
+/// name. If that name is taken on the host meanwhile, the VF still goes
+/// home, as `sriov<ifindex>`, and the error says so.
 pub fn return_to_host(
     pod: &mut Netlink,
+    host: &mut Netlink,
+    host_fd: BorrowedFd<'_>,
     vf: &str,
     ifname: &str,
-    host: std::os::fd::BorrowedFd<'_>,
     original: &Original,
 ) -> Result<(), VfError> {
     let link = pod
@@ -230,32 +432,32 @@ pub fn return_to_host(
             vf: vf.to_owned(),
             detail: format!("no {ifname} in the pod netns"),
         })?;
+    return_link_to_host(pod, host, host_fd, vf, &link, original)
+}
+
+/// `return_to_host` for the VF already found in the pod as `link`, under
+/// whatever name it has there.
+pub fn return_link_to_host(
+    pod: &mut Netlink,
+    host: &mut Netlink,
+    host_fd: BorrowedFd<'_>,
+    vf: &str,
+    link: &Link,
+    original: &Original,
+) -> Result<(), VfError> {
     pod.set_down(link.index)
         .map_err(VfError::netlink(vf, "setting the VF down"))?;
+    let mut link = link.clone();
     if let Some(mac) = original.mac.filter(|m| Some(*m) != link.mac) {
         pod.set_mac(link.index, mac)
             .map_err(VfError::netlink(vf, "restoring the MAC"))?;
+        link.mac = Some(mac);
     }
     if let Some(mtu) = original.mtu.filter(|m| Some(*m) != link.mtu) {
         pod.set_mtu(link.index, mtu)
             .map_err(VfError::netlink(vf, "restoring the MTU"))?;
     }
-    match pod.set_netns_and_name(link.index, host, original.name) {
-        Ok(()) => Ok(()),
-        Err(error) if error.is_exists() => {
-            let fallback = format!("sriov{}", link.index);
-            pod.set_netns_and_name(link.index, host, &fallback)
-                .map_err(VfError::netlink(vf, "moving the VF back to the host"))?;
-            Err(VfError::HomeNameTaken {
-                vf: vf.to_owned(),
-                name: original.name.to_owned(),
-                fallback,
-            })
-        }
-        Err(error) => Err(VfError::netlink(vf, "moving the VF back to the host")(
-            error,
-        )),
-    }
+    send_home(pod, host, host_fd, vf, &link, original.name)
 }
 
 /// Restore a VF found on the host (its pod namespace died): original name,

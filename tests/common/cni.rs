@@ -18,6 +18,7 @@ pub struct CniHarness {
 pub struct Outcome {
     pub code: i32,
     pub stdout: String,
+    pub stderr: String,
     pub json: Value,
 }
 
@@ -60,6 +61,19 @@ impl CniHarness {
             "type": "sriov",
             "deviceID": device,
             "ipam": {"type": "host-local", "subnet": subnet, "dataDir": self.ipam_dir()}
+        })
+    }
+
+    /// A NAD-style config for `device` with Debian's static IPAM: `ipam` is
+    /// the rest of the ipam object (addresses, routes, dns).
+    pub fn static_conf(&self, version: &str, device: &str, mut ipam: Value) -> Value {
+        ipam["type"] = json!("static");
+        json!({
+            "cniVersion": version,
+            "name": "static-net",
+            "type": "sriov",
+            "deviceID": device,
+            "ipam": ipam
         })
     }
 
@@ -142,22 +156,24 @@ impl CniHarness {
             process.env(key, value);
         }
         let mut child = process.spawn().expect("spawn sriov");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin)
-            .expect("write stdin");
+        let written = child.stdin.take().expect("stdin").write_all(stdin);
+        // the plugin may answer (an env error) without reading stdin
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
         let output = child.wait_with_output().expect("wait for sriov");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let code = output.status.code().unwrap_or(-1);
         if code != 0 {
-            eprintln!(
-                "sriov {command} exited {code}: {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            eprintln!("sriov {command} exited {code}: {stdout}\nstderr: {stderr}");
         }
-        Outcome { code, stdout, json }
+        Outcome {
+            code,
+            stdout,
+            stderr,
+            json,
+        }
     }
 }

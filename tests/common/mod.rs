@@ -7,7 +7,9 @@
 #![allow(dead_code)] // each test crate uses a different subset of these helpers
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
+pub mod capture;
 pub mod cni;
+pub mod dhcp;
 pub mod sysfs_shape;
 
 use sriov_rs::netns;

@@ -1,0 +1,397 @@
+//! The daemon: config + discovery → served pools → one runner per pool,
+//! the files that go with them, reloads, and a clean shutdown.
+
+use super::allocate::CdiMode;
+use super::dirwatch::{watch_dir, DirEvent};
+use super::files;
+use super::health;
+use super::runner::{Registration, Runner};
+use super::served::{serve_pool, HostFacts, ServedPool};
+use super::service::DeviceOwners;
+use crate::config::{self, ConfigError};
+use crate::pool;
+use crate::sysfs::{SysfsError, SysfsRoot};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Which registration mechanism to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationMode {
+    /// Upstream's rule: the plugin watcher if its directory exists, else `kubelet.sock`.
+    Auto,
+    KubeletSocket,
+    PluginsRegistry,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_file: PathBuf,
+    pub resource_prefix: String,
+    pub sysfs: SysfsRoot,
+    /// Root under which `/dev` nodes are checked (`/` on a node).
+    pub dev_root: PathBuf,
+    pub device_plugin_dir: PathBuf,
+    pub plugins_registry_dir: PathBuf,
+    pub registration: RegistrationMode,
+    pub devinfo_dir: PathBuf,
+    pub cdi: CdiMode,
+    pub cdi_spec_dir: PathBuf,
+    /// Netdevs carrying the default route; None asks the kernel (tests pin it).
+    pub default_route_netdevs: Option<Vec<String>>,
+    /// Where to serve `/healthz` and `/readyz`; None: no health endpoint.
+    pub health_addr: Option<std::net::SocketAddr>,
+}
+
+impl Settings {
+    pub fn resolve_registration(&self) -> Registration {
+        let watcher = match self.registration {
+            RegistrationMode::Auto => self.plugins_registry_dir.is_dir(),
+            RegistrationMode::KubeletSocket => false,
+            RegistrationMode::PluginsRegistry => true,
+        };
+        if watcher {
+            Registration::PluginsRegistry {
+                dir: self.plugins_registry_dir.clone(),
+            }
+        } else {
+            Registration::KubeletSocket {
+                dir: self.device_plugin_dir.clone(),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}: no resources configured (resourceList is empty)")]
+    NoResources(PathBuf),
+    #[error("device discovery: {0}")]
+    Discovery(#[from] SysfsError),
+    #[error(transparent)]
+    Files(#[from] files::FileError),
+    #[error("health endpoint on {addr}: {source}")]
+    Health {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the binary (or a test) can ask of a running daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read the config and rescan sysfs; changed pools are pushed to the
+    /// kubelet without re-registering, new pools start, gone pools stop.
+    Reload,
+    Shutdown,
+}
+
+/// The daemon's view of itself, for health reporting and tests.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// resource name → registered with the kubelet right now
+    pub pools: BTreeMap<String, bool>,
+}
+
+/// Config + discovery → the pools to serve.
+pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
+    let loaded = config::load(&settings.config_file, &settings.resource_prefix)?;
+    for warning in &loaded.warnings {
+        tracing::warn!(config = %settings.config_file.display(), "{warning}");
+    }
+    if loaded.config.resources.is_empty() {
+        return Err(DaemonError::NoResources(settings.config_file.clone()));
+    }
+    let devices = pool::discover(&settings.sysfs)?;
+    let routes = settings
+        .default_route_netdevs
+        .clone()
+        .unwrap_or_else(crate::ctl::inventory::default_route_netdevs);
+    let pools = pool::build(&loaded.config, &devices, &routes);
+    for excluded in &pools.excluded {
+        tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
+    }
+    let facts = HostFacts {
+        sysfs: settings.sysfs.clone(),
+        dev_root: settings.dev_root.clone(),
+    };
+    let served: Vec<ServedPool> = pools
+        .pools
+        .iter()
+        .map(|p| serve_pool(p, &loaded.config.resources[p.resource], &facts))
+        .collect();
+    for resource in &loaded.config.resources {
+        if !served
+            .iter()
+            .any(|p| p.resource_name == resource.full_name())
+        {
+            tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
+        }
+    }
+    Ok(served)
+}
+
+struct RunningPool {
+    pool: Arc<watch::Sender<Arc<ServedPool>>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    registered: Arc<AtomicBool>,
+}
+
+/// Grace for every runner to stop at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Daemon {
+    settings: Settings,
+    registration: Registration,
+    owners: DeviceOwners,
+    events: broadcast::Sender<DirEvent>,
+    running: BTreeMap<String, RunningPool>,
+    /// The pools' registration flags, shared with the health endpoint.
+    registrations: health::Registrations,
+    health_task: Option<tokio::task::JoinHandle<()>>,
+    /// Ends the directory watch at shutdown.
+    watcher_stop: watch::Sender<bool>,
+}
+
+impl Daemon {
+    /// Scan, write the files, start one runner per pool. Fails only on what
+    /// the operator must fix: an unreadable or invalid config, unreadable sysfs.
+    pub async fn start(settings: Settings) -> Result<Daemon, DaemonError> {
+        let pools = scan(&settings)?;
+        let registration = settings.resolve_registration();
+        tracing::info!(?registration, pools = pools.len(), "starting");
+        if settings.cdi != CdiMode::Off {
+            for error in files::remove_cdi_specs(&settings.cdi_spec_dir) {
+                tracing::warn!(%error, "cannot remove a stale CDI spec");
+            }
+        }
+        let registrations = health::Registrations::default();
+        let health_task = match settings.health_addr {
+            Some(addr) => Some(
+                health::serve(addr, registrations.clone())
+                    .await
+                    .map_err(|source| DaemonError::Health { addr, source })?,
+            ),
+            None => None,
+        };
+        let (events, _) = broadcast::channel(256);
+        let (watcher_stop, watcher_stop_rx) = watch::channel(false);
+        tokio::spawn(watch_dir(
+            registration.dir().to_path_buf(),
+            events.clone(),
+            watcher_stop_rx,
+        ));
+        let mut daemon = Daemon {
+            settings,
+            registration,
+            owners: Arc::new(RwLock::new(HashMap::new())),
+            events,
+            running: BTreeMap::new(),
+            registrations,
+            health_task,
+            watcher_stop,
+        };
+        daemon.update_owners(&pools);
+        for pool in pools {
+            if let Err(error) = daemon.start_pool(pool) {
+                // leave nothing behind: the pools started so far go, files included
+                daemon.shutdown().await;
+                return Err(error);
+            }
+        }
+        Ok(daemon)
+    }
+
+    /// Registration state of every pool, updated as it changes.
+    pub fn status(&self) -> Status {
+        Status {
+            pools: self
+                .running
+                .iter()
+                .map(|(name, p)| (name.clone(), p.registered.load(Ordering::Relaxed)))
+                .collect(),
+        }
+    }
+
+    fn update_owners(&self, pools: &[ServedPool]) {
+        let map = pools
+            .iter()
+            .flat_map(|p| {
+                p.device_ids()
+                    .map(|id| (id.to_owned(), p.resource_name.clone()))
+            })
+            .collect();
+        if let Ok(mut owners) = self.owners.write() {
+            *owners = map;
+        }
+    }
+
+    fn write_files(&self, old: Option<&ServedPool>, pool: &ServedPool) -> Result<(), DaemonError> {
+        files::sync_device_info(&self.settings.devinfo_dir, old, pool)?;
+        if self.settings.cdi != CdiMode::Off {
+            files::write_cdi_spec(&self.settings.cdi_spec_dir, pool)?;
+        }
+        Ok(())
+    }
+
+    fn remove_files(&self, pool: &ServedPool) {
+        for error in files::remove_device_info(
+            &self.settings.devinfo_dir,
+            &pool.resource_name,
+            pool.device_ids(),
+        ) {
+            tracing::warn!(pool = %pool.resource_name, %error, "cannot remove a device-info file");
+        }
+        if self.settings.cdi != CdiMode::Off {
+            if let Err(error) =
+                files::remove_if_present(&files::cdi_spec_path(&self.settings.cdi_spec_dir, pool))
+            {
+                tracing::warn!(pool = %pool.resource_name, %error, "cannot remove the CDI spec");
+            }
+        }
+    }
+
+    fn start_pool(&mut self, pool: ServedPool) -> Result<(), DaemonError> {
+        for error in files::remove_stale_device_info(&self.settings.devinfo_dir, &pool) {
+            tracing::warn!(pool = %pool.resource_name, %error, "cannot remove a stale device-info file");
+        }
+        // Files first: the kubelet may Allocate (and Multus read the
+        // device-info file) as soon as the pool is advertised.
+        if let Err(error) = self.write_files(None, &pool) {
+            self.remove_files(&pool);
+            return Err(error);
+        }
+        let name = pool.resource_name.clone();
+        let sender = Arc::new(watch::channel(Arc::new(pool)).0);
+        let (stop, stop_rx) = watch::channel(false);
+        let registered = Arc::new(AtomicBool::new(false));
+        let runner = Runner {
+            registration: self.registration.clone(),
+            pool: sender.clone(),
+            cdi: self.settings.cdi,
+            owners: self.owners.clone(),
+            events: self.events.subscribe(),
+            stop: stop_rx,
+            registered: registered.clone(),
+        };
+        let task = tokio::spawn(runner.run());
+        if let Ok(mut flags) = self.registrations.lock() {
+            flags.insert(name.clone(), registered.clone());
+        }
+        self.running.insert(
+            name,
+            RunningPool {
+                pool: sender,
+                stop,
+                task,
+                registered,
+            },
+        );
+        Ok(())
+    }
+
+    async fn stop_pool(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            if let Ok(mut flags) = self.registrations.lock() {
+                flags.remove(name);
+            }
+            let _ = running.stop.send(true);
+            let mut task = running.task;
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(pool = %name, "runner did not stop in time; aborting it");
+                task.abort();
+            }
+            let pool = running.pool.borrow().clone();
+            self.remove_files(&pool);
+        }
+    }
+
+    /// Rescan and apply the differences. A config that no longer loads is
+    /// logged and the pools keep being served as they were.
+    pub async fn reload(&mut self) {
+        let pools = match scan(&self.settings) {
+            Ok(pools) => pools,
+            Err(error) => {
+                tracing::error!(%error, "reload failed: keeping the current pools");
+                return;
+            }
+        };
+        self.update_owners(&pools);
+        let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !wanted.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(pool = %name, "pool no longer in config or empty: stopping it");
+            self.stop_pool(&name).await;
+        }
+        for pool in pools {
+            let current = self
+                .running
+                .get(&pool.resource_name)
+                .map(|r| r.pool.borrow().clone());
+            match current {
+                None => {
+                    tracing::info!(pool = %pool.resource_name, devices = pool.devices.len(), "new pool");
+                    if let Err(error) = self.start_pool(pool) {
+                        tracing::error!(%error, "cannot start a new pool");
+                    }
+                }
+                Some(current) if *current != pool => {
+                    if let Err(error) = self.write_files(Some(&current), &pool) {
+                        tracing::error!(pool = %pool.resource_name, %error, "cannot update the pool's files");
+                    }
+                    tracing::info!(pool = %pool.resource_name, devices = pool.devices.len(), "pool changed: pushing the new device list");
+                    if let Some(running) = self.running.get(&pool.resource_name) {
+                        running.pool.send_replace(Arc::new(pool));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Stop every pool: sockets, device-info files and CDI specs removed.
+    pub async fn shutdown(mut self) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            self.stop_pool(&name).await;
+        }
+        if self.settings.cdi != CdiMode::Off {
+            for error in files::remove_cdi_specs(&self.settings.cdi_spec_dir) {
+                tracing::warn!(%error, "cannot remove a CDI spec");
+            }
+        }
+        let _ = self.watcher_stop.send(true);
+        if let Some(task) = self.health_task.take() {
+            task.abort();
+        }
+        tracing::info!("stopped");
+    }
+
+    /// Serve until told to shut down (or until every sender of `control` is gone).
+    pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
+        while let Some(command) = control.recv().await {
+            match command {
+                Control::Reload => {
+                    tracing::info!("reloading config and rescanning devices");
+                    self.reload().await;
+                }
+                Control::Shutdown => break,
+            }
+        }
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,129 @@
+//! Liveness and readiness over plain HTTP for the kubelet's probes:
+//! - `GET /healthz`: 200 while the daemon's event loop answers (the same
+//!   single-threaded runtime serves the pools, so a wedged daemon cannot
+//!   answer either);
+//! - `GET /readyz`: 200 when every served pool is registered with the
+//!   kubelet (a node with no pool is ready: it has nothing to register),
+//!   else 503 naming the pools that are not.
+
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tonic::codegen::Bytes;
+
+/// Each served pool's "registered with the kubelet" flag, by resource name.
+pub type Registrations = Arc<Mutex<BTreeMap<String, Arc<AtomicBool>>>>;
+
+/// The answer to one probe request: status and body.
+pub fn answer(method: &Method, path: &str, registrations: &Registrations) -> (StatusCode, String) {
+    if method != Method::GET {
+        return (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+    }
+    match path {
+        "/healthz" => (StatusCode::OK, "ok\n".into()),
+        "/readyz" => {
+            let pending: Vec<String> = registrations
+                .lock()
+                .map(|pools| {
+                    pools
+                        .iter()
+                        .filter(|(_, registered)| !registered.load(Ordering::Relaxed))
+                        .map(|(name, _)| name.clone())
+                        .collect()
+                })
+                .unwrap_or_else(|_| vec!["(state unavailable)".into()]);
+            if pending.is_empty() {
+                (StatusCode::OK, "ready\n".into())
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not registered with the kubelet: {}\n", pending.join(", ")),
+                )
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "try /healthz or /readyz\n".into()),
+    }
+}
+
+/// Bind `addr` (before returning, so a bad address fails start-up) and
+/// serve the probes until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    registrations: Registrations,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "health endpoint listening (/healthz, /readyz)");
+    Ok(tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "health endpoint: accept failed");
+                    continue;
+                }
+            };
+            let registrations = registrations.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (status, body) =
+                        answer(request.method(), request.uri().path(), &registrations);
+                    let response = Response::builder()
+                        .status(status)
+                        .header("content-type", "text/plain")
+                        .body(Full::new(Bytes::from(body)));
+                    async move { response }
+                });
+                if let Err(error) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%error, "health endpoint: connection ended with an error");
+                }
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_every_pools_registration() {
+        let registrations = Registrations::default();
+        let get = |path: &str| answer(&Method::GET, path, &registrations);
+        assert_eq!(
+            get("/readyz").0,
+            StatusCode::OK,
+            "no pool: nothing to wait for"
+        );
+        let flag = Arc::new(AtomicBool::new(false));
+        if let Ok(mut pools) = registrations.lock() {
+            pools.insert("intel.com/a".into(), flag.clone());
+            pools.insert("intel.com/b".into(), Arc::new(AtomicBool::new(true)));
+        }
+        assert_eq!(
+            get("/readyz"),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not registered with the kubelet: intel.com/a\n".into()
+            )
+        );
+        flag.store(true, Ordering::Relaxed);
+        assert_eq!(get("/readyz").0, StatusCode::OK);
+        assert_eq!(get("/healthz"), (StatusCode::OK, "ok\n".into()));
+        assert_eq!(get("/metrics").0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            answer(&Method::POST, "/healthz", &registrations).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The device plugin daemon: serves each resource pool to the kubelet over
+//! the device plugin API v1beta1.
+//!
+//! - [`served`]: a pool as served (kubelet view + what Allocate hands out), pure;
+//! - [`allocate`], [`preferred`]: Allocate and GetPreferredAllocation, pure;
+//! - [`files`]: device-info files and CDI specs, kept in step with the pools;
+//! - [`service`]: the gRPC services of one pool's socket;
+//! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
+//!   directory watch, and one pool's serve/register/restart loop;
+//! - [`health`]: `/healthz` and `/readyz` for the kubelet's probes;
+//! - [`daemon`]: everything together, with reload and shutdown.
+
+pub mod allocate;
+pub mod daemon;
+pub mod dirwatch;
+pub mod files;
+pub mod health;
+pub mod preferred;
+pub mod register;
+pub mod runner;
+pub mod served;
+pub mod service;
+
+pub use allocate::CdiMode;
+pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings};

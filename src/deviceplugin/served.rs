@@ -1,0 +1,343 @@
+//! What one pool's server serves: each device's kubelet view (ID, health,
+//! NUMA) and everything Allocate hands out for it (device nodes, the
+//! `_INFO` providers, the device-info file), computed once per pool change
+//! so that the gRPC handlers only look things up.
+//!
+//! Pure: the facts that live outside the pool (uio/RDMA char devices,
+//! no-IOMMU groups, `/dev` nodes) come through [`NodeFacts`].
+
+use crate::config::{DeviceType, Resource};
+use crate::pool::{Pool, PoolDevice};
+use crate::sysfs::{RdmaCharDevices, SysfsError, SysfsRoot};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One device node for a container: `permissions` is always `rw`, as upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeSpec {
+    pub host_path: String,
+    pub container_path: String,
+}
+
+impl NodeSpec {
+    fn same(path: String) -> Self {
+        NodeSpec {
+            host_path: path.clone(),
+            container_path: path,
+        }
+    }
+}
+
+/// `_INFO` content for one device: provider → key → value (sorted, as Go's
+/// JSON encoder sorts map keys).
+pub type InfoProviders = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The `pci` object of a device-info file (spec 1.1.0).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PciDeviceInfo {
+    #[serde(rename = "pci-address")]
+    pub pci_address: String,
+    #[serde(rename = "pf-pci-address", skip_serializing_if = "Option::is_none")]
+    pub pf_pci_address: Option<String>,
+    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
+    pub vhost_net: Option<String>,
+    #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
+    pub rdma_device: Option<String>,
+}
+
+/// One device as the server sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedDevice {
+    pub id: String,
+    pub healthy: bool,
+    /// Reported to the kubelet unless the pool excludes topology.
+    pub numa_node: Option<u32>,
+    /// PF PCI address: the unit `pack`/`spread` count in.
+    pub pf: Option<String>,
+    pub vf_index: Option<u32>,
+    pub nodes: Vec<NodeSpec>,
+    pub info: InfoProviders,
+    /// Only for netDevice pools, whose devices the CNI consumes.
+    pub device_info: Option<PciDeviceInfo>,
+}
+
+/// CDI kind suffix per device type (`<prefix>/net-pci`, ...), as upstream names them.
+pub fn cdi_kind_short(device_type: DeviceType) -> &'static str {
+    match device_type {
+        DeviceType::NetDevice => "net-pci",
+        DeviceType::Accelerator => "net-accel",
+        DeviceType::AuxNetDevice => "net-sf",
+    }
+}
+
+/// A pool ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedPool {
+    /// `<prefix>/<name>`
+    pub resource_name: String,
+    pub prefix: String,
+    pub name: String,
+    pub device_type: DeviceType,
+    pub exclude_topology: bool,
+    /// `pack` unless the config asks for `spread` (see docs/device-plugin.md).
+    pub spread: bool,
+    pub devices: Vec<ServedDevice>,
+    index: HashMap<String, usize>,
+}
+
+impl ServedPool {
+    pub fn device(&self, id: &str) -> Option<&ServedDevice> {
+        self.index.get(id).map(|&i| &self.devices[i])
+    }
+
+    /// `PCIDEVICE_<PREFIX>_<NAME>`: dots of the prefix become `_`, then
+    /// everything is upper-cased; hyphens stay, as upstream.
+    pub fn env_name(&self) -> String {
+        format!("PCIDEVICE_{}_{}", self.prefix.replace('.', "_"), self.name).to_uppercase()
+    }
+
+    /// The socket file name upstream uses: `<prefix>_<name>.sock`.
+    pub fn socket_name(&self) -> String {
+        format!("{}_{}.sock", self.prefix, self.name)
+    }
+
+    /// `<prefix>/<kind>`, the CDI kind of this pool's devices.
+    pub fn cdi_kind(&self) -> String {
+        format!("{}/{}", self.prefix, cdi_kind_short(self.device_type))
+    }
+
+    pub fn device_ids(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.devices.iter().map(|d| d.id.as_str())
+    }
+}
+
+/// Facts outside the pool that Allocate needs; the real one reads sysfs and
+/// checks `/dev` under an injectable root.
+pub trait NodeFacts {
+    fn uio_devices(&self, id: &str) -> Result<Vec<String>, SysfsError>;
+    fn rdma_char_devices(&self, id: &str) -> Result<RdmaCharDevices, SysfsError>;
+    fn is_noiommu_group(&self, group: u32) -> Result<bool, SysfsError>;
+    /// Whether a device node exists (`/dev/vhost-net`, `/dev/infiniband/rdma_cm`).
+    fn dev_node_exists(&self, path: &str) -> bool;
+}
+
+/// [`NodeFacts`] from a sysfs tree and a root under which `/dev` paths are checked.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub sysfs: SysfsRoot,
+    pub dev_root: PathBuf,
+}
+
+impl HostFacts {
+    fn address(id: &str) -> Result<crate::pci::PciAddress, SysfsError> {
+        id.parse().map_err(|_| SysfsError::Parse {
+            path: PathBuf::from(id),
+            content: id.to_owned(),
+            expected: "a PCI address as device ID",
+        })
+    }
+}
+
+impl NodeFacts for HostFacts {
+    fn uio_devices(&self, id: &str) -> Result<Vec<String>, SysfsError> {
+        self.sysfs.uio_devices(Self::address(id)?)
+    }
+    fn rdma_char_devices(&self, id: &str) -> Result<RdmaCharDevices, SysfsError> {
+        self.sysfs.rdma_char_devices(Self::address(id)?)
+    }
+    fn is_noiommu_group(&self, group: u32) -> Result<bool, SysfsError> {
+        self.sysfs.is_vfio_noiommu_group(group)
+    }
+    fn dev_node_exists(&self, path: &str) -> bool {
+        let relative = Path::new(path).strip_prefix("/").unwrap_or(Path::new(path));
+        self.dev_root.join(relative).exists()
+    }
+}
+
+pub const VFIO_CONTAINER_NODE: &str = "/dev/vfio/vfio";
+pub const VHOST_NET_NODE: &str = "/dev/vhost-net";
+pub const TUN_NODE: &str = "/dev/net/tun";
+pub const RDMA_CM_NODE: &str = "/dev/infiniband/rdma_cm";
+
+/// Drivers whose functions get a uio device node. Upstream lists `uio` and
+/// `igb_uio`; we also count `uio_pci_generic`, the in-tree uio driver, whose
+/// functions have the same `/dev/uioN` (docs/device-plugin.md).
+const UIO_DRIVERS: &[&str] = &["uio", "igb_uio", "uio_pci_generic"];
+
+fn insert(info: &mut InfoProviders, provider: &str, key: &str, value: impl Into<String>) {
+    info.entry(provider.to_owned())
+        .or_default()
+        .insert(key.to_owned(), value.into());
+}
+
+/// Build the served form of `pool`, whose config entry is `resource`.
+/// A device whose char devices cannot be read is still served (the error
+/// is logged with its ID): one odd device must not take its pool down.
+pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> ServedPool {
+    let vhost_available = facts.dev_node_exists(VHOST_NET_NODE) && facts.dev_node_exists(TUN_NODE);
+    let devices: Vec<ServedDevice> = pool
+        .devices
+        .iter()
+        .map(|device| serve_device(device, pool, resource, facts, vhost_available))
+        .collect();
+    let index = index_by_id(&devices);
+    ServedPool {
+        resource_name: pool.resource_name.clone(),
+        prefix: resource.prefix.clone(),
+        name: resource.name.clone(),
+        device_type: resource.device_type,
+        exclude_topology: pool.exclude_topology,
+        spread: resource.allocation_policy == Some(crate::config::AllocationPolicy::Spread),
+        devices,
+        index,
+    }
+}
+
+fn index_by_id(devices: &[ServedDevice]) -> HashMap<String, usize> {
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id.clone(), i))
+        .collect()
+}
+
+fn serve_device(
+    device: &PoolDevice,
+    pool: &Pool,
+    resource: &Resource,
+    facts: &dyn NodeFacts,
+    vhost_available: bool,
+) -> ServedDevice {
+    let selector = resource.selectors.get(device.selector);
+    let want_rdma = selector.is_some_and(|s| s.is_rdma);
+    let want_vhost = selector.is_some_and(|s| s.need_vhost_net);
+    let mut nodes = Vec::new();
+    let mut info = InfoProviders::new();
+    insert(&mut info, "generic", "deviceID", device.id.clone());
+
+    match device.driver.as_deref() {
+        Some("vfio-pci") => {
+            nodes.push(NodeSpec::same(VFIO_CONTAINER_NODE.into()));
+            insert(&mut info, "vfio", "mount", VFIO_CONTAINER_NODE);
+            if let Some(group) = device.iommu_group {
+                let container_path = format!("/dev/vfio/{group}");
+                let noiommu = facts.is_noiommu_group(group).unwrap_or_else(|error| {
+                    tracing::warn!(device = %device.id, %error, "cannot tell whether the IOMMU group is no-IOMMU; assuming it is not");
+                    false
+                });
+                let host_path = if noiommu {
+                    format!("/dev/vfio/noiommu-{group}")
+                } else {
+                    container_path.clone()
+                };
+                insert(&mut info, "vfio", "dev-mount", container_path.clone());
+                nodes.push(NodeSpec {
+                    host_path,
+                    container_path,
+                });
+            }
+        }
+        Some(driver) if UIO_DRIVERS.contains(&driver) => match facts.uio_devices(&device.id) {
+            Ok(uio) => {
+                if let Some(first) = uio.first() {
+                    let path = format!("/dev/{first}");
+                    insert(&mut info, "uio", "mount", path.clone());
+                    nodes.push(NodeSpec::same(path));
+                }
+            }
+            Err(error) => tracing::warn!(device = %device.id, %error, "cannot read uio devices"),
+        },
+        _ => {}
+    }
+
+    let mut rdma_device = None;
+    if want_rdma && !device.rdma_devices.is_empty() {
+        match facts.rdma_char_devices(&device.id) {
+            // As upstream (rdmamap): the first issm, umad and uverbs of the
+            // function, in that order, then rdma_cm.
+            Ok(chars) => {
+                for (key, names) in [
+                    ("issm", &chars.issm),
+                    ("umad", &chars.umad),
+                    ("uverbs", &chars.uverbs),
+                ] {
+                    if let Some(name) = names.first() {
+                        let path = format!("/dev/infiniband/{name}");
+                        insert(&mut info, "rdma", key, path.clone());
+                        nodes.push(NodeSpec::same(path));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(device = %device.id, %error, "cannot read RDMA char devices")
+            }
+        }
+        if facts.dev_node_exists(RDMA_CM_NODE) {
+            insert(&mut info, "rdma", "rdma_cm", RDMA_CM_NODE);
+            nodes.push(NodeSpec::same(RDMA_CM_NODE.into()));
+        }
+        insert(
+            &mut info,
+            "rdma",
+            "rdma_dev",
+            device.rdma_devices[0].clone(),
+        );
+        rdma_device = Some(device.rdma_devices.join(","));
+    }
+
+    // As upstream: the info keys when /dev/vhost-net exists, the device
+    // nodes only when /dev/net/tun exists too.
+    let mut vhost_net = None;
+    if want_vhost {
+        if facts.dev_node_exists(VHOST_NET_NODE) {
+            insert(&mut info, "vhost", "net-mount", VHOST_NET_NODE);
+            insert(&mut info, "vhost", "tun-mount", TUN_NODE);
+            vhost_net = Some(VHOST_NET_NODE.to_owned());
+        }
+        if vhost_available {
+            nodes.push(NodeSpec::same(VHOST_NET_NODE.into()));
+            nodes.push(NodeSpec::same(TUN_NODE.into()));
+        } else {
+            tracing::warn!(device = %device.id, "needVhostNet is set but /dev/vhost-net or /dev/net/tun is missing");
+        }
+    }
+
+    // Upstream adds the `extra` provider whenever the resource has
+    // additionalInfo, so a device without matching keys gets `"extra":{}`.
+    if !resource.additional_info.is_empty() {
+        info.insert("extra".into(), resource.additional_info_for(&device.id));
+    }
+
+    let device_info = (resource.device_type == DeviceType::NetDevice).then(|| PciDeviceInfo {
+        pci_address: device.id.clone(),
+        pf_pci_address: device.pf_pci_address.clone(),
+        vhost_net,
+        rdma_device,
+    });
+    ServedDevice {
+        id: device.id.clone(),
+        healthy: true,
+        numa_node: device.numa_node.filter(|_| !pool.exclude_topology),
+        pf: device.pf_pci_address.clone(),
+        vf_index: device.vf_index,
+        nodes,
+        info,
+        device_info,
+    }
+}
+
+/// A pool built by hand, for the pure modules' tests.
+#[cfg(test)]
+pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool {
+    let index = index_by_id(&devices);
+    ServedPool {
+        resource_name: "intel.com/sriov_net".into(),
+        prefix: "intel.com".into(),
+        name: "sriov_net".into(),
+        device_type: DeviceType::NetDevice,
+        exclude_topology: false,
+        spread,
+        devices,
+        index,
+    }
+}

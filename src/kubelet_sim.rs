@@ -1,0 +1,530 @@
+//! A stand-in kubelet for development, demos and tests: it serves the
+//! `Registration` service on `kubelet.sock` (or, in plugin-watcher mode,
+//! finds plugin sockets in a `plugins_registry` directory), dials every
+//! registered plugin back, keeps each resource's latest ListAndWatch list,
+//! and calls Allocate / GetPreferredAllocation on request. Written against
+//! the same protos as the plugin, from the kubelet's side of the contract.
+
+use crate::kubelet_api::deviceplugin::v1beta1::{
+    device_plugin_client::DevicePluginClient,
+    registration_server::{Registration, RegistrationServer},
+    AllocateRequest, AllocateResponse, ContainerAllocateRequest,
+    ContainerPreferredAllocationRequest, Device, DevicePluginOptions, Empty,
+    PreferredAllocationRequest, RegisterRequest,
+};
+use crate::kubelet_api::pluginregistration::{
+    registration_client::RegistrationClient as WatcherClient, InfoRequest, RegistrationStatus,
+};
+use crate::kubelet_api::uds::{self, UdsError, UdsListener};
+use crate::kubelet_api::{
+    DEVICE_PLUGIN_API_VERSION, HEALTHY, KUBELET_SOCKET_NAME, PLUGIN_TYPE_DEVICE_PLUGIN,
+};
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// What the stand-in knows about one resource.
+#[derive(Debug, Clone, Default)]
+pub struct PluginView {
+    /// Socket the plugin serves DevicePlugin on.
+    pub endpoint: PathBuf,
+    /// How many times the plugin registered (or was found by the watcher).
+    pub registrations: u32,
+    pub options: Option<DevicePluginOptions>,
+    /// The latest ListAndWatch list, if one arrived on the current stream.
+    pub devices: Option<Vec<Device>>,
+    /// Lists received over all streams.
+    pub updates: u32,
+    pub stream_open: bool,
+    /// Plugin-watcher verdicts `plugin_registered: false` sent to it.
+    pub rejections: u32,
+}
+
+impl PluginView {
+    pub fn healthy_ids(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .flatten()
+            .filter(|d| d.health == HEALTHY)
+            .map(|d| d.id.clone())
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Plugin-watcher mode: reject this many registrations before accepting.
+    reject_next: u32,
+    plugins: BTreeMap<String, PluginView>,
+    channels: BTreeMap<String, Channel>,
+    streams: BTreeMap<String, JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Uds(#[from] UdsError),
+    #[error("watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("resource {0} is not registered")]
+    Unknown(String),
+    #[error("{0}")]
+    Rpc(#[from] Status),
+}
+
+/// A running stand-in kubelet. Dropping it stops it like [`KubeletSim::stop`].
+pub struct KubeletSim {
+    dir: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    changed: watch::Sender<u64>,
+    tasks: Vec<JoinHandle<()>>,
+    kubelet_socket: Option<PathBuf>,
+}
+
+fn bump(changed: &watch::Sender<u64>) {
+    changed.send_modify(|n| *n += 1);
+}
+
+/// Dial a plugin, fetch its options and follow its ListAndWatch stream,
+/// recording each list. Replaces any earlier stream for the resource.
+async fn follow_plugin(
+    resource: String,
+    endpoint: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    changed: watch::Sender<u64>,
+) -> Result<(), SimError> {
+    let channel = uds::connect(&endpoint).await?;
+    let mut client = DevicePluginClient::new(channel.clone());
+    let options = client
+        .get_device_plugin_options(Empty {})
+        .await?
+        .into_inner();
+    let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
+    if let Ok(mut s) = shared.lock() {
+        s.channels.insert(resource.clone(), channel);
+        let view = s.plugins.entry(resource.clone()).or_default();
+        view.options = Some(options);
+        view.stream_open = true;
+        view.devices = None;
+    }
+    bump(&changed);
+    loop {
+        let next = stream.message().await;
+        let mut s = match shared.lock() {
+            Ok(s) => s,
+            Err(_) => return Ok(()),
+        };
+        let view = s.plugins.entry(resource.clone()).or_default();
+        match next {
+            Ok(Some(list)) => {
+                view.devices = Some(list.devices);
+                view.updates += 1;
+            }
+            Ok(None) | Err(_) => {
+                // as the kubelet does: a broken stream makes the devices unusable
+                view.stream_open = false;
+                view.devices = None;
+                drop(s);
+                bump(&changed);
+                return Ok(());
+            }
+        }
+        drop(s);
+        bump(&changed);
+    }
+}
+
+fn start_following(
+    resource: &str,
+    endpoint: PathBuf,
+    shared: &Arc<Mutex<Shared>>,
+    changed: &watch::Sender<u64>,
+) {
+    let task = tokio::spawn({
+        let (resource, shared, changed) = (resource.to_owned(), shared.clone(), changed.clone());
+        async move {
+            if let Err(error) = follow_plugin(resource.clone(), endpoint, shared, changed).await {
+                tracing::warn!(%resource, %error, "kubelet-sim: cannot follow the plugin");
+            }
+        }
+    });
+    if let Ok(mut s) = shared.lock() {
+        if let Some(old) = s.streams.insert(resource.to_owned(), task) {
+            old.abort();
+        }
+    }
+}
+
+struct RegistrationService {
+    dir: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    changed: watch::Sender<u64>,
+}
+
+#[tonic::async_trait]
+impl Registration for RegistrationService {
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
+        let r = request.into_inner();
+        // the kubelet's own checks
+        if r.version != DEVICE_PLUGIN_API_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "unsupported version {:?}",
+                r.version
+            )));
+        }
+        if !r.resource_name.contains('/') || r.resource_name.starts_with("kubernetes.io/") {
+            return Err(Status::invalid_argument(format!(
+                "invalid resource name {:?}",
+                r.resource_name
+            )));
+        }
+        if r.endpoint.contains('/') || r.endpoint.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "endpoint {:?} must be a file name",
+                r.endpoint
+            )));
+        }
+        let endpoint = self.dir.join(&r.endpoint);
+        tracing::info!(resource = %r.resource_name, endpoint = %endpoint.display(), "kubelet-sim: plugin registered");
+        if let Ok(mut s) = self.shared.lock() {
+            let view = s.plugins.entry(r.resource_name.clone()).or_default();
+            view.registrations += 1;
+            view.endpoint = endpoint.clone();
+            // the kubelet drops the old endpoint's devices until the new stream lists them
+            view.devices = None;
+            view.stream_open = false;
+        }
+        bump(&self.changed);
+        start_following(&r.resource_name, endpoint, &self.shared, &self.changed);
+        Ok(Response::new(Empty {}))
+    }
+}
+
+/// A plugin socket found by the watcher: GetInfo, validate, follow, notify.
+async fn adopt_watched_socket(
+    socket: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    changed: watch::Sender<u64>,
+) -> Result<(), SimError> {
+    let mut client = WatcherClient::new(uds::connect(&socket).await?);
+    let info = client.get_info(InfoRequest {}).await?.into_inner();
+    let problem = if info.r#type != PLUGIN_TYPE_DEVICE_PLUGIN {
+        Some(format!(
+            "plugin type {:?} is not {PLUGIN_TYPE_DEVICE_PLUGIN}",
+            info.r#type
+        ))
+    } else if !info
+        .supported_versions
+        .iter()
+        .any(|v| v == DEVICE_PLUGIN_API_VERSION)
+    {
+        Some(format!(
+            "no supported version in {:?}",
+            info.supported_versions
+        ))
+    } else {
+        None
+    };
+    let rejected_on_request = shared
+        .lock()
+        .map(|mut s| {
+            let reject = problem.is_none() && s.reject_next > 0;
+            if reject {
+                s.reject_next -= 1;
+                s.plugins.entry(info.name.clone()).or_default().rejections += 1;
+            }
+            reject
+        })
+        .unwrap_or(false);
+    let problem = problem
+        .or_else(|| rejected_on_request.then(|| "rejected on request (kubelet-sim)".to_owned()));
+    if let Some(error) = problem {
+        client
+            .notify_registration_status(RegistrationStatus {
+                plugin_registered: false,
+                error,
+            })
+            .await?;
+        bump(&changed);
+        return Ok(());
+    }
+    let endpoint = PathBuf::from(&info.endpoint);
+    if let Ok(mut s) = shared.lock() {
+        let view = s.plugins.entry(info.name.clone()).or_default();
+        view.registrations += 1;
+        view.endpoint = endpoint.clone();
+        view.devices = None;
+        view.stream_open = false;
+    }
+    start_following(&info.name, endpoint, &shared, &changed);
+    client
+        .notify_registration_status(RegistrationStatus {
+            plugin_registered: true,
+            error: String::new(),
+        })
+        .await?;
+    tracing::info!(resource = %info.name, "kubelet-sim: plugin found by the watcher");
+    Ok(())
+}
+
+fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+impl KubeletSim {
+    fn new(dir: &Path) -> Self {
+        KubeletSim {
+            dir: dir.to_owned(),
+            shared: Arc::default(),
+            changed: watch::channel(0).0,
+            tasks: Vec::new(),
+            kubelet_socket: None,
+        }
+    }
+
+    /// A kubelet in device-plugins mode: serves `Registration` on `<dir>/kubelet.sock`.
+    pub async fn start(dir: &Path) -> Result<Self, SimError> {
+        let mut sim = Self::new(dir);
+        let socket = dir.join(KUBELET_SOCKET_NAME);
+        let listener = UdsListener::bind(&socket)?;
+        let service = RegistrationService {
+            dir: dir.to_owned(),
+            shared: sim.shared.clone(),
+            changed: sim.changed.clone(),
+        };
+        let router =
+            tonic::transport::Server::builder().add_service(RegistrationServer::new(service));
+        sim.tasks.push(tokio::spawn(async move {
+            if let Err(error) = uds::serve(router, listener, std::future::pending()).await {
+                tracing::error!(%error, "kubelet-sim: registration server failed");
+            }
+        }));
+        sim.kubelet_socket = Some(socket);
+        Ok(sim)
+    }
+
+    /// A kubelet's plugin watcher on `dir` (`plugins_registry`): every socket
+    /// that appears is asked for its info and, if valid, followed.
+    pub async fn start_plugin_watcher(dir: &Path) -> Result<Self, SimError> {
+        use inotify::{Inotify, WatchMask};
+        use tokio_stream::StreamExt;
+        let mut sim = Self::new(dir);
+        let watch_error = |source| SimError::Watch {
+            path: dir.to_owned(),
+            source,
+        };
+        let inotify = Inotify::init().map_err(watch_error)?;
+        inotify
+            .watches()
+            .add(dir, WatchMask::CREATE | WatchMask::MOVED_TO)
+            .map_err(watch_error)?;
+        let mut events = inotify
+            .into_event_stream([0u8; 4096])
+            .map_err(watch_error)?;
+        // sockets that were there before the watch, as the kubelet rescans at start
+        let existing: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(watch_error)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        let (shared, changed, dir) = (sim.shared.clone(), sim.changed.clone(), dir.to_owned());
+        sim.tasks.push(tokio::spawn(async move {
+            let adopt = |path: PathBuf| {
+                let (shared, changed) = (shared.clone(), changed.clone());
+                async move {
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    if name.starts_with('.') || !is_socket(&path) {
+                        return;
+                    }
+                    // the plugin may still be between bind and listen
+                    for _ in 0..20 {
+                        match adopt_watched_socket(path.clone(), shared.clone(), changed.clone()).await {
+                            Ok(()) => return,
+                            Err(error) => {
+                                tracing::debug!(socket = %path.display(), %error, "kubelet-sim: retrying");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                }
+            };
+            for path in existing {
+                tokio::spawn(adopt(path));
+            }
+            while let Some(Ok(event)) = events.next().await {
+                if let Some(name) = event.name {
+                    tokio::spawn(adopt(dir.join(name)));
+                }
+            }
+        }));
+        Ok(sim)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Plugin-watcher mode: answer the next `count` plugins found with
+    /// `NotifyRegistrationStatus(false)`, as a kubelet that rejects them.
+    pub fn reject_next(&self, count: u32) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.reject_next = count;
+        }
+    }
+
+    /// Every resource seen so far.
+    pub fn plugins(&self) -> BTreeMap<String, PluginView> {
+        self.shared
+            .lock()
+            .map(|s| s.plugins.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn plugin(&self, resource: &str) -> Option<PluginView> {
+        self.plugins().remove(resource)
+    }
+
+    /// Waits until `ready` holds for the plugins, or fails after `timeout`
+    /// naming `what`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&BTreeMap<String, PluginView>) -> bool,
+    ) -> Result<BTreeMap<String, PluginView>, SimError> {
+        let mut changes = self.changed.subscribe();
+        let wait = async {
+            loop {
+                let plugins = self.plugins();
+                if ready(&plugins) {
+                    return plugins;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| SimError::Timeout(timeout, what.to_owned()))
+    }
+
+    /// Waits for a device list of `resource` that satisfies `ready`.
+    pub async fn wait_for_devices(
+        &self,
+        resource: &str,
+        timeout: Duration,
+        ready: impl Fn(&[Device]) -> bool,
+    ) -> Result<Vec<Device>, SimError> {
+        let plugins = self
+            .wait_until(&format!("a device list of {resource}"), timeout, |p| {
+                p.get(resource)
+                    .and_then(|v| v.devices.as_deref())
+                    .is_some_and(&ready)
+            })
+            .await?;
+        Ok(plugins
+            .get(resource)
+            .and_then(|v| v.devices.clone())
+            .unwrap_or_default())
+    }
+
+    fn client(&self, resource: &str) -> Result<DevicePluginClient<Channel>, SimError> {
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|s| s.channels.get(resource).cloned())
+            .map(DevicePluginClient::new)
+            .ok_or_else(|| SimError::Unknown(resource.to_owned()))
+    }
+
+    /// Allocate for one container, as the kubelet does at container creation.
+    pub async fn allocate(
+        &self,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<AllocateResponse, SimError> {
+        let request = AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest {
+                devices_ids: ids.to_vec(),
+            }],
+        };
+        Ok(self.client(resource)?.allocate(request).await?.into_inner())
+    }
+
+    /// GetPreferredAllocation for one container.
+    pub async fn preferred(
+        &self,
+        resource: &str,
+        available: &[String],
+        must_include: &[String],
+        size: i32,
+    ) -> Result<Vec<String>, SimError> {
+        let request = PreferredAllocationRequest {
+            container_requests: vec![ContainerPreferredAllocationRequest {
+                available_device_i_ds: available.to_vec(),
+                must_include_device_i_ds: must_include.to_vec(),
+                allocation_size: size,
+            }],
+        };
+        let response = self
+            .client(resource)?
+            .get_preferred_allocation(request)
+            .await?;
+        Ok(response
+            .into_inner()
+            .container_responses
+            .into_iter()
+            .next()
+            .map(|c| c.device_i_ds)
+            .unwrap_or_default())
+    }
+
+    /// Stop like a kubelet going down: no more registration, streams cut,
+    /// `kubelet.sock` removed.
+    pub fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Ok(mut s) = self.shared.lock() {
+            for (_, task) in std::mem::take(&mut s.streams) {
+                task.abort();
+            }
+            s.channels.clear();
+        }
+        if let Some(socket) = self.kubelet_socket.take() {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+
+    /// What a starting kubelet does to the device-plugins dir: delete every
+    /// socket in it (the checkpoint file stays).
+    pub fn wipe_sockets(dir: &Path) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if is_socket(&path) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Drop for KubeletSim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

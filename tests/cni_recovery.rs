@@ -1,0 +1,419 @@
+//! Recovery paths of the `sriov` CNI binary on the simulated node: a failed
+//! ADD whose rollback fails too, an IPAM DEL that fails, a late DEL of an old
+//! attachment after a newer pod took the VF, and a new ADD on a VF whose
+//! previous pod died before its DEL ran. Real netns, veth VFs, Debian's
+//! host-local; the shell scripts below are fault injectors, not IPAM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::cni::{CniHarness, DEBIAN_CNI_DIR};
+use common::{require_root, two_pf_layout, LinkOnDrop, SimFixture, TestNetns};
+use serde_json::{json, Value};
+use sriov_rs::netlink::{Link, LinkOps, Netlink};
+use sriov_rs::netns;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// VF 0 of `two_pf_layout`'s first PF; its netdev is `<tag>av0`.
+const VF0: &str = "0000:3b:01.0";
+
+fn host_link(name: &str) -> Option<Link> {
+    Netlink::open().unwrap().link_by_name(name).unwrap()
+}
+
+fn link_in(netns_path: &Path, name: &str) -> Option<Link> {
+    netns::run_in(netns_path, || {
+        Netlink::open().unwrap().link_by_name(name).unwrap()
+    })
+    .unwrap()
+}
+
+struct Setup {
+    fixture: SimFixture,
+    cni: CniHarness,
+    /// Holds the fault injectors; first in CNI_PATH.
+    faults: PathBuf,
+}
+
+fn setup() -> Setup {
+    let fixture = SimFixture::new(two_pf_layout, true);
+    let mut cni = CniHarness::new(&fixture.root);
+    let faults = cni.dir.path().join("faults");
+    std::fs::create_dir(&faults).unwrap();
+    cni.cni_path = format!("{}:{DEBIAN_CNI_DIR}", faults.display());
+    Setup {
+        fixture,
+        cni,
+        faults,
+    }
+}
+
+impl Setup {
+    fn vf_name(&self, index: u32) -> String {
+        format!("{}av{index}", self.fixture.tag)
+    }
+    fn pod(&self, name: &str) -> TestNetns {
+        TestNetns::new(&format!("{}-{name}", self.fixture.tag))
+    }
+    /// An interface name for the pod side, unique to this test, so a VF
+    /// stranded on the host under it can clash with nothing else.
+    fn ifname(&self) -> String {
+        format!("{}p", self.fixture.tag)
+    }
+    /// Install a fault-injecting IPAM stand-in named `name`.
+    fn fault_ipam(&self, name: &str, script: &str) {
+        let path = self.faults.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fn marker(&self, vf: &str) -> Option<String> {
+        std::fs::read_to_string(self.cni.state_dir().join("pci").join(vf)).ok()
+    }
+}
+
+/// What the kernel does to a real VF when its pod netns dies: it comes back
+/// to the host under its pod-side name (`devN` on a clash). A veth stand-in
+/// would die with the netns instead, so move it first.
+fn kill_pod_like_the_kernel(pod: TestNetns, ifname: &str, host_name: &str) -> PathBuf {
+    let host = sriov_rs::vf::host_netns().unwrap();
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().unwrap();
+        let link = inside.link_by_name(ifname).unwrap().expect("VF in the pod");
+        inside
+            .set_netns_and_name(link.index, host.as_fd(), host_name)
+            .unwrap();
+    })
+    .unwrap();
+    let path = pod.path().to_owned();
+    drop(pod);
+    path
+}
+
+#[test]
+fn a_failed_rollback_keeps_the_state_so_del_restores_the_vf() {
+    if !require_root("a_failed_rollback_keeps_the_state_so_del_restores_the_vf") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let ifname = s.ifname();
+    let _stranded = LinkOnDrop(ifname.clone());
+    let _occupier = LinkOnDrop(vf0.clone());
+    // FAULT INJECTOR, not IPAM: its ADD takes the VF's host name (a bridge
+    // named like it), so putting the VF back fails, then ADD fails.
+    s.fault_ipam(
+        "occupy-ipam",
+        r#"if [ "$CNI_COMMAND" = ADD ]; then
+  ip link add "$FAULT_OCCUPY" type bridge >&2
+  echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM ADD failure"}'
+  exit 1
+fi
+"#,
+    );
+    let pod = s.pod("pod");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.1.0/24");
+    conf["ipam"]["type"] = json!("occupy-ipam");
+    conf["mac"] = json!("02:58:00:00:00:01");
+    let stdin = conf.to_string();
+    let add = s.cni.run_raw(
+        "ADD",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[("FAULT_OCCUPY", &vf0)],
+    );
+    assert!(!add.ok());
+    let msg = format!("{} {}", add.json["msg"], add.json["details"]);
+    assert!(msg.contains("injected IPAM ADD failure"), "{msg}");
+    assert!(msg.contains("rollback also failed"), "{msg}");
+    // the VF is not home: what DEL needs to put it back must still be there
+    assert!(
+        s.cni.state_dir().join(format!("cid-{ifname}")).exists(),
+        "cache kept: {:?}",
+        s.cni.state_files()
+    );
+    assert_eq!(s.marker(VF0).as_deref(), Some(pod.path().to_str().unwrap()));
+
+    // the name is free again (an operator removed the intruder); the
+    // runtime's DEL finishes the job
+    let occupier = host_link(&vf0).expect("the injector's bridge");
+    Netlink::open().unwrap().delete(occupier.index).unwrap();
+    let del = s.cni.run_raw(
+        "DEL",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[],
+    );
+    assert!(del.ok(), "{}", del.stdout);
+    let after = host_link(&vf0).expect("the VF is back under its original name");
+    assert_eq!(
+        (after.index, after.mac, after.mtu),
+        (before.index, before.mac, before.mtu)
+    );
+    assert!(host_link(&ifname).is_none() && link_in(pod.path(), &ifname).is_none());
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+}
+
+#[test]
+fn an_ipam_del_failure_still_restores_the_vf_and_the_retry_only_releases_ipam() {
+    if !require_root("an_ipam_del_failure_still_restores_the_vf_and_the_retry_only_releases_ipam") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    // FAULT INJECTOR, not IPAM: Debian's host-local does the work; DEL
+    // fails while the flag file exists.
+    let flag = s.faults.join("fail-del");
+    s.fault_ipam(
+        "flaky-ipam",
+        &format!(
+            r#"if [ "$CNI_COMMAND" = DEL ] && [ -e {flag} ]; then
+  echo '{{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM DEL failure"}}'
+  exit 1
+fi
+exec {DEBIAN_CNI_DIR}/host-local
+"#,
+            flag = flag.display()
+        ),
+    );
+    let pod_a = s.pod("a");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.2.0/24");
+    conf["ipam"]["type"] = json!("flaky-ipam");
+    conf["mac"] = json!("02:58:00:00:00:02");
+    conf["mtu"] = json!(1400);
+    assert!(s
+        .cni
+        .run("ADD", "ca", Some(pod_a.path()), "net1", &conf)
+        .ok());
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+
+    std::fs::write(&flag, b"").unwrap();
+    let del = s.cni.run("DEL", "ca", Some(pod_a.path()), "net1", &conf);
+    assert!(!del.ok());
+    assert!(
+        del.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("injected IPAM DEL failure"),
+        "{}",
+        del.stdout
+    );
+    // the VF went home anyway, and its marker is released
+    let home = host_link(&vf0).expect("VF restored despite the IPAM failure");
+    assert_eq!(
+        (home.index, home.mac, home.mtu),
+        (before.index, before.mac, before.mtu)
+    );
+    assert!(link_in(pod_a.path(), "net1").is_none());
+    assert_eq!(s.marker(VF0), None);
+    assert_eq!(s.cni.allocated_ips().len(), 1, "the IP is still held");
+
+    // pod B takes the VF before the runtime retries A's DEL: the retry
+    // must release A's IP and nothing of B's
+    let pod_b = s.pod("b");
+    let conf_b = s.cni.host_local_conf("1.0.0", VF0, "10.58.2.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    std::fs::remove_file(&flag).unwrap();
+    assert!(s
+        .cni
+        .run("DEL", "ca", Some(pod_a.path()), "net1", &conf)
+        .ok());
+    assert!(link_in(pod_b.path(), "net1").is_some(), "B keeps the VF");
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap())
+    );
+    assert_eq!(s.cni.allocated_ips().len(), 1, "only B's IP is left");
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    assert!(s.cni.allocated_ips().is_empty());
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+    let after = host_link(&vf0).unwrap();
+    assert_eq!((after.mac, after.mtu), (before.mac, before.mtu));
+}
+
+#[test]
+fn a_late_del_without_netns_leaves_a_newer_pods_vf_alone() {
+    if !require_root("a_late_del_without_netns_leaves_a_newer_pods_vf_alone") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let pod_b = s.pod("b");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.3.0/24");
+    let add = s.cni.run("ADD", "cb", Some(pod_b.path()), "net1", &conf);
+    assert!(add.ok(), "{}", add.stdout);
+    let in_b = link_in(pod_b.path(), "net1").unwrap();
+    // An older attachment of the same VF, as sriov-cni caches it (no netns
+    // recorded), whose pod is gone; the runtime's late DEL has no netns.
+    let old: Value = json!({
+        "cniVersion": "1.0.0", "name": "sriov-net", "type": "sriov", "deviceID": VF0,
+        "ipam": conf["ipam"],
+        "VFID": 0, "Master": format!("{}a", s.fixture.tag),
+        "OrigVfState": {"HostIFName": vf0, "EffectiveMAC": "02:58:00:00:00:99", "MTU": 9000}
+    });
+    std::fs::write(s.cni.state_dir().join("old-net1"), old.to_string()).unwrap();
+    let del = s.cni.run("DEL", "old", None, "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap()),
+        "B's marker stays"
+    );
+    let still = link_in(pod_b.path(), "net1").expect("B keeps its VF");
+    assert_eq!(
+        (still.index, still.mac, still.mtu),
+        (in_b.index, in_b.mac, in_b.mtu)
+    );
+    assert!(!s.cni.state_dir().join("old-net1").exists());
+    assert_eq!(s.cni.allocated_ips().len(), 1, "B's IP stays");
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    assert!(host_link(&vf0).is_some());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+#[test]
+fn a_new_pod_gets_the_vf_as_it_was_before_a_dead_pod_changed_it() {
+    if !require_root("a_new_pod_gets_the_vf_as_it_was_before_a_dead_pod_changed_it") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let stranded = format!("{}d", s.fixture.tag);
+    let _cleanup = LinkOnDrop(stranded.clone());
+    // pod A changes MAC and MTU, then dies before its DEL: the VF is back
+    // on the host under another name, with A's MAC and MTU, marker stale
+    let pod_a = s.pod("a");
+    let mut conf_a = s.cni.host_local_conf("1.0.0", VF0, "10.58.4.0/24");
+    conf_a["mac"] = json!("02:58:00:00:00:04");
+    conf_a["mtu"] = json!(1400);
+    assert!(s
+        .cni
+        .run("ADD", "ca", Some(pod_a.path()), "net1", &conf_a)
+        .ok());
+    let path_a = kill_pod_like_the_kernel(pod_a, "net1", &stranded);
+    assert_eq!(s.marker(VF0).as_deref(), Some(path_a.to_str().unwrap()));
+
+    // pod B, no MAC or MTU of its own: gets the VF as it originally was
+    let pod_b = s.pod("b");
+    let conf_b = s.cni.host_local_conf("1.0.0", VF0, "10.58.4.0/24");
+    let add = s.cni.run("ADD", "cb", Some(pod_b.path()), "net1", &conf_b);
+    assert!(add.ok(), "{}", add.stdout);
+    let in_b = link_in(pod_b.path(), "net1").unwrap();
+    assert_eq!((in_b.mac, in_b.mtu), (before.mac, before.mtu));
+    assert!(host_link(&stranded).is_none());
+
+    // A's late DEL releases A's IP and nothing of B's
+    assert_eq!(s.cni.allocated_ips().len(), 2);
+    assert!(s.cni.run("DEL", "ca", Some(&path_a), "net1", &conf_a).ok());
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+    assert!(link_in(pod_b.path(), "net1").is_some());
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap())
+    );
+
+    // B's DEL: the VF's true original name, MAC and MTU
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    let after = host_link(&vf0).expect("VF home under its original name");
+    assert_eq!(
+        (after.index, after.mac, after.mtu),
+        (before.index, before.mac, before.mtu)
+    );
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+#[test]
+fn a_second_attachment_of_one_vf_in_the_same_pod_is_refused() {
+    if !require_root("a_second_attachment_of_one_vf_in_the_same_pod_is_refused") {
+        return;
+    }
+    let s = setup();
+    let pod = s.pod("pod");
+    // a DPDK VF has no netdev whose absence from the host would show it in use
+    let dpdk = "0000:3b:01.3";
+    let conf = s.cni.host_local_conf("1.0.0", dpdk, "10.58.5.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), "net1", &conf)
+        .ok());
+    let again = s.cni.run("ADD", "cid", Some(pod.path()), "net2", &conf);
+    assert_eq!(again.error_code(), 102, "{}", again.stdout);
+    assert_eq!(
+        s.marker(dpdk).as_deref(),
+        Some(pod.path().to_str().unwrap()),
+        "the refused ADD keeps the live marker"
+    );
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+    assert!(s
+        .cni
+        .run("DEL", "cid", Some(pod.path()), "net2", &conf)
+        .ok());
+    assert_eq!(
+        s.marker(dpdk).as_deref(),
+        Some(pod.path().to_str().unwrap()),
+        "the refused attachment's DEL keeps it too"
+    );
+    assert!(s
+        .cni
+        .run("DEL", "cid", Some(pod.path()), "net1", &conf)
+        .ok());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+#[test]
+fn an_altname_equal_to_the_host_name_does_not_keep_the_vf_from_home() {
+    if !require_root("an_altname_equal_to_the_host_name_does_not_keep_the_vf_from_home") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let ifname = s.ifname();
+    let _stranded = LinkOnDrop(ifname.clone());
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.6.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), &ifname, &conf)
+        .ok());
+    // what udev's alternative names (or an agent keeping the old name on
+    // rename) leave: the VF's host name as an altname of the VF in the pod
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().unwrap();
+        let link = inside.link_by_name(&ifname).unwrap().unwrap();
+        inside.add_alt_name(link.index, &vf0).unwrap();
+        assert_eq!(inside.alt_names(link.index).unwrap(), vec![vf0.clone()]);
+    })
+    .unwrap();
+    let del = s.cni.run("DEL", "cid", Some(pod.path()), &ifname, &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let after = host_link(&vf0).expect("VF home under its host name");
+    assert_eq!(after.name, vf0, "its own name, not an altname match");
+    assert_eq!((after.index, after.mac), (before.index, before.mac));
+    assert!(Netlink::open()
+        .unwrap()
+        .alt_names(after.index)
+        .unwrap()
+        .is_empty());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
