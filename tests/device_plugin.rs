@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
+#[path = "common/sysfs_extras.rs"]
+mod sysfs_extras;
 
 use serde_json::{json, Value};
 use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
@@ -910,4 +912,53 @@ async fn health_endpoint_reports_liveness_and_registration() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn vhost_vdpa_devices_get_their_char_device_and_a_vdpa_device_info_file() {
+    let config = r#"{"resourceList": [
+      {"resourceName": "vdpa_vhost", "resourcePrefix": "nvidia.com", "selectors": {"vdpaType": "vhost"}}
+    ]}"#;
+    let node = Node::new(config);
+    let extras = sysfs_extras::Extras::new(&node.sysfs);
+    extras.vdpa_device(
+        &extras.pci_dir("0000:d8:00.2"),
+        "vdpa0",
+        Some("vhost_vdpa"),
+        0,
+    );
+    let kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    let resource = "nvidia.com/vdpa_vhost";
+    let devices = kubelet
+        .wait_for_devices(resource, WAIT, |d| !d.is_empty())
+        .await
+        .unwrap();
+    assert_eq!(ids(&devices), strings(&["0000:d8:00.2"]));
+    let r = kubelet
+        .allocate(resource, &strings(&["0000:d8:00.2"]))
+        .await
+        .unwrap();
+    let c = &r.container_responses[0];
+    assert_eq!(
+        specs(&c.devices),
+        vec![spec("/dev/vhost-vdpa-0", "/dev/vhost-vdpa-0")]
+    );
+    let info: Value =
+        serde_json::from_str(&c.envs["PCIDEVICE_NVIDIA_COM_VDPA_VHOST_INFO"]).unwrap();
+    assert_eq!(
+        info,
+        json!({"0000:d8:00.2": {"generic": {"deviceID": "0000:d8:00.2"}, "vdpa": {"mount": "/dev/vhost-vdpa-0"}}})
+    );
+    let file = node.path("devinfo/nvidia.com-vdpa_vhost-0000:d8:00.2-device.json");
+    let body: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"type": "vdpa", "version": "1.1.0", "vdpa": {
+            "parent-device": "vdpa0", "driver": "vhost", "path": "/dev/vhost-vdpa-0",
+            "pci-address": "0000:d8:00.2", "pf-pci-address": "0000:d8:00.0"}})
+    );
+    daemon.stop().await;
 }

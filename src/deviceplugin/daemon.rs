@@ -107,7 +107,8 @@ pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
     if loaded.config.resources.is_empty() {
         return Err(DaemonError::NoResources(settings.config_file.clone()));
     }
-    let devices = pool::discover(&settings.sysfs)?;
+    // only the facts the config's selectors need (see pool::discover_for)
+    let devices = pool::discover_for(&settings.sysfs, &loaded.config)?;
     let routes = settings
         .default_route_netdevs
         .clone()

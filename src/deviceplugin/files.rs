@@ -60,8 +60,8 @@ pub fn device_info_path(dir: &Path, resource_name: &str, id: &str) -> PathBuf {
 /// The device-info file (spec 1.1.0) of every netDevice device of `pool`.
 pub fn write_device_info(dir: &Path, pool: &ServedPool) -> Result<(), FileError> {
     for device in &pool.devices {
-        if let Some(pci) = &device.device_info {
-            let body = json!({"type": "pci", "version": "1.1.0", "pci": pci});
+        if let Some(info) = &device.device_info {
+            let body = info.to_json();
             let path = device_info_path(dir, &pool.resource_name, &device.id);
             write_atomically(&path, body.to_string().as_bytes(), DEVICE_INFO_MODE)?;
         }
@@ -183,7 +183,7 @@ pub fn remove_cdi_specs(dir: &Path) -> Vec<FileError> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::served::{test_pool, NodeSpec, PciDeviceInfo, ServedDevice};
+    use super::super::served::{test_pool, DeviceInfo, NodeSpec, PciDeviceInfo, ServedDevice};
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
@@ -196,12 +196,12 @@ mod tests {
             vf_index: Some(0),
             nodes,
             info: Default::default(),
-            device_info: Some(PciDeviceInfo {
+            device_info: Some(DeviceInfo::Pci(PciDeviceInfo {
                 pci_address: id.into(),
                 pf_pci_address: Some("0000:3b:00.0".into()),
                 vhost_net: None,
                 rdma_device: None,
-            }),
+            })),
         }
     }
 
