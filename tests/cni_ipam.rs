@@ -8,9 +8,9 @@
 mod common;
 
 use common::capture::{Capture, Frame};
-use common::cni::{CniHarness, DEBIAN_CNI_DIR};
+use common::cni::DEBIAN_CNI_DIR;
 use common::dhcp::{process_exists, DhcpDaemon, DnsmasqServer};
-use common::{require_root, two_pf_layout, SimFixture, TestNetns};
+use common::require_root;
 use serde_json::{json, Value};
 use sriov_rs::netlink::{format_mac, AddressOps, Link, LinkOps, Netlink, RouteOps};
 use sriov_rs::netns;
@@ -25,24 +25,13 @@ const VF0: &str = "0000:3b:01.0";
 const VF1: &str = "0000:3b:01.1";
 const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-struct Setup {
-    fixture: SimFixture,
-    cni: CniHarness,
-}
+use common::cni::CniNode as Setup;
 
 fn setup() -> Setup {
-    let fixture = SimFixture::new(two_pf_layout, true);
-    let cni = CniHarness::new(&fixture.root);
-    Setup { fixture, cni }
+    Setup::new()
 }
 
 impl Setup {
-    fn vf_name(&self, index: u32) -> String {
-        format!("{}av{index}", self.fixture.tag)
-    }
-    fn pod(&self, name: &str) -> TestNetns {
-        TestNetns::new(&format!("{}-{name}", self.fixture.tag))
-    }
     /// The wire namespace of PF `<tag>a`, where its VFs' peers meet.
     fn wire_netns(&self) -> String {
         self.fixture.node.pfs[0].wire_netns.clone()

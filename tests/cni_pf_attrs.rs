@@ -11,8 +11,7 @@
 
 mod common;
 
-use common::cni::CniHarness;
-use common::{require_root, two_pf_layout, unique_tag, SimFixture, TestNetns};
+use common::{require_root, unique_tag, TestNetns};
 use serde_json::{json, Value};
 use sriov_rs::netlink::{libc_errno, LinkOps, LinkState, Netlink, PfOps, VfSetting, VlanProto};
 use sriov_rs::netns;
@@ -156,25 +155,14 @@ fn host_link(name: &str) -> Option<sriov_rs::netlink::Link> {
     Netlink::open().unwrap().link_by_name(name).unwrap()
 }
 
-struct Setup {
-    fixture: SimFixture,
-    cni: CniHarness,
-}
+use common::cni::CniNode as Setup;
 
 impl Setup {
-    fn new() -> Setup {
-        let fixture = SimFixture::new(two_pf_layout, true);
-        let cni = CniHarness::new(&fixture.root);
-        Setup { fixture, cni }
-    }
     fn vf0(&self) -> String {
         format!("{}av0", self.fixture.tag)
     }
     fn pf(&self) -> String {
         format!("{}a", self.fixture.tag)
-    }
-    fn pod(&self, name: &str) -> TestNetns {
-        TestNetns::new(&format!("{}-{name}", self.fixture.tag))
     }
 }
 

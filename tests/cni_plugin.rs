@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::cni::CniHarness;
-use common::{require_root, two_pf_layout, SimFixture, TestNetns};
+use common::{require_root, TestNetns};
 use serde_json::{json, Value};
 use sriov_rs::netlink::{format_mac, AddressOps, Link, LinkOps, Netlink};
 use sriov_rs::netns;
@@ -44,25 +43,13 @@ fn addresses_in(netns_path: &Path, name: &str) -> Vec<String> {
     .unwrap()
 }
 
-struct Setup {
-    fixture: SimFixture,
-    cni: CniHarness,
-}
+use common::cni::CniNode as Setup;
 
 fn setup() -> Setup {
-    let fixture = SimFixture::new(two_pf_layout, true);
-    let cni = CniHarness::new(&fixture.root);
-    Setup { fixture, cni }
+    Setup::new()
 }
 
-impl Setup {
-    fn vf_name(&self, index: u32) -> String {
-        format!("{}av{index}", self.fixture.tag)
-    }
-    fn pod(&self, name: &str) -> TestNetns {
-        TestNetns::new(&format!("{}-{name}", self.fixture.tag))
-    }
-}
+impl Setup {}
 
 #[test]
 fn add_moves_the_vf_into_the_pod_with_an_address_and_del_restores_it() {

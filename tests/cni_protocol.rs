@@ -361,24 +361,10 @@ fn container_id_and_ifname_cannot_name_a_path_outside_the_state_dir() {
     assert!(cni.state_files().is_empty());
 }
 
-struct Node {
-    fixture: SimFixture,
-    cni: CniHarness,
-}
+use common::cni::CniNode as Node;
 
 fn node() -> Node {
-    let fixture = SimFixture::new(two_pf_layout, true);
-    let cni = CniHarness::new(&fixture.root);
-    Node { fixture, cni }
-}
-
-impl Node {
-    fn vf_name(&self, index: u32) -> String {
-        format!("{}av{index}", self.fixture.tag)
-    }
-    fn pod(&self, name: &str) -> TestNetns {
-        TestNetns::new(&format!("{}-{name}", self.fixture.tag))
-    }
+    Node::new()
 }
 
 /// A config as Multus passes it: the capability declared, the path in

@@ -177,3 +177,28 @@ impl CniHarness {
         }
     }
 }
+
+/// What most CNI tests start from: the two-PF simulated node, wired, with a
+/// CNI harness on it. Test files add their own methods in `impl` blocks.
+pub struct CniNode {
+    pub fixture: super::SimFixture,
+    pub cni: CniHarness,
+}
+
+impl CniNode {
+    pub fn new() -> CniNode {
+        let fixture = super::SimFixture::new(super::two_pf_layout, true);
+        let cni = CniHarness::new(&fixture.root);
+        CniNode { fixture, cni }
+    }
+
+    /// Host name of VF `index` of PF `<tag>a`.
+    pub fn vf_name(&self, index: u32) -> String {
+        format!("{}av{index}", self.fixture.tag)
+    }
+
+    /// A "pod": a network namespace named after this node's tag.
+    pub fn pod(&self, name: &str) -> super::TestNetns {
+        super::TestNetns::new(&format!("{}-{name}", self.fixture.tag))
+    }
+}
