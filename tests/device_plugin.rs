@@ -239,11 +239,7 @@ async fn registers_every_pool_and_lists_devices_with_topology() {
 #[tokio::test]
 async fn allocate_answers_as_upstream_for_netdev_vfio_and_rdma_vhost_pools() {
     let node = Node::new(CONFIG);
-    let kubelet = KubeletSim::start(&node.path("device-plugins"))
-        .await
-        .unwrap();
-    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
-    all_registered(&kubelet).await;
+    let (kubelet, daemon) = serving(&node, CdiMode::Off).await;
 
     // kernel netdev VFs: env only, no device nodes
     let r = kubelet
@@ -333,11 +329,7 @@ async fn allocate_answers_as_upstream_for_netdev_vfio_and_rdma_vhost_pools() {
 #[tokio::test]
 async fn device_info_files_are_written_read_only_and_removed_at_shutdown() {
     let node = Node::new(CONFIG);
-    let kubelet = KubeletSim::start(&node.path("device-plugins"))
-        .await
-        .unwrap();
-    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
-    all_registered(&kubelet).await;
+    let (_kubelet, daemon) = serving(&node, CdiMode::Off).await;
     let devinfo = node.path("devinfo");
     let read = |name: &str| -> (Value, u32) {
         let path = devinfo.join(name);
@@ -390,11 +382,7 @@ async fn device_info_files_are_written_read_only_and_removed_at_shutdown() {
 #[tokio::test]
 async fn preferred_allocation_keeps_must_include_and_follows_the_pool_policy() {
     let node = Node::new(CONFIG);
-    let kubelet = KubeletSim::start(&node.path("device-plugins"))
-        .await
-        .unwrap();
-    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
-    all_registered(&kubelet).await;
+    let (kubelet, daemon) = serving(&node, CdiMode::Off).await;
     let available = strings(&["0000:3b:01.2", "0000:3b:01.0", "0000:3b:01.1"]);
     // one PF: pack takes VFs in index order, after the must-include one
     let got = kubelet
@@ -461,11 +449,7 @@ async fn cdi_mode_writes_specs_before_advertising_and_references_them() {
 #[tokio::test]
 async fn a_pool_change_is_pushed_to_the_open_stream_without_re_registering() {
     let node = Node::new(CONFIG);
-    let kubelet = KubeletSim::start(&node.path("device-plugins"))
-        .await
-        .unwrap();
-    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
-    all_registered(&kubelet).await;
+    let (kubelet, daemon) = serving(&node, CdiMode::Off).await;
     let before = kubelet.plugin(NETDEV).unwrap();
     // The operator narrows the pool to VFs 0-1 of the PF and reloads (SIGHUP).
     let pf_name = std::fs::read_dir(node.sysfs.join("bus/pci/devices/0000:3b:00.0/net"))
@@ -503,6 +487,17 @@ async fn a_pool_change_is_pushed_to_the_open_stream_without_re_registering() {
     // unchanged pools were not resent
     assert_eq!(kubelet.plugin(DPDK).unwrap().updates, 1);
     daemon.stop().await;
+}
+
+/// The daemon (kubelet.sock mode) and a stand-in kubelet it registered
+/// every pool of `CONFIG` with.
+async fn serving(node: &Node, cdi: CdiMode) -> (KubeletSim, Running) {
+    let kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, cdi)).await;
+    all_registered(&kubelet).await;
+    (kubelet, daemon)
 }
 
 /// Waits until `resource` has registered `count` times and has a device list.
@@ -801,11 +796,7 @@ async fn vfio_no_iommu_groups_uio_functions_and_the_cdi_field() {
     );
     std::fs::write(node.path("config.json"), config).unwrap();
 
-    let kubelet = KubeletSim::start(&node.path("device-plugins"))
-        .await
-        .unwrap();
-    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
-    all_registered(&kubelet).await;
+    let (kubelet, daemon) = serving(&node, CdiMode::Off).await;
     let r = kubelet
         .allocate(DPDK, &strings(&["0000:3b:01.3", "0000:3b:01.2"]))
         .await
