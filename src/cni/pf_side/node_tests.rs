@@ -66,6 +66,9 @@ enum Netdev {
     Home,
     /// In the pod as `CNI_IFNAME`.
     InPod,
+    /// On the host under another name: where the kernel puts a real VF
+    /// whose pod netns died (its pod-side name, `devN` on a clash).
+    Stranded,
     Elsewhere,
 }
 
@@ -76,6 +79,10 @@ struct Event {
     /// The attachment cache on disk at that moment.
     cache: Option<Cache>,
     netdev: Netdev,
+    /// The VF netdev's own MAC at that moment, wherever it is.
+    netdev_mac: Option<[u8; 6]>,
+    /// The VF's entry in the fake PF's table just before the change.
+    vf: VfConfig,
 }
 
 /// The `PfOps` handed to ADD/DEL: forwards to the fake, records events.
@@ -84,26 +91,35 @@ struct Watched {
     pf: Shared,
     events: Rc<RefCell<Vec<Event>>>,
     state: PathBuf,
+    /// The attachment whose cache and pod the events look at.
+    container: String,
     pod: PathBuf,
     host_name: String,
+    /// The host name a test gives the VF when it plays the kernel
+    /// returning a real VF from a dead pod.
+    stranded: String,
 }
 
 impl Watched {
-    fn netdev(&self) -> Netdev {
-        let home = Netlink::open()
+    fn netdev(&self) -> (Netdev, Option<[u8; 6]>) {
+        let mut host = Netlink::open().unwrap();
+        let home = host.link_by_name(&self.host_name).unwrap();
+        let stranded = host.link_by_name(&self.stranded).unwrap();
+        // a dead pod's netns file is gone
+        let in_pod = if self.pod.exists() {
+            crate::netns::run_in(&self.pod, || {
+                Netlink::open().unwrap().link_by_name("net1").unwrap()
+            })
             .unwrap()
-            .link_by_name(&self.host_name)
-            .unwrap()
-            .is_some();
-        let in_pod = crate::netns::run_in(&self.pod, || {
-            Netlink::open().unwrap().link_by_name("net1").unwrap()
-        })
-        .unwrap()
-        .is_some_and(|l| l.parent_device.is_none() && l.kind.as_deref() == Some("veth"));
-        match (home, in_pod) {
-            (true, false) => Netdev::Home,
-            (false, true) => Netdev::InPod,
-            _ => Netdev::Elsewhere,
+            .filter(|l| l.parent_device.is_none() && l.kind.as_deref() == Some("veth"))
+        } else {
+            None
+        };
+        match (home, stranded, in_pod) {
+            (Some(l), None, None) => (Netdev::Home, l.mac),
+            (None, Some(l), None) => (Netdev::Stranded, l.mac),
+            (None, None, Some(l)) => (Netdev::InPod, l.mac),
+            _ => (Netdev::Elsewhere, None),
         }
     }
 }
@@ -115,13 +131,16 @@ impl PfOps for Watched {
 
     fn set_vf(&mut self, pf_index: u32, vf: u32, setting: VfSetting) -> Result<(), NetlinkError> {
         let cache = StateDir::new(&self.state)
-            .load_cache("cid1", "net1")
+            .load_cache(&self.container, "net1")
             .unwrap();
-        let netdev = self.netdev();
+        let (netdev, netdev_mac) = self.netdev();
+        let entry = self.pf.pf().vfs[vf as usize].clone();
         self.events.borrow_mut().push(Event {
             setting,
             cache,
             netdev,
+            netdev_mac,
+            vf: entry,
         });
         self.pf.set_vf(pf_index, vf, setting)
     }
@@ -131,6 +150,7 @@ impl PfOps for Watched {
 /// PF named as the node's first PF. All removed on drop.
 struct Node {
     _serial: std::sync::MutexGuard<'static, ()>,
+    tag: String,
     dir: tempfile::TempDir,
     root: PathBuf,
     pod_name: String,
@@ -181,8 +201,10 @@ impl Node {
             pf: fake.shared(),
             events: Rc::default(),
             state,
+            container: "cid1".into(),
             pod: pod.clone(),
             host_name,
+            stranded: format!("{tag}d"),
         };
         // a labelled stand-in IPAM plugin, for the failure only it can make
         let bin = dir.path().join("bin");
@@ -203,6 +225,7 @@ impl Node {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         Node {
             _serial: serial,
+            tag,
             dir,
             root,
             pod_name,
@@ -213,9 +236,13 @@ impl Node {
     }
 
     fn env(&self) -> CniEnv {
+        self.env_of("cid1", &self.pod)
+    }
+
+    fn env_of(&self, container: &str, pod: &std::path::Path) -> CniEnv {
         CniEnv {
-            container_id: "cid1".into(),
-            netns: Some(self.pod.clone()),
+            container_id: container.into(),
+            netns: Some(pod.to_owned()),
             ifname: "net1".into(),
             args: BTreeMap::new(),
             path: vec![self.dir.path().join("bin")],
@@ -247,6 +274,58 @@ impl Node {
     fn del(&self, extra: serde_json::Value) -> Result<(), crate::cni::error::CniError> {
         let (bytes, conf) = Node::conf(extra);
         del_with_pf(&self.env(), &bytes, &conf, &mut self.watched.clone())
+    }
+
+    /// The watcher, looking at attachment `container` in `pod`.
+    fn watched_as(&self, container: &str, pod: &std::path::Path) -> Watched {
+        Watched {
+            container: container.into(),
+            pod: pod.to_owned(),
+            ..self.watched.clone()
+        }
+    }
+
+    /// ADD of another attachment, `container` in `pod`.
+    fn add_as(
+        &self,
+        container: &str,
+        pod: &std::path::Path,
+        extra: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::cni::error::CniError> {
+        let (bytes, conf) = Node::conf(extra);
+        let ops: super::SharedPfOps = Rc::new(RefCell::new(self.watched_as(container, pod)));
+        add_with_pf(&self.env_of(container, pod), &bytes, &conf, ops)
+    }
+
+    /// DEL of attachment `container`, which was in `pod`.
+    fn del_as(
+        &self,
+        container: &str,
+        pod: &std::path::Path,
+        extra: serde_json::Value,
+    ) -> Result<(), crate::cni::error::CniError> {
+        let (bytes, conf) = Node::conf(extra);
+        let mut watched = self.watched_as(container, pod);
+        del_with_pf(&self.env_of(container, pod), &bytes, &conf, &mut watched)
+    }
+
+    /// What the kernel does to a real VF when its pod netns dies: it comes
+    /// back to the host under another name. A veth stand-in would die with
+    /// the netns, so move it out first, then delete the pod's netns.
+    fn kill_pod_like_the_kernel(&self) {
+        let host = crate::vf::host_netns().unwrap();
+        let stranded = self.watched.stranded.clone();
+        crate::netns::run_in(&self.pod, || {
+            let mut inside = Netlink::open().unwrap();
+            let link = inside.link_by_name("net1").unwrap().expect("VF in the pod");
+            use std::os::fd::AsFd;
+            inside
+                .set_netns_and_name(link.index, host.as_fd(), &stranded)
+                .unwrap();
+        })
+        .unwrap();
+        assert!(crate::netns::delete_named(&self.pod_name).unwrap());
+        assert!(!self.pod.exists());
     }
 
     fn fake(&self) -> std::cell::RefMut<'_, FakePf> {
@@ -297,6 +376,13 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = crate::netns::delete_named(&self.pod_name);
+        let _ = crate::netns::delete_named(&format!("{}-pb", self.tag));
+        // a VF left stranded by a failed test
+        if let Ok(mut host) = Netlink::open() {
+            if let Ok(Some(link)) = host.link_by_name(&self.watched.stranded) {
+                let _ = host.delete(link.index);
+            }
+        }
         if let Err(e) = sim::destroy(&self.root) {
             eprintln!("cleanup of the simulated node: {e}");
         }
@@ -470,5 +556,186 @@ fn an_ipam_failure_after_the_move_undoes_the_pf_side_then_the_netdev() {
     let in_pod =
         crate::netns::run_in(&node.pod, || Netlink::open().unwrap().links().unwrap()).unwrap();
     assert!(in_pod.iter().all(|l| l.name == "lo"), "{in_pod:?}");
+    assert!(node.state_files().is_empty(), "{:?}", node.state_files());
+}
+
+/// What DEL (or a takeover) puts back after `pf_side_conf()`: each key's
+/// value from before, in the reverse of ADD's order (link_state → trust →
+/// spoofchk → rate → admin MAC → vlan), for a VF whose operator state was
+/// vlan 7 and link_state disable, the rest driver defaults.
+fn restore_of_pf_side_conf() -> Vec<VfSetting> {
+    vec![
+        VfSetting::LinkState(LinkState::Disable),
+        VfSetting::Trust(false),
+        VfSetting::SpoofChk(true),
+        VfSetting::Rate { min: 0, max: 0 },
+        VfSetting::Mac([0; 6]),
+        VfSetting::Vlan {
+            vlan: 7,
+            qos: 0,
+            proto: VlanProto::Dot1Q,
+        },
+    ]
+}
+
+#[test]
+fn a_pod_taking_over_from_a_dead_pod_gets_the_pf_side_as_it_was_before_the_dead_pod() {
+    if !may_run("a_pod_taking_over_from_a_dead_pod_gets_the_pf_side_as_it_was_before_the_dead_pod")
+    {
+        return;
+    }
+    let node = Node::new();
+    node.fake().vfs[VF_INDEX].vlan = 7;
+    node.fake().vfs[VF_INDEX].link_state = LinkState::Disable;
+    let before = node.vfs();
+    let host_mac = node.vf_before.mac.unwrap();
+    let state = StateDir::new(&node.watched.state);
+    let vf: PciAddress = VF.parse().unwrap();
+
+    // pod A sets every PF-side key, then its netns dies without a DEL: the
+    // VF is back on the host under another name with A's MAC, the marker
+    // (naming A's netns) is stale, A's cache still holds the originals
+    node.add(pf_side_conf()).unwrap();
+    node.kill_pod_like_the_kernel();
+    assert_eq!(
+        state.allocation(vf).unwrap().as_deref(),
+        Some(node.pod.to_str().unwrap())
+    );
+    node.watched.events.borrow_mut().clear();
+
+    // pod B asks for a vlan and an admin MAC of its own
+    let pod_b = crate::netns::create_named(&format!("{}-pb", node.tag)).unwrap();
+    const B_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0xbb, 0xbb, 0xbb];
+    let conf_b = serde_json::json!({"vlan": 200, "mac": "02:00:00:bb:bb:bb"});
+    let result = node.add_as("cid2", &pod_b, conf_b.clone()).unwrap();
+    assert_eq!(result["interfaces"][0]["mac"], "02:00:00:bb:bb:bb");
+
+    let events = node.events();
+    let settings: Vec<VfSetting> = events.iter().map(|e| e.setting).collect();
+    let mut expected = restore_of_pf_side_conf();
+    expected.extend([
+        VfSetting::Vlan {
+            vlan: 200,
+            qos: 0,
+            proto: VlanProto::Dot1Q,
+        },
+        VfSetting::Mac(B_MAC),
+    ]);
+    assert_eq!(settings, expected, "A's settings undone, then B's applied");
+    // the takeover restored the PF side while the netdev was still stranded
+    // with A's MAC: the admin MAC was back before the netdev took its own
+    assert!(
+        events[..6]
+            .iter()
+            .all(|e| e.netdev == Netdev::Stranded && e.netdev_mac == Some(POD_MAC)),
+        "{events:?}"
+    );
+    // B's first change found the VF's entry exactly as before A, its cache
+    // on disk already holding those originals, the netdev home as before
+    let first_of_b = &events[6];
+    assert_eq!(first_of_b.vf, before[VF_INDEX], "the PF table as before A");
+    assert_eq!(first_of_b.netdev, Netdev::Home);
+    assert_eq!(first_of_b.netdev_mac, Some(host_mac));
+    let orig = &first_of_b
+        .cache
+        .as_ref()
+        .expect("B's cache written before its first PF change")
+        .orig;
+    assert_eq!((orig.vlan, orig.vlan_qos, orig.vlan_proto), (7, 0, 0x8100));
+    assert_eq!(orig.admin_mac, "00:00:00:00:00:00", "not A's admin MAC");
+    assert_eq!(
+        (orig.spoofchk, orig.trust, orig.link_state),
+        (true, false, 2)
+    );
+    assert_eq!((orig.min_tx_rate, orig.max_tx_rate), (0, 0));
+    assert_eq!(orig.host_ifname, node.watched.host_name);
+    assert_eq!(orig.effective_mac, crate::netlink::format_mac(&host_mac));
+    assert_eq!(Some(orig.mtu), node.vf_before.mtu, "not A's MTU");
+    let mut with_b = before[VF_INDEX].clone();
+    (with_b.vlan, with_b.mac) = (200, B_MAC);
+    assert_eq!(node.vfs()[VF_INDEX], with_b);
+    assert!(state
+        .load_cache("cid1", "net1")
+        .unwrap()
+        .unwrap()
+        .vf_restored());
+
+    // A's late DEL: nothing on the PF side, B's VF stays in B
+    node.watched.events.borrow_mut().clear();
+    node.del(pf_side_conf()).unwrap();
+    assert!(node.events().is_empty(), "{:?}", node.events());
+    assert_eq!(node.vfs()[VF_INDEX], with_b);
+    assert_eq!(node.watched_as("cid2", &pod_b).netdev().0, Netdev::InPod);
+    assert_eq!(
+        state.allocation(vf).unwrap().as_deref(),
+        Some(pod_b.to_str().unwrap())
+    );
+    assert!(state.load_cache("cid1", "net1").unwrap().is_none());
+
+    // B's DEL: B's keys back to the true originals, PF side first
+    node.del_as("cid2", &pod_b, conf_b).unwrap();
+    let events = node.events();
+    let settings: Vec<VfSetting> = events.iter().map(|e| e.setting).collect();
+    assert_eq!(
+        settings,
+        restore_of_pf_side_conf()[4..],
+        "admin MAC, then vlan"
+    );
+    assert!(
+        events.iter().all(|e| e.netdev == Netdev::InPod),
+        "{events:?}"
+    );
+    assert_eq!(node.vfs(), before, "the PF side exactly as before A");
+    node.assert_vf_home_as_before();
+    assert_eq!(node.fake().vf_sets_own_mac(1, host_mac), Ok(()));
+    assert!(node.state_files().is_empty(), "{:?}", node.state_files());
+}
+
+#[test]
+fn del_after_the_pod_netns_died_restores_the_pf_side_then_the_vf_found_on_the_host() {
+    if !may_run("del_after_the_pod_netns_died_restores_the_pf_side_then_the_vf_found_on_the_host") {
+        return;
+    }
+    let node = Node::new();
+    node.fake().vfs[VF_INDEX].vlan = 7;
+    node.fake().vfs[VF_INDEX].link_state = LinkState::Disable;
+    let before = node.vfs();
+    let host_mac = node.vf_before.mac.unwrap();
+    node.add(pf_side_conf()).unwrap();
+    // the pod netns dies; the runtime's DEL comes after
+    node.kill_pod_like_the_kernel();
+    assert!(node.host_vf().is_none());
+    node.watched.events.borrow_mut().clear();
+
+    node.del(pf_side_conf()).unwrap();
+    let events = node.events();
+    let settings: Vec<VfSetting> = events.iter().map(|e| e.setting).collect();
+    assert_eq!(
+        settings,
+        restore_of_pf_side_conf(),
+        "reverse of ADD's order"
+    );
+    // every PF-side change ran while the netdev was still stranded with the
+    // pod's MAC: the admin MAC was cleared (and trust back off) before the
+    // netdev asked for its own MAC back
+    assert!(
+        events
+            .iter()
+            .all(|e| e.netdev == Netdev::Stranded && e.netdev_mac == Some(POD_MAC)),
+        "{events:?}"
+    );
+    assert_eq!(node.vfs(), before, "the PF side exactly as before ADD");
+    node.assert_vf_home_as_before();
+    assert_eq!(
+        node.host_vf().unwrap().index,
+        node.vf_before.index,
+        "the same netdev, renamed back"
+    );
+    assert_eq!(
+        node.watched.netdev().0,
+        Netdev::Home,
+        "no stranded name left"
+    );
+    assert_eq!(node.fake().vf_sets_own_mac(1, host_mac), Ok(()));
     assert!(node.state_files().is_empty(), "{:?}", node.state_files());
 }
