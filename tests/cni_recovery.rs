@@ -417,3 +417,247 @@ fn an_altname_equal_to_the_host_name_does_not_keep_the_vf_from_home() {
         .is_empty());
     assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
 }
+
+/// A bridge named `name` on the host, as something else on the node would
+/// create it; returns it as netlink sees it.
+fn squat_on_host(name: &str) -> Link {
+    let status = std::process::Command::new("ip")
+        .args(["link", "add", name, "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip link add {name} type bridge");
+    host_link(name).unwrap()
+}
+
+/// The host link with ifindex `index`, whatever its name.
+fn host_link_by_index(index: u32) -> Option<Link> {
+    Netlink::open().unwrap().link_by_index(index).unwrap()
+}
+
+fn same_link(a: &Link, b: &Link) -> bool {
+    (a.index, &a.name, a.mac, a.mtu, a.up) == (b.index, &b.name, b.mac, b.mtu, b.up)
+}
+
+#[test]
+fn a_del_while_the_host_name_is_taken_leaves_the_squatter_alone_and_restores_the_vf() {
+    if !require_root(
+        "a_del_while_the_host_name_is_taken_leaves_the_squatter_alone_and_restores_the_vf",
+    ) {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let ifname = s.ifname();
+    let _stranded = LinkOnDrop(ifname.clone());
+    let fallback = format!("sriov{}", before.index);
+    let _fallback = LinkOnDrop(fallback.clone());
+    // FAULT INJECTOR, not IPAM: its ADD takes the VF's host name (a bridge
+    // named like it), so putting the VF back fails, then ADD fails.
+    s.fault_ipam(
+        "occupy-ipam",
+        r#"if [ "$CNI_COMMAND" = ADD ]; then
+  ip link add "$FAULT_OCCUPY" type bridge >&2
+  echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM ADD failure"}'
+  exit 1
+fi
+"#,
+    );
+    let pod = s.pod("pod");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.7.0/24");
+    conf["ipam"]["type"] = json!("occupy-ipam");
+    conf["mac"] = json!("02:58:00:00:00:07");
+    conf["mtu"] = json!(1400);
+    let stdin = conf.to_string();
+    let add = s.cni.run_raw(
+        "ADD",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[("FAULT_OCCUPY", &vf0)],
+    );
+    assert!(!add.ok());
+    let _occupier = LinkOnDrop(vf0.clone());
+    let squatter = host_link(&vf0).expect("the injector's bridge");
+    assert_eq!(squatter.kind.as_deref(), Some("bridge"));
+    assert!(s.cni.state_dir().join(format!("cid-{ifname}")).exists());
+
+    // the runtime's DEL while the name is still taken
+    let del = s.cni.run_raw(
+        "DEL",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[],
+    );
+    assert!(del.ok(), "{}", del.stdout);
+    let still = host_link(&vf0).expect("the squatter stays");
+    assert!(same_link(&still, &squatter), "{still:?} vs {squatter:?}");
+    let vf = host_link_by_index(before.index).expect("the VF is on the host");
+    assert_eq!(
+        (vf.name.as_str(), vf.mac, vf.mtu),
+        (fallback.as_str(), before.mac, before.mtu),
+        "original MAC and MTU under the fallback name"
+    );
+    assert!(link_in(pod.path(), &ifname).is_none());
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+    assert!(s.cni.allocated_ips().is_empty());
+
+    // the squatter goes: nothing is left for the runtime to do; the VF is
+    // usable under its fallback name (an operator or udev may rename it)
+    Netlink::open().unwrap().delete(squatter.index).unwrap();
+    let again = s.cni.run_raw(
+        "DEL",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[],
+    );
+    assert!(again.ok(), "{}", again.stdout);
+    let vf = host_link_by_index(before.index).unwrap();
+    assert_eq!((vf.name.as_str(), vf.mac), (fallback.as_str(), before.mac));
+    assert!(s.cni.state_files().is_empty());
+    Netlink::open().unwrap().set_name(vf.index, &vf0).unwrap();
+}
+
+#[test]
+fn a_del_after_the_pod_died_restores_mac_and_mtu_even_when_the_host_name_is_taken() {
+    if !require_root(
+        "a_del_after_the_pod_died_restores_mac_and_mtu_even_when_the_host_name_is_taken",
+    ) {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let stranded = format!("{}d", s.fixture.tag);
+    let _cleanup = LinkOnDrop(stranded.clone());
+    let fallback = format!("sriov{}", before.index);
+    let _fallback = LinkOnDrop(fallback.clone());
+    let pod_a = s.pod("a");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.8.0/24");
+    conf["mac"] = json!("02:58:00:00:00:08");
+    conf["mtu"] = json!(1400);
+    assert!(s
+        .cni
+        .run("ADD", "ca", Some(pod_a.path()), "net1", &conf)
+        .ok());
+    // the pod dies: the VF is home under another name with the pod's MAC
+    // and MTU, and something takes its original name meanwhile
+    let path_a = kill_pod_like_the_kernel(pod_a, "net1", &stranded);
+    let _occupier = LinkOnDrop(vf0.clone());
+    let squatter = squat_on_host(&vf0);
+
+    let del = s.cni.run("DEL", "ca", Some(&path_a), "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    assert!(same_link(&host_link(&vf0).unwrap(), &squatter));
+    let vf = host_link_by_index(before.index).expect("the VF is on the host");
+    assert_eq!(
+        (vf.name.as_str(), vf.mac, vf.mtu),
+        (fallback.as_str(), before.mac, before.mtu)
+    );
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+    assert!(s.cni.allocated_ips().is_empty());
+    Netlink::open().unwrap().delete(squatter.index).unwrap();
+    Netlink::open().unwrap().set_name(vf.index, &vf0).unwrap();
+}
+
+#[test]
+fn gc_releases_the_ip_of_an_attachment_whose_ifname_holds_a_dash() {
+    if !require_root("gc_releases_the_ip_of_an_attachment_whose_ifname_holds_a_dash") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.1.0", VF0, "10.58.9.0/24");
+    // cache file `cid-net-1`: read from its name alone, `cid-net` / `1`
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), "net-1", &conf)
+        .ok());
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+    let mut gc = conf.clone();
+    gc.as_object_mut().unwrap().remove("deviceID");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "other", "ifname": "net1"}]);
+    let out = s.cni.run_raw(
+        "GC",
+        "",
+        None,
+        "",
+        gc.to_string().as_bytes(),
+        &[("CNI_CONTAINERID", ""), ("CNI_IFNAME", "")],
+    );
+    assert!(out.ok(), "{}", out.stdout);
+    assert!(link_in(pod.path(), "net-1").is_none());
+    let home = host_link(&vf0).expect("the VF is home");
+    assert_eq!((home.index, home.mac), (before.index, before.mac));
+    assert!(
+        s.cni.allocated_ips().is_empty(),
+        "IPAM DEL got the attachment's own ifname: {:?}",
+        s.cni.allocated_ips()
+    );
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+}
+
+#[test]
+fn a_vf_up_on_the_host_is_up_again_after_a_failed_add_and_after_del() {
+    if !require_root("a_vf_up_on_the_host_is_up_again_after_a_failed_add_and_after_del") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let stranded = format!("{}d", s.fixture.tag);
+    let _cleanup = LinkOnDrop(stranded.clone());
+    let index = host_link(&vf0).unwrap().index;
+    Netlink::open().unwrap().set_up(index).unwrap();
+    let before = host_link(&vf0).unwrap();
+    assert!(before.up);
+    let as_before = |what: &str| {
+        let now = host_link(&vf0).unwrap_or_else(|| panic!("{what}: VF not home"));
+        assert_eq!(
+            (now.index, now.mac, now.mtu, now.up),
+            (before.index, before.mac, before.mtu, true),
+            "{what}"
+        );
+    };
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.10.0/24");
+    conf["mac"] = json!("02:58:00:00:00:0a");
+    conf["mtu"] = json!(1400);
+
+    // a failed ADD: its IPAM fails after the VF moved into the pod
+    // (FAULT INJECTOR, not IPAM)
+    s.fault_ipam(
+        "failing-ipam",
+        r#"echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM failure"}'
+exit 1
+"#,
+    );
+    let pod = s.pod("pod");
+    let mut broken = conf.clone();
+    broken["ipam"]["type"] = json!("failing-ipam");
+    let add = s.cni.run("ADD", "c1", Some(pod.path()), "net1", &broken);
+    assert!(!add.ok());
+    as_before("after a failed ADD");
+
+    // ADD, then DEL from the pod
+    assert!(s.cni.run("ADD", "c2", Some(pod.path()), "net1", &conf).ok());
+    assert!(s.cni.run("DEL", "c2", Some(pod.path()), "net1", &conf).ok());
+    as_before("after DEL");
+
+    // ADD, the pod dies (the kernel brings the VF home down), then DEL
+    let pod_b = s.pod("b");
+    assert!(s
+        .cni
+        .run("ADD", "c3", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    let gone = kill_pod_like_the_kernel(pod_b, "net1", &stranded);
+    assert!(!host_link(&stranded).unwrap().up);
+    assert!(s.cni.run("DEL", "c3", Some(&gone), "net1", &conf).ok());
+    as_before("after DEL of a dead pod");
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}

@@ -240,6 +240,7 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
         name: &cache.orig.host_ifname,
         mac: parse_mac(&cache.orig.effective_mac),
         mtu: (cache.orig.mtu > 0).then_some(cache.orig.mtu),
+        up: cache.progress.as_ref().is_some_and(|p| p.host_up),
     };
     if original.name.is_empty() {
         return Err(kernel(format!(
@@ -307,20 +308,30 @@ fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(),
     let progress = cache.progress.as_ref();
     let ifindex = progress.map(|p| p.ifindex).unwrap_or_default();
     let pod_mac = progress.and_then(|p| parse_mac(&p.pod_mac));
-    let mut found =
-        vf::find_on_host(&mut host, vf, original.name, ifindex, pod_mac).map_err(vf_error)?;
-    if found.is_none() && original.mac.is_some() && original.mac != pod_mac {
-        // a return to the host that failed half-way (rename refused after
-        // the move) left it under another name with its original MAC back
-        found = vf::find_on_host(&mut host, vf, original.name, ifindex, original.mac)
-            .map_err(vf_error)?;
-    }
+    // the pod's MAC (the netns died), or the original one (a return home
+    // that failed half-way, the rename refused after the move)
+    let found = vf::find_on_host(
+        &mut host,
+        vf,
+        original.name,
+        ifindex,
+        &[pod_mac, original.mac],
+    )
+    .map_err(vf_error)?;
     match found {
         Some(link) => {
             if link.name != original.name {
                 drop_home_alt_name(&mut host, vf, link.index, original.name)?;
             }
-            vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error)
+            match vf::restore_on_host(&mut host, vf, &link, original) {
+                Ok(()) => Ok(()),
+                Err(e @ vf::VfError::HomeNameTaken { .. }) => {
+                    // home with its MAC and MTU, only the name differs: say so, succeed
+                    tracing::warn!(vf, error = %e, "DEL: VF restored under another name");
+                    Ok(())
+                }
+                Err(e) => Err(vf_error(e)),
+            }
         }
         None => {
             tracing::warn!(
