@@ -661,3 +661,182 @@ exit 1
     as_before("after DEL of a dead pod");
     assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
 }
+
+/// The attachment cache as a JSON value.
+fn cache_json(s: &Setup, name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(s.cni.state_dir().join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_rollback_whose_only_failure_is_ipam_del_returns_the_vf_and_keeps_the_ip_for_del() {
+    if !require_root(
+        "a_rollback_whose_only_failure_is_ipam_del_returns_the_vf_and_keeps_the_ip_for_del",
+    ) {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    // FAULT INJECTOR, not IPAM: Debian's host-local does the work; DEL
+    // fails while the flag file exists.
+    let flag = s.faults.join("fail-del");
+    s.fault_ipam(
+        "flaky-ipam",
+        &format!(
+            r#"if [ "$CNI_COMMAND" = DEL ] && [ -e {flag} ]; then
+  echo '{{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM DEL failure"}}'
+  exit 1
+fi
+exec {DEBIAN_CNI_DIR}/host-local
+"#,
+            flag = flag.display()
+        ),
+    );
+    std::fs::write(&flag, b"").unwrap();
+    // the step after IPAM fails: the device-info file's directory is a file
+    let not_a_dir = s.cni.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let pod_a = s.pod("a");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.11.0/24");
+    conf["ipam"]["type"] = json!("flaky-ipam");
+    conf["mac"] = json!("02:58:00:00:00:0b");
+    conf["runtimeConfig"] = json!({"CNIDeviceInfoFile": not_a_dir.join("devinfo")});
+    let add = s.cni.run("ADD", "ca", Some(pod_a.path()), "net1", &conf);
+    assert!(!add.ok());
+    let msg = format!("{} {}", add.json["msg"], add.json["details"]);
+    assert!(msg.contains("injected IPAM DEL failure"), "{msg}");
+    // the VF is back and free; only the IP is left, and the cache says so
+    let home = host_link(&vf0).expect("the VF is home");
+    assert_eq!(
+        (home.index, home.mac, home.mtu),
+        (before.index, before.mac, before.mtu)
+    );
+    assert_eq!(s.marker(VF0), None);
+    assert_eq!(
+        cache_json(&s, "ca-net1")["sriovRs"]["vf_restored"],
+        json!(true)
+    );
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+
+    // a newer pod takes the VF; A's DEL then releases A's IP, nothing else
+    let pod_b = s.pod("b");
+    let conf_b = s.cni.host_local_conf("1.0.0", VF0, "10.58.11.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    let in_b = link_in(pod_b.path(), "net1").unwrap();
+    std::fs::remove_file(&flag).unwrap();
+    let del = s.cni.run("DEL", "ca", Some(pod_a.path()), "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let still = link_in(pod_b.path(), "net1").expect("B keeps the VF");
+    assert_eq!((still.index, still.mac), (in_b.index, in_b.mac));
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap())
+    );
+    assert_eq!(s.cni.allocated_ips().len(), 1, "only B's IP is left");
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+/// Clears the immutable attribute again, so the temp dir can be removed.
+struct Mutable(PathBuf);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_add_that_cannot_write_the_marker_leaves_no_cache_and_the_vf_untouched() {
+    if !require_root("an_add_that_cannot_write_the_marker_leaves_no_cache_and_the_vf_untouched") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    // `pci/` refuses new files (immutable, which binds root too); the VF
+    // locks below it stay usable
+    let pci = s.cni.state_dir().join("pci");
+    std::fs::create_dir_all(pci.join("vf_lock")).unwrap();
+    let _mutable = Mutable(pci.clone());
+    let chattr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&pci)
+        .status()
+        .unwrap();
+    assert!(chattr.success(), "chattr +i {}", pci.display());
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.12.0/24");
+    let add = s.cni.run("ADD", "cid", Some(pod.path()), "net1", &conf);
+    assert_eq!(add.error_code(), 5, "{}", add.stdout);
+    let marker = pci.join(VF0).display().to_string();
+    assert!(
+        add.json["msg"].as_str().unwrap().contains(&marker),
+        "it failed at the marker: {}",
+        add.stdout
+    );
+    assert!(
+        !s.cni.state_dir().join("cid-net1").exists(),
+        "the cache written just before is removed"
+    );
+    let now = host_link(&vf0).expect("the VF never left");
+    assert_eq!(
+        (now.index, now.mac, now.mtu, now.up),
+        (before.index, before.mac, before.mtu, before.up)
+    );
+    assert!(link_in(pod.path(), "net1").is_none());
+    assert!(s.cni.allocated_ips().is_empty());
+}
+
+#[test]
+fn a_late_del_without_netns_of_our_own_cache_leaves_a_newer_pods_vf_alone() {
+    if !require_root("a_late_del_without_netns_of_our_own_cache_leaves_a_newer_pods_vf_alone") {
+        return;
+    }
+    let s = setup();
+    let pod_b = s.pod("b");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.13.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cb", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    let in_b = link_in(pod_b.path(), "net1").unwrap();
+    // An older attachment of the same VF, as ADD caches it, whose pod is
+    // gone (its netns path no longer exists); the runtime's late DEL comes
+    // without CNI_NETNS.
+    let mut old = cache_json(&s, "cb-net1");
+    let gone = format!("/run/netns/{}-gone", s.fixture.tag);
+    assert!(!Path::new(&gone).exists());
+    old["sriovRs"]["netns"] = json!(gone);
+    old["sriovRs"]["container_id"] = json!("old");
+    old["sriovRs"]["pod_mac"] = json!("02:58:00:00:00:0d");
+    std::fs::write(s.cni.state_dir().join("old-net1"), old.to_string()).unwrap();
+    let del = s.cni.run("DEL", "old", None, "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let still = link_in(pod_b.path(), "net1").expect("B keeps its VF");
+    assert_eq!(
+        (still.index, still.mac, still.mtu, still.up),
+        (in_b.index, in_b.mac, in_b.mtu, in_b.up)
+    );
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap()),
+        "B's marker stays"
+    );
+    assert!(!s.cni.state_dir().join("old-net1").exists());
+    assert_eq!(s.cni.allocated_ips().len(), 1, "B's IP stays");
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
