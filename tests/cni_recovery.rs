@@ -840,3 +840,67 @@ fn a_late_del_without_netns_of_our_own_cache_leaves_a_newer_pods_vf_alone() {
         .ok());
     assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
 }
+
+/// Does a process other than this one hold `path` open?
+fn opened_by_another_process(path: &Path) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let me = std::process::id().to_string();
+    // numeric entries only: `self` and `thread-self` are this process
+    let others = procs.flatten().filter(|p| {
+        let name = p.file_name();
+        let name = name.to_string_lossy();
+        name.bytes().all(|b| b.is_ascii_digit()) && name != me.as_str()
+    });
+    others.into_iter().any(|p| {
+        std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+        })
+    })
+}
+
+#[test]
+fn del_reads_the_cache_only_once_it_holds_the_vf_lock() {
+    if !require_root("del_reads_the_cache_only_once_it_holds_the_vf_lock") {
+        return;
+    }
+    let s = setup();
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.14.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), "net1", &conf)
+        .ok());
+    let in_pod = link_in(pod.path(), "net1").unwrap();
+    // the test takes the VF's lock, as a concurrent ADD or GC would
+    let lock_path = s
+        .cni
+        .state_dir()
+        .join("pci/vf_lock")
+        .join(format!("{VF0}.lock"));
+    let lock = std::fs::File::open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    std::thread::scope(|scope| {
+        let del = scope.spawn(|| s.cni.run("DEL", "cid", Some(pod.path()), "net1", &conf));
+        // DEL opens the lock file and waits for it
+        while !opened_by_another_process(&lock_path) && !del.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // meanwhile the lock's holder changed the attachment: the VF is
+        // accounted for (what a newer ADD taking it over writes)
+        let name = s.cni.state_dir().join("cid-net1");
+        let mut cache: Value = serde_json::from_slice(&std::fs::read(&name).unwrap()).unwrap();
+        cache["sriovRs"]["vf_restored"] = json!(true);
+        std::fs::write(&name, cache.to_string()).unwrap();
+        lock.unlock().unwrap();
+        let del = del.join().unwrap();
+        assert!(del.ok(), "{}", del.stdout);
+    });
+    // DEL acted on what the holder wrote: only IPAM, the VF left alone
+    let still = link_in(pod.path(), "net1").expect("the VF was not touched");
+    assert_eq!((still.index, still.mac), (in_pod.index, in_pod.mac));
+    assert!(s.cni.allocated_ips().is_empty());
+    assert!(!s.cni.state_dir().join("cid-net1").exists());
+}

@@ -20,10 +20,10 @@
 use super::add::{restore_through_pf, vf_error};
 use super::config::NetConf;
 use super::env::CniEnv;
-use super::error::{CniError, CODE_KERNEL};
+use super::error::{CniError, CODE_KERNEL, CODE_TRY_AGAIN};
 use super::ipam::Ipam;
 use super::pf_side::{self, PfVf};
-use super::state::{Cache, Mode, StateDir};
+use super::state::{Cache, Mode, StateDir, VfLock};
 use super::vf_target::resolve;
 use crate::netlink::{parse_mac, HostPf, Netlink, PfOps};
 use crate::pci::PciAddress;
@@ -45,7 +45,8 @@ pub(crate) fn del_with_pf(
     pf: &mut dyn PfOps,
 ) -> Result<(), CniError> {
     let state = StateDir::from_env();
-    let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
+    let locked = load_locked(&state, &env.container_id, &env.ifname, conf.device().ok())?;
+    let Some((_lock, cache)) = locked else {
         tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
         // Nothing of ours exists; releasing IPAM is a courtesy (sriov-cni
         // skips it and leaks the IP). Its failure must not wedge the pod's
@@ -76,8 +77,45 @@ pub(crate) fn del_with_pf(
     )
 }
 
-/// Undo one attachment described by `cache`. `attachment` overrides the
-/// CNI_* identity given to IPAM (GC releasing other attachments).
+/// Lock the attachment's VF, then read its cache: a copy read before the
+/// lock may be stale (a concurrent ADD taking the VF over marks it
+/// `vf_restored`, GC removes it). The VF is `device` (the stdin's
+/// `deviceID`) or, without one, the cache's, learnt from an unlocked read;
+/// if the locked cache names another VF, that one is locked instead.
+pub(crate) fn load_locked(
+    state: &StateDir,
+    container_id: &str,
+    ifname: &str,
+    device: Option<PciAddress>,
+) -> Result<Option<(VfLock, Cache)>, CniError> {
+    let mut device = device;
+    for _ in 0..3 {
+        let vf = match device {
+            Some(vf) => vf,
+            None => match state.load_cache(container_id, ifname)? {
+                Some(cache) => cache.conf.device()?,
+                None => return Ok(None),
+            },
+        };
+        let lock = state.lock_vf(vf)?;
+        let Some(cache) = state.load_cache(container_id, ifname)? else {
+            return Ok(None);
+        };
+        let cached = cache.conf.device()?;
+        if cached == vf {
+            return Ok(Some((lock, cache)));
+        }
+        device = Some(cached);
+    }
+    Err(CniError::new(
+        CODE_TRY_AGAIN,
+        format!("the attachment cache {container_id}-{ifname} keeps changing its deviceID"),
+    ))
+}
+
+/// Undo one attachment described by `cache`; the caller holds its VF's
+/// lock (see `load_locked`). `attachment` overrides the CNI_* identity
+/// given to IPAM (GC releasing other attachments).
 #[allow(clippy::too_many_arguments)] // one attachment's identity and where its PF is reached
 pub(crate) fn release(
     state: &StateDir,
@@ -91,7 +129,6 @@ pub(crate) fn release(
 ) -> Result<(), CniError> {
     let vf_address = cache.conf.device()?;
     let vf = vf_address.to_string();
-    let _lock = state.lock_vf(vf_address)?;
 
     // Always: an ADD killed between IPAM ADD and saving its progress would
     // otherwise leak the address; IPAM DEL of nothing is a no-op. Its

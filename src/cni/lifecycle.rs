@@ -1,7 +1,7 @@
 //! STATUS and GC (CNI 1.1.0), which sriov-cni does not implement.
 
 use super::config::{Attachment, NetConf};
-use super::del::release;
+use super::del::{load_locked, release};
 use super::env::CniEnv;
 use super::error::{CniError, CODE_LIMITED_CONNECTIVITY, CODE_NOT_AVAILABLE};
 use super::ipam::Ipam;
@@ -105,6 +105,18 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
             ifname,
             "GC: releasing a stale attachment"
         );
+        // read again under the VF's lock: a DEL or ADD may have changed it
+        let (container_id, ifname) = (container_id.to_owned(), ifname.to_owned());
+        let (container_id, ifname) = (container_id.as_str(), ifname.as_str());
+        let (_lock, cache) =
+            match load_locked(&state, container_id, ifname, cache.conf.device().ok()) {
+                Ok(Some(locked)) => locked,
+                Ok(None) => continue, // released meanwhile
+                Err(e) => {
+                    failures.push(format!("{container_id}/{ifname}: {}", e.msg));
+                    continue;
+                }
+            };
         let netns = cache.progress.as_ref().map(|p| p.netns.clone());
         if let Err(e) = release(
             &state,
