@@ -417,3 +417,490 @@ fn an_altname_equal_to_the_host_name_does_not_keep_the_vf_from_home() {
         .is_empty());
     assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
 }
+
+/// A bridge named `name` on the host, as something else on the node would
+/// create it; returns it as netlink sees it.
+fn squat_on_host(name: &str) -> Link {
+    let status = std::process::Command::new("ip")
+        .args(["link", "add", name, "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip link add {name} type bridge");
+    host_link(name).unwrap()
+}
+
+/// The host link with ifindex `index`, whatever its name.
+fn host_link_by_index(index: u32) -> Option<Link> {
+    Netlink::open().unwrap().link_by_index(index).unwrap()
+}
+
+fn same_link(a: &Link, b: &Link) -> bool {
+    (a.index, &a.name, a.mac, a.mtu, a.up) == (b.index, &b.name, b.mac, b.mtu, b.up)
+}
+
+#[test]
+fn a_del_while_the_host_name_is_taken_leaves_the_squatter_alone_and_restores_the_vf() {
+    if !require_root(
+        "a_del_while_the_host_name_is_taken_leaves_the_squatter_alone_and_restores_the_vf",
+    ) {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let ifname = s.ifname();
+    let _stranded = LinkOnDrop(ifname.clone());
+    let fallback = format!("sriov{}", before.index);
+    let _fallback = LinkOnDrop(fallback.clone());
+    // FAULT INJECTOR, not IPAM: its ADD takes the VF's host name (a bridge
+    // named like it), so putting the VF back fails, then ADD fails.
+    s.fault_ipam(
+        "occupy-ipam",
+        r#"if [ "$CNI_COMMAND" = ADD ]; then
+  ip link add "$FAULT_OCCUPY" type bridge >&2
+  echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM ADD failure"}'
+  exit 1
+fi
+"#,
+    );
+    let pod = s.pod("pod");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.7.0/24");
+    conf["ipam"]["type"] = json!("occupy-ipam");
+    conf["mac"] = json!("02:58:00:00:00:07");
+    conf["mtu"] = json!(1400);
+    let stdin = conf.to_string();
+    let add = s.cni.run_raw(
+        "ADD",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[("FAULT_OCCUPY", &vf0)],
+    );
+    assert!(!add.ok());
+    let _occupier = LinkOnDrop(vf0.clone());
+    let squatter = host_link(&vf0).expect("the injector's bridge");
+    assert_eq!(squatter.kind.as_deref(), Some("bridge"));
+    assert!(s.cni.state_dir().join(format!("cid-{ifname}")).exists());
+
+    // the runtime's DEL while the name is still taken
+    let del = s.cni.run_raw(
+        "DEL",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[],
+    );
+    assert!(del.ok(), "{}", del.stdout);
+    let still = host_link(&vf0).expect("the squatter stays");
+    assert!(same_link(&still, &squatter), "{still:?} vs {squatter:?}");
+    let vf = host_link_by_index(before.index).expect("the VF is on the host");
+    assert_eq!(
+        (vf.name.as_str(), vf.mac, vf.mtu),
+        (fallback.as_str(), before.mac, before.mtu),
+        "original MAC and MTU under the fallback name"
+    );
+    assert!(link_in(pod.path(), &ifname).is_none());
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+    assert!(s.cni.allocated_ips().is_empty());
+
+    // the squatter goes: nothing is left for the runtime to do; the VF is
+    // usable under its fallback name (an operator or udev may rename it)
+    Netlink::open().unwrap().delete(squatter.index).unwrap();
+    let again = s.cni.run_raw(
+        "DEL",
+        "cid",
+        Some(pod.path()),
+        &ifname,
+        stdin.as_bytes(),
+        &[],
+    );
+    assert!(again.ok(), "{}", again.stdout);
+    let vf = host_link_by_index(before.index).unwrap();
+    assert_eq!((vf.name.as_str(), vf.mac), (fallback.as_str(), before.mac));
+    assert!(s.cni.state_files().is_empty());
+    Netlink::open().unwrap().set_name(vf.index, &vf0).unwrap();
+}
+
+#[test]
+fn a_del_after_the_pod_died_restores_mac_and_mtu_even_when_the_host_name_is_taken() {
+    if !require_root(
+        "a_del_after_the_pod_died_restores_mac_and_mtu_even_when_the_host_name_is_taken",
+    ) {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let stranded = format!("{}d", s.fixture.tag);
+    let _cleanup = LinkOnDrop(stranded.clone());
+    let fallback = format!("sriov{}", before.index);
+    let _fallback = LinkOnDrop(fallback.clone());
+    let pod_a = s.pod("a");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.8.0/24");
+    conf["mac"] = json!("02:58:00:00:00:08");
+    conf["mtu"] = json!(1400);
+    assert!(s
+        .cni
+        .run("ADD", "ca", Some(pod_a.path()), "net1", &conf)
+        .ok());
+    // the pod dies: the VF is home under another name with the pod's MAC
+    // and MTU, and something takes its original name meanwhile
+    let path_a = kill_pod_like_the_kernel(pod_a, "net1", &stranded);
+    let _occupier = LinkOnDrop(vf0.clone());
+    let squatter = squat_on_host(&vf0);
+
+    let del = s.cni.run("DEL", "ca", Some(&path_a), "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    assert!(same_link(&host_link(&vf0).unwrap(), &squatter));
+    let vf = host_link_by_index(before.index).expect("the VF is on the host");
+    assert_eq!(
+        (vf.name.as_str(), vf.mac, vf.mtu),
+        (fallback.as_str(), before.mac, before.mtu)
+    );
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+    assert!(s.cni.allocated_ips().is_empty());
+    Netlink::open().unwrap().delete(squatter.index).unwrap();
+    Netlink::open().unwrap().set_name(vf.index, &vf0).unwrap();
+}
+
+#[test]
+fn gc_releases_the_ip_of_an_attachment_whose_ifname_holds_a_dash() {
+    if !require_root("gc_releases_the_ip_of_an_attachment_whose_ifname_holds_a_dash") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.1.0", VF0, "10.58.9.0/24");
+    // cache file `cid-net-1`: read from its name alone, `cid-net` / `1`
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), "net-1", &conf)
+        .ok());
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+    let mut gc = conf.clone();
+    gc.as_object_mut().unwrap().remove("deviceID");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "other", "ifname": "net1"}]);
+    let out = s.cni.run_raw(
+        "GC",
+        "",
+        None,
+        "",
+        gc.to_string().as_bytes(),
+        &[("CNI_CONTAINERID", ""), ("CNI_IFNAME", "")],
+    );
+    assert!(out.ok(), "{}", out.stdout);
+    assert!(link_in(pod.path(), "net-1").is_none());
+    let home = host_link(&vf0).expect("the VF is home");
+    assert_eq!((home.index, home.mac), (before.index, before.mac));
+    assert!(
+        s.cni.allocated_ips().is_empty(),
+        "IPAM DEL got the attachment's own ifname: {:?}",
+        s.cni.allocated_ips()
+    );
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+}
+
+#[test]
+fn a_vf_up_on_the_host_is_up_again_after_a_failed_add_and_after_del() {
+    if !require_root("a_vf_up_on_the_host_is_up_again_after_a_failed_add_and_after_del") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let stranded = format!("{}d", s.fixture.tag);
+    let _cleanup = LinkOnDrop(stranded.clone());
+    let index = host_link(&vf0).unwrap().index;
+    Netlink::open().unwrap().set_up(index).unwrap();
+    let before = host_link(&vf0).unwrap();
+    assert!(before.up);
+    let as_before = |what: &str| {
+        let now = host_link(&vf0).unwrap_or_else(|| panic!("{what}: VF not home"));
+        assert_eq!(
+            (now.index, now.mac, now.mtu, now.up),
+            (before.index, before.mac, before.mtu, true),
+            "{what}"
+        );
+    };
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.10.0/24");
+    conf["mac"] = json!("02:58:00:00:00:0a");
+    conf["mtu"] = json!(1400);
+
+    // a failed ADD: its IPAM fails after the VF moved into the pod
+    // (FAULT INJECTOR, not IPAM)
+    s.fault_ipam(
+        "failing-ipam",
+        r#"echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM failure"}'
+exit 1
+"#,
+    );
+    let pod = s.pod("pod");
+    let mut broken = conf.clone();
+    broken["ipam"]["type"] = json!("failing-ipam");
+    let add = s.cni.run("ADD", "c1", Some(pod.path()), "net1", &broken);
+    assert!(!add.ok());
+    as_before("after a failed ADD");
+
+    // ADD, then DEL from the pod
+    assert!(s.cni.run("ADD", "c2", Some(pod.path()), "net1", &conf).ok());
+    assert!(s.cni.run("DEL", "c2", Some(pod.path()), "net1", &conf).ok());
+    as_before("after DEL");
+
+    // ADD, the pod dies (the kernel brings the VF home down), then DEL
+    let pod_b = s.pod("b");
+    assert!(s
+        .cni
+        .run("ADD", "c3", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    let gone = kill_pod_like_the_kernel(pod_b, "net1", &stranded);
+    assert!(!host_link(&stranded).unwrap().up);
+    assert!(s.cni.run("DEL", "c3", Some(&gone), "net1", &conf).ok());
+    as_before("after DEL of a dead pod");
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+/// The attachment cache as a JSON value.
+fn cache_json(s: &Setup, name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(s.cni.state_dir().join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_rollback_whose_only_failure_is_ipam_del_returns_the_vf_and_keeps_the_ip_for_del() {
+    if !require_root(
+        "a_rollback_whose_only_failure_is_ipam_del_returns_the_vf_and_keeps_the_ip_for_del",
+    ) {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    // FAULT INJECTOR, not IPAM: Debian's host-local does the work; DEL
+    // fails while the flag file exists.
+    let flag = s.faults.join("fail-del");
+    s.fault_ipam(
+        "flaky-ipam",
+        &format!(
+            r#"if [ "$CNI_COMMAND" = DEL ] && [ -e {flag} ]; then
+  echo '{{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM DEL failure"}}'
+  exit 1
+fi
+exec {DEBIAN_CNI_DIR}/host-local
+"#,
+            flag = flag.display()
+        ),
+    );
+    std::fs::write(&flag, b"").unwrap();
+    // the step after IPAM fails: the device-info file's directory is a file
+    let not_a_dir = s.cni.dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let pod_a = s.pod("a");
+    let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.11.0/24");
+    conf["ipam"]["type"] = json!("flaky-ipam");
+    conf["mac"] = json!("02:58:00:00:00:0b");
+    conf["runtimeConfig"] = json!({"CNIDeviceInfoFile": not_a_dir.join("devinfo")});
+    let add = s.cni.run("ADD", "ca", Some(pod_a.path()), "net1", &conf);
+    assert!(!add.ok());
+    let msg = format!("{} {}", add.json["msg"], add.json["details"]);
+    assert!(msg.contains("injected IPAM DEL failure"), "{msg}");
+    // the VF is back and free; only the IP is left, and the cache says so
+    let home = host_link(&vf0).expect("the VF is home");
+    assert_eq!(
+        (home.index, home.mac, home.mtu),
+        (before.index, before.mac, before.mtu)
+    );
+    assert_eq!(s.marker(VF0), None);
+    assert_eq!(
+        cache_json(&s, "ca-net1")["sriovRs"]["vf_restored"],
+        json!(true)
+    );
+    assert_eq!(s.cni.allocated_ips().len(), 1);
+
+    // a newer pod takes the VF; A's DEL then releases A's IP, nothing else
+    let pod_b = s.pod("b");
+    let conf_b = s.cni.host_local_conf("1.0.0", VF0, "10.58.11.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    let in_b = link_in(pod_b.path(), "net1").unwrap();
+    std::fs::remove_file(&flag).unwrap();
+    let del = s.cni.run("DEL", "ca", Some(pod_a.path()), "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let still = link_in(pod_b.path(), "net1").expect("B keeps the VF");
+    assert_eq!((still.index, still.mac), (in_b.index, in_b.mac));
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap())
+    );
+    assert_eq!(s.cni.allocated_ips().len(), 1, "only B's IP is left");
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf_b)
+        .ok());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+/// Clears the immutable attribute again, so the temp dir can be removed.
+struct Mutable(PathBuf);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_add_that_cannot_write_the_marker_leaves_no_cache_and_the_vf_untouched() {
+    if !require_root("an_add_that_cannot_write_the_marker_leaves_no_cache_and_the_vf_untouched") {
+        return;
+    }
+    let s = setup();
+    let vf0 = s.vf_name(0);
+    let before = host_link(&vf0).unwrap();
+    // `pci/` refuses new files (immutable, which binds root too); the VF
+    // locks below it stay usable
+    let pci = s.cni.state_dir().join("pci");
+    std::fs::create_dir_all(pci.join("vf_lock")).unwrap();
+    let _mutable = Mutable(pci.clone());
+    let chattr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&pci)
+        .status()
+        .unwrap();
+    assert!(chattr.success(), "chattr +i {}", pci.display());
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.12.0/24");
+    let add = s.cni.run("ADD", "cid", Some(pod.path()), "net1", &conf);
+    assert_eq!(add.error_code(), 5, "{}", add.stdout);
+    let marker = pci.join(VF0).display().to_string();
+    assert!(
+        add.json["msg"].as_str().unwrap().contains(&marker),
+        "it failed at the marker: {}",
+        add.stdout
+    );
+    assert!(
+        !s.cni.state_dir().join("cid-net1").exists(),
+        "the cache written just before is removed"
+    );
+    let now = host_link(&vf0).expect("the VF never left");
+    assert_eq!(
+        (now.index, now.mac, now.mtu, now.up),
+        (before.index, before.mac, before.mtu, before.up)
+    );
+    assert!(link_in(pod.path(), "net1").is_none());
+    assert!(s.cni.allocated_ips().is_empty());
+}
+
+#[test]
+fn a_late_del_without_netns_of_our_own_cache_leaves_a_newer_pods_vf_alone() {
+    if !require_root("a_late_del_without_netns_of_our_own_cache_leaves_a_newer_pods_vf_alone") {
+        return;
+    }
+    let s = setup();
+    let pod_b = s.pod("b");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.13.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cb", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    let in_b = link_in(pod_b.path(), "net1").unwrap();
+    // An older attachment of the same VF, as ADD caches it, whose pod is
+    // gone (its netns path no longer exists); the runtime's late DEL comes
+    // without CNI_NETNS.
+    let mut old = cache_json(&s, "cb-net1");
+    let gone = format!("/run/netns/{}-gone", s.fixture.tag);
+    assert!(!Path::new(&gone).exists());
+    old["sriovRs"]["netns"] = json!(gone);
+    old["sriovRs"]["container_id"] = json!("old");
+    old["sriovRs"]["pod_mac"] = json!("02:58:00:00:00:0d");
+    std::fs::write(s.cni.state_dir().join("old-net1"), old.to_string()).unwrap();
+    let del = s.cni.run("DEL", "old", None, "net1", &conf);
+    assert!(del.ok(), "{}", del.stdout);
+    let still = link_in(pod_b.path(), "net1").expect("B keeps its VF");
+    assert_eq!(
+        (still.index, still.mac, still.mtu, still.up),
+        (in_b.index, in_b.mac, in_b.mtu, in_b.up)
+    );
+    assert_eq!(
+        s.marker(VF0).as_deref(),
+        Some(pod_b.path().to_str().unwrap()),
+        "B's marker stays"
+    );
+    assert!(!s.cni.state_dir().join("old-net1").exists());
+    assert_eq!(s.cni.allocated_ips().len(), 1, "B's IP stays");
+    assert!(s
+        .cni
+        .run("DEL", "cb", Some(pod_b.path()), "net1", &conf)
+        .ok());
+    assert!(s.cni.state_files().is_empty() && s.cni.allocated_ips().is_empty());
+}
+
+/// Does a process other than this one hold `path` open?
+fn opened_by_another_process(path: &Path) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let me = std::process::id().to_string();
+    // numeric entries only: `self` and `thread-self` are this process
+    let others = procs.flatten().filter(|p| {
+        let name = p.file_name();
+        let name = name.to_string_lossy();
+        name.bytes().all(|b| b.is_ascii_digit()) && name != me.as_str()
+    });
+    others.into_iter().any(|p| {
+        std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+        })
+    })
+}
+
+#[test]
+fn del_reads_the_cache_only_once_it_holds_the_vf_lock() {
+    if !require_root("del_reads_the_cache_only_once_it_holds_the_vf_lock") {
+        return;
+    }
+    let s = setup();
+    let pod = s.pod("pod");
+    let conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.14.0/24");
+    assert!(s
+        .cni
+        .run("ADD", "cid", Some(pod.path()), "net1", &conf)
+        .ok());
+    let in_pod = link_in(pod.path(), "net1").unwrap();
+    // the test takes the VF's lock, as a concurrent ADD or GC would
+    let lock_path = s
+        .cni
+        .state_dir()
+        .join("pci/vf_lock")
+        .join(format!("{VF0}.lock"));
+    let lock = std::fs::File::open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    std::thread::scope(|scope| {
+        let del = scope.spawn(|| s.cni.run("DEL", "cid", Some(pod.path()), "net1", &conf));
+        // DEL opens the lock file and waits for it
+        while !opened_by_another_process(&lock_path) && !del.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // meanwhile the lock's holder changed the attachment: the VF is
+        // accounted for (what a newer ADD taking it over writes)
+        let name = s.cni.state_dir().join("cid-net1");
+        let mut cache: Value = serde_json::from_slice(&std::fs::read(&name).unwrap()).unwrap();
+        cache["sriovRs"]["vf_restored"] = json!(true);
+        std::fs::write(&name, cache.to_string()).unwrap();
+        lock.unlock().unwrap();
+        let del = del.join().unwrap();
+        assert!(del.ok(), "{}", del.stdout);
+    });
+    // DEL acted on what the holder wrote: only IPAM, the VF left alone
+    let still = link_in(pod.path(), "net1").expect("the VF was not touched");
+    assert_eq!((still.index, still.mac), (in_pod.index, in_pod.mac));
+    assert!(s.cni.allocated_ips().is_empty());
+    assert!(!s.cni.state_dir().join("cid-net1").exists());
+}

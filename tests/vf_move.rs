@@ -189,6 +189,7 @@ fn return_home(stage: &Stage, original: &Link) -> Result<(), VfError> {
             name: &original.name,
             mac: original.mac,
             mtu: original.mtu,
+            up: original.up,
         };
         vf::return_to_host(&mut pod, host, host_fd.as_fd(), VF, "net1", &original)
     })

@@ -228,6 +228,9 @@ pub(crate) fn add_with_pf(
             ipam_added: false,
             pod_mtu: 0,
             vf_restored: false,
+            container_id: container_id.clone(),
+            ifname: ifname.clone(),
+            host_up: host_link.as_ref().is_some_and(|l| l.up),
         }),
     };
     state.save_cache(&container_id, &ifname, &cache)?;
@@ -346,7 +349,7 @@ fn take_over(
     let caches: Vec<(String, Cache)> = state
         .caches_of_vf(vf_address)?
         .into_iter()
-        .filter(|(name, cache)| !cache.vf_restored() && split_cache_name(name).is_some())
+        .filter(|(name, cache)| !cache.vf_restored() && cache.attachment(name).is_some())
         .collect();
     let netns_of = |cache: &Cache| cache.progress.as_ref().map(|p| p.netns.clone());
     let same_pod = owner == our_netns;
@@ -385,7 +388,7 @@ fn take_over(
         }
         return Ok(());
     };
-    let (old_id, old_ifname) = split_cache_name(name).unwrap_or((container_id, ifname));
+    let (old_id, old_ifname) = previous.attachment(name).unwrap_or((container_id, ifname));
     let old_netns = netns_of(previous).unwrap_or_else(|| owner.to_owned());
     tracing::info!(vf = %vf_address, previous = name, netns = old_netns, "putting the VF back as the previous attachment found it before taking it over");
     let restored = {
@@ -406,19 +409,6 @@ fn take_over(
         state.save_cache(old_id, old_ifname, &marked)?;
     }
     Ok(())
-}
-
-/// `<containerID>-<ifname>`: the ifname is whatever follows the last '-'
-/// that leaves a valid container ID in front.
-pub(crate) fn split_cache_name(name: &str) -> Option<(&str, &str)> {
-    name.char_indices()
-        .rev()
-        .filter(|(_, c)| *c == '-')
-        .find_map(|(i, _)| {
-            let (id, ifname) = (&name[..i], &name[i + 1..]);
-            (super::env::valid_container_id(id) && super::env::valid_ifname(ifname))
-                .then_some((id, ifname))
-        })
 }
 
 /// Apply the PF-side settings, each one's undo recorded before it is sent.
@@ -596,7 +586,7 @@ fn return_to_host_undo(
     pod_index: Option<u32>,
 ) -> Undo {
     let (vf, netns, ifname) = (vf.to_owned(), netns.to_owned(), ifname.to_owned());
-    let original = (link.name.clone(), link.mac, link.mtu, link.index);
+    let original = (link.name.clone(), link.mac, link.mtu, link.index, link.up);
     Box::new(move || {
         let mut pod = vf::netlink_in(&netns, &vf).map_err(vf_error)?;
         let found = match pod.link_by_name(&ifname) {
@@ -636,6 +626,7 @@ fn return_to_host_undo(
             name: &original.0,
             mac: original.1,
             mtu: original.2,
+            up: original.4,
         };
         use std::os::fd::AsFd;
         vf::return_link_to_host(&mut pod, &mut host, host_fd.as_fd(), &vf, &found, &original)

@@ -20,10 +20,10 @@
 use super::add::{restore_through_pf, vf_error};
 use super::config::NetConf;
 use super::env::CniEnv;
-use super::error::{CniError, CODE_KERNEL};
+use super::error::{CniError, CODE_KERNEL, CODE_TRY_AGAIN};
 use super::ipam::Ipam;
 use super::pf_side::{self, PfVf};
-use super::state::{Cache, Mode, StateDir};
+use super::state::{Cache, Mode, StateDir, VfLock};
 use super::vf_target::resolve;
 use crate::netlink::{parse_mac, HostPf, Netlink, PfOps};
 use crate::pci::PciAddress;
@@ -45,7 +45,8 @@ pub(crate) fn del_with_pf(
     pf: &mut dyn PfOps,
 ) -> Result<(), CniError> {
     let state = StateDir::from_env();
-    let Some(cache) = state.load_cache(&env.container_id, &env.ifname)? else {
+    let locked = load_locked(&state, &env.container_id, &env.ifname, conf.device().ok())?;
+    let Some((_lock, cache)) = locked else {
         tracing::info!(container = %env.container_id, ifname = %env.ifname, "DEL: no attachment cache; releasing IPAM only");
         // Nothing of ours exists; releasing IPAM is a courtesy (sriov-cni
         // skips it and leaks the IP). Its failure must not wedge the pod's
@@ -76,8 +77,45 @@ pub(crate) fn del_with_pf(
     )
 }
 
-/// Undo one attachment described by `cache`. `attachment` overrides the
-/// CNI_* identity given to IPAM (GC releasing other attachments).
+/// Lock the attachment's VF, then read its cache: a copy read before the
+/// lock may be stale (a concurrent ADD taking the VF over marks it
+/// `vf_restored`, GC removes it). The VF is `device` (the stdin's
+/// `deviceID`) or, without one, the cache's, learnt from an unlocked read;
+/// if the locked cache names another VF, that one is locked instead.
+pub(crate) fn load_locked(
+    state: &StateDir,
+    container_id: &str,
+    ifname: &str,
+    device: Option<PciAddress>,
+) -> Result<Option<(VfLock, Cache)>, CniError> {
+    let mut device = device;
+    for _ in 0..3 {
+        let vf = match device {
+            Some(vf) => vf,
+            None => match state.load_cache(container_id, ifname)? {
+                Some(cache) => cache.conf.device()?,
+                None => return Ok(None),
+            },
+        };
+        let lock = state.lock_vf(vf)?;
+        let Some(cache) = state.load_cache(container_id, ifname)? else {
+            return Ok(None);
+        };
+        let cached = cache.conf.device()?;
+        if cached == vf {
+            return Ok(Some((lock, cache)));
+        }
+        device = Some(cached);
+    }
+    Err(CniError::new(
+        CODE_TRY_AGAIN,
+        format!("the attachment cache {container_id}-{ifname} keeps changing its deviceID"),
+    ))
+}
+
+/// Undo one attachment described by `cache`; the caller holds its VF's
+/// lock (see `load_locked`). `attachment` overrides the CNI_* identity
+/// given to IPAM (GC releasing other attachments).
 #[allow(clippy::too_many_arguments)] // one attachment's identity and where its PF is reached
 pub(crate) fn release(
     state: &StateDir,
@@ -91,7 +129,6 @@ pub(crate) fn release(
 ) -> Result<(), CniError> {
     let vf_address = cache.conf.device()?;
     let vf = vf_address.to_string();
-    let _lock = state.lock_vf(vf_address)?;
 
     // Always: an ADD killed between IPAM ADD and saving its progress would
     // otherwise leak the address; IPAM DEL of nothing is a no-op. Its
@@ -240,6 +277,7 @@ fn restore_vf(cache: &Cache, vf: &str, netns: &str, ifname: &str) -> Result<(), 
         name: &cache.orig.host_ifname,
         mac: parse_mac(&cache.orig.effective_mac),
         mtu: (cache.orig.mtu > 0).then_some(cache.orig.mtu),
+        up: cache.progress.as_ref().is_some_and(|p| p.host_up),
     };
     if original.name.is_empty() {
         return Err(kernel(format!(
@@ -307,20 +345,30 @@ fn restore_from_host(cache: &Cache, vf: &str, original: &Original) -> Result<(),
     let progress = cache.progress.as_ref();
     let ifindex = progress.map(|p| p.ifindex).unwrap_or_default();
     let pod_mac = progress.and_then(|p| parse_mac(&p.pod_mac));
-    let mut found =
-        vf::find_on_host(&mut host, vf, original.name, ifindex, pod_mac).map_err(vf_error)?;
-    if found.is_none() && original.mac.is_some() && original.mac != pod_mac {
-        // a return to the host that failed half-way (rename refused after
-        // the move) left it under another name with its original MAC back
-        found = vf::find_on_host(&mut host, vf, original.name, ifindex, original.mac)
-            .map_err(vf_error)?;
-    }
+    // the pod's MAC (the netns died), or the original one (a return home
+    // that failed half-way, the rename refused after the move)
+    let found = vf::find_on_host(
+        &mut host,
+        vf,
+        original.name,
+        ifindex,
+        &[pod_mac, original.mac],
+    )
+    .map_err(vf_error)?;
     match found {
         Some(link) => {
             if link.name != original.name {
                 drop_home_alt_name(&mut host, vf, link.index, original.name)?;
             }
-            vf::restore_on_host(&mut host, vf, &link, original).map_err(vf_error)
+            match vf::restore_on_host(&mut host, vf, &link, original) {
+                Ok(()) => Ok(()),
+                Err(e @ vf::VfError::HomeNameTaken { .. }) => {
+                    // home with its MAC and MTU, only the name differs: say so, succeed
+                    tracing::warn!(vf, error = %e, "DEL: VF restored under another name");
+                    Ok(())
+                }
+                Err(e) => Err(vf_error(e)),
+            }
         }
         None => {
             tracing::warn!(

@@ -1,8 +1,7 @@
 //! STATUS and GC (CNI 1.1.0), which sriov-cni does not implement.
 
-use super::add::split_cache_name;
 use super::config::{Attachment, NetConf};
-use super::del::release;
+use super::del::{load_locked, release};
 use super::env::CniEnv;
 use super::error::{CniError, CODE_LIMITED_CONNECTIVITY, CODE_NOT_AVAILABLE};
 use super::ipam::Ipam;
@@ -77,6 +76,10 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         .clone()
         .or_else(|| conf.attachments.clone())
         .unwrap_or_default();
+    let listed: Vec<(&str, &str)> = valid
+        .iter()
+        .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+        .collect();
     let state = StateDir::from_env();
     let mut failures = Vec::new();
     for name in state.cache_names()? {
@@ -90,22 +93,30 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         if cache.conf.name != conf.name {
             continue; // another network's attachment
         }
-        // `<containerID>-<ifname>`: the ifname is whatever follows the last
-        // '-' that leaves a valid container ID in front
-        let Some((container_id, ifname)) = split_cache_name(&name) else {
-            continue;
-        };
-        if valid
-            .iter()
-            .any(|a| a.container_id == container_id && a.ifname == ifname)
-        {
+        if cache.is_one_of(&name, &listed) {
             continue;
         }
+        // the identity ADD recorded (ours), or the name's likeliest split
+        let Some((container_id, ifname)) = cache.attachment(&name) else {
+            continue;
+        };
         tracing::info!(
             container = container_id,
             ifname,
             "GC: releasing a stale attachment"
         );
+        // read again under the VF's lock: a DEL or ADD may have changed it
+        let (container_id, ifname) = (container_id.to_owned(), ifname.to_owned());
+        let (container_id, ifname) = (container_id.as_str(), ifname.as_str());
+        let (_lock, cache) =
+            match load_locked(&state, container_id, ifname, cache.conf.device().ok()) {
+                Ok(Some(locked)) => locked,
+                Ok(None) => continue, // released meanwhile
+                Err(e) => {
+                    failures.push(format!("{container_id}/{ifname}: {}", e.msg));
+                    continue;
+                }
+            };
         let netns = cache.progress.as_ref().map(|p| p.netns.clone());
         if let Err(e) = release(
             &state,
@@ -138,6 +149,7 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cni::state::cache_name_splits;
 
     #[test]
     fn status_errors_are_always_50_or_51() {
@@ -151,8 +163,9 @@ mod tests {
     }
 
     #[test]
-    fn cache_names_split_at_the_last_valid_dash() {
-        assert_eq!(split_cache_name("abc-def-net1"), Some(("abc-def", "net1")));
-        assert_eq!(split_cache_name("nodash"), None);
+    fn cache_names_split_at_the_last_valid_dash_first() {
+        let splits: Vec<_> = cache_name_splits("abc-def-net1").collect();
+        assert_eq!(splits, vec![("abc-def", "net1"), ("abc", "def-net1")]);
+        assert_eq!(cache_name_splits("nodash").next(), None);
     }
 }

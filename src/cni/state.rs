@@ -111,6 +111,16 @@ pub struct Progress {
     /// Only IPAM is left to release; DEL and GC then drop the cache.
     #[serde(default)]
     pub vf_restored: bool,
+    /// The attachment's `CNI_CONTAINERID` and `CNI_IFNAME`. The file name
+    /// `<containerID>-<ifname>` cannot tell them apart when either holds a
+    /// `-` (`net-1`), and GC must give IPAM DEL the right ones.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ifname: String,
+    /// The VF netdev was up on the host before ADD: it goes back up.
+    #[serde(default)]
+    pub host_up: bool,
 }
 
 /// The attachment cache file.
@@ -146,9 +156,54 @@ impl Cache {
             ipam_added: false,
             pod_mtu: 0,
             vf_restored: false,
+            container_id: String::new(),
+            ifname: String::new(),
+            host_up: false,
         });
         progress.vf_restored = true;
     }
+
+    /// The (containerID, ifname) of the attachment this cache, stored under
+    /// the file name `name`, belongs to: as ADD recorded them (ours), or,
+    /// for a sriov-cni cache, which records neither, split at the last `-`
+    /// that leaves a valid container ID (see `cache_name_splits`).
+    pub fn attachment<'a>(&'a self, name: &'a str) -> Option<(&'a str, &'a str)> {
+        if let Some(p) = &self.progress {
+            let recorded = !p.container_id.is_empty() && !p.ifname.is_empty();
+            if recorded && format!("{}-{}", p.container_id, p.ifname) == name {
+                return Some((&p.container_id, &p.ifname));
+            }
+        }
+        cache_name_splits(name).next()
+    }
+
+    /// Does this cache, stored as `name`, belong to one of `attachments`?
+    /// Ours say exactly; a sriov-cni cache counts if any way of splitting
+    /// its name matches, so an ambiguous name is never released by mistake.
+    pub fn is_one_of(&self, name: &str, attachments: &[(&str, &str)]) -> bool {
+        let recorded = self
+            .progress
+            .as_ref()
+            .is_some_and(|p| !p.container_id.is_empty() && !p.ifname.is_empty());
+        if recorded {
+            return self
+                .attachment(name)
+                .is_some_and(|a| attachments.contains(&a));
+        }
+        cache_name_splits(name).any(|a| attachments.contains(&a))
+    }
+}
+
+/// Every way to read a cache file name `<containerID>-<ifname>` as a valid
+/// container ID and interface name, the last `-` first.
+pub fn cache_name_splits(name: &str) -> impl Iterator<Item = (&str, &str)> {
+    name.char_indices()
+        .rev()
+        .filter(|(_, c)| *c == '-')
+        .filter_map(|(i, _)| {
+            let (id, ifname) = (&name[..i], &name[i + 1..]);
+            (valid_container_id(id) && valid_ifname(ifname)).then_some((id, ifname))
+        })
 }
 
 #[derive(Debug, Clone)]

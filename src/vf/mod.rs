@@ -122,6 +122,7 @@ pub fn attach(
             name: &link.name,
             mac: link.mac,
             mtu: link.mtu,
+            up: link.up,
         };
         let _ = return_to_host(&mut pod, host, host_fd.as_fd(), vf, ifname, &original);
     }
@@ -157,6 +158,18 @@ pub fn move_into_pod(
             tracing::warn!(vf, ifname, error = %error, "the VF moved but was not renamed; bringing it back");
             let host_fd = host_netns().map_err(VfError::netns(vf, "opening the host netns"))?;
             send_home(pod, host, host_fd.as_fd(), vf, &in_pod, &link.name)?;
+        }
+        if link.up {
+            // set down for the move: back up, as it was
+            let up_again = find_vf(host, vf, &id).and_then(|home| match home {
+                Some(home) => host
+                    .set_up(home.index)
+                    .map_err(VfError::netlink(vf, "bringing the VF back up on the host")),
+                None => Ok(()),
+            });
+            if let Err(e) = up_again {
+                tracing::warn!(vf, error = %e, "the VF stays down on the host");
+            }
         }
         if error.is_exists() {
             // the name appeared in the pod between our check and the move
@@ -411,6 +424,36 @@ pub struct Original<'a> {
     pub name: &'a str,
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
+    /// Administratively up on the host: it goes back up there.
+    pub up: bool,
+}
+
+/// After the VF went home (`returned`: Ok, or under the fallback name),
+/// bring it up if it was up before ADD; `returned` is passed through.
+fn up_if_it_was(
+    host: &mut Netlink,
+    vf: &str,
+    original: &Original,
+    returned: Result<(), VfError>,
+) -> Result<(), VfError> {
+    if !original.up {
+        return returned;
+    }
+    let name = match &returned {
+        Ok(()) => original.name,
+        Err(VfError::HomeNameTaken { fallback, .. }) => fallback.as_str(),
+        Err(_) => return returned,
+    };
+    let home = host
+        .link_by_name(name)
+        .map_err(VfError::netlink(vf, "finding the VF on the host"))?
+        .ok_or_else(|| VfError::Missing {
+            vf: vf.to_owned(),
+            detail: format!("{name} vanished from the host"),
+        })?;
+    host.set_up(home.index)
+        .map_err(VfError::netlink(vf, "bringing the VF up on the host"))?;
+    returned
 }
 
 /// From inside the pod (`pod` is a socket there, `host` one on the host):
@@ -457,11 +500,16 @@ pub fn return_link_to_host(
         pod.set_mtu(link.index, mtu)
             .map_err(VfError::netlink(vf, "restoring the MTU"))?;
     }
-    send_home(pod, host, host_fd, vf, &link, original.name)
+    let returned = send_home(pod, host, host_fd, vf, &link, original.name);
+    up_if_it_was(host, vf, original, returned)
 }
 
-/// Restore a VF found on the host (its pod namespace died): original name,
-/// MAC and MTU.
+/// Restore a VF found on the host (its pod namespace died): MAC and MTU
+/// first, then the original name. If that name is taken on the host (a
+/// device created there meanwhile), the VF keeps its MAC and MTU and is
+/// named `sriov<ifindex>` instead, and the error says so: renaming first
+/// would fail the same way forever and leave the pod's MAC and MTU on it).
+/// Back up if it was up before ADD.
 pub fn restore_on_host(
     host: &mut Netlink,
     vf: &str,
@@ -470,10 +518,6 @@ pub fn restore_on_host(
 ) -> Result<(), VfError> {
     host.set_down(link.index)
         .map_err(VfError::netlink(vf, "setting the VF down"))?;
-    if link.name != original.name {
-        host.set_name(link.index, original.name)
-            .map_err(VfError::netlink(vf, "renaming the VF back"))?;
-    }
     if let Some(mac) = original.mac.filter(|m| Some(*m) != link.mac) {
         host.set_mac(link.index, mac)
             .map_err(VfError::netlink(vf, "restoring the MAC"))?;
@@ -482,18 +526,23 @@ pub fn restore_on_host(
         host.set_mtu(link.index, mtu)
             .map_err(VfError::netlink(vf, "restoring the MTU"))?;
     }
-    Ok(())
+    let fallback = format!("sriov{}", link.index);
+    let renamed = rename_on_host(host, vf, link, original.name, &fallback);
+    up_if_it_was(host, vf, original, renamed)
 }
 
 /// Where is the VF on the host? Tried in order: a hardware netdev whose
 /// parent device is the VF's PCI address (real VFs, whatever their name);
-/// the original host name; the saved ifindex carrying the pod-side MAC.
+/// a virtual link (veth stand-in) under the original host name, or with
+/// the saved ifindex, carrying one of `macs` (the original or the pod-side
+/// MAC). A name alone proves nothing: another device (a bridge, say) may
+/// have taken it, and must never be "restored".
 pub fn find_on_host(
     host: &mut Netlink,
     vf: &str,
     host_name: &str,
     ifindex: u32,
-    pod_mac: Option<[u8; 6]>,
+    macs: &[Option<[u8; 6]>],
 ) -> Result<Option<Link>, VfError> {
     let links = host
         .links()
@@ -504,15 +553,16 @@ pub fn find_on_host(
     {
         return Ok(Some(link.clone()));
     }
+    let carries_ours = |l: &Link| l.mac.is_some() && macs.contains(&l.mac);
     if let Some(link) = links
         .iter()
-        .find(|l| l.name == host_name && l.parent_device.is_none())
+        .find(|l| l.name == host_name && l.parent_device.is_none() && carries_ours(l))
     {
         return Ok(Some(link.clone()));
     }
     Ok(links
         .into_iter()
-        .find(|l| l.index == ifindex && ifindex != 0 && pod_mac.is_some() && l.mac == pod_mac))
+        .find(|l| ifindex != 0 && l.index == ifindex && carries_ours(l)))
 }
 
 /// Add the IPAM result's addresses and routes to the VF in the pod.
