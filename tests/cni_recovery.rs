@@ -51,6 +51,24 @@ fn setup() -> Setup {
 }
 
 impl Setup {
+    /// FAULT INJECTOR, not IPAM: `flaky-ipam` lets Debian's host-local do
+    /// the work, but its DEL fails while the returned flag file exists.
+    fn flaky_del_ipam(&self) -> PathBuf {
+        let flag = self.faults.join("fail-del");
+        self.fault_ipam(
+            "flaky-ipam",
+            &format!(
+                r#"if [ "$CNI_COMMAND" = DEL ] && [ -e {flag} ]; then
+  echo '{{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM DEL failure"}}'
+  exit 1
+fi
+exec {DEBIAN_CNI_DIR}/host-local
+"#,
+                flag = flag.display()
+            ),
+        );
+        flag
+    }
     fn vf_name(&self, index: u32) -> String {
         format!("{}av{index}", self.fixture.tag)
     }
@@ -168,21 +186,7 @@ fn an_ipam_del_failure_still_restores_the_vf_and_the_retry_only_releases_ipam() 
     let s = setup();
     let vf0 = s.vf_name(0);
     let before = host_link(&vf0).unwrap();
-    // FAULT INJECTOR, not IPAM: Debian's host-local does the work; DEL
-    // fails while the flag file exists.
-    let flag = s.faults.join("fail-del");
-    s.fault_ipam(
-        "flaky-ipam",
-        &format!(
-            r#"if [ "$CNI_COMMAND" = DEL ] && [ -e {flag} ]; then
-  echo '{{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM DEL failure"}}'
-  exit 1
-fi
-exec {DEBIAN_CNI_DIR}/host-local
-"#,
-            flag = flag.display()
-        ),
-    );
+    let flag = s.flaky_del_ipam();
     let pod_a = s.pod("a");
     let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.2.0/24");
     conf["ipam"]["type"] = json!("flaky-ipam");
@@ -677,21 +681,7 @@ fn a_rollback_whose_only_failure_is_ipam_del_returns_the_vf_and_keeps_the_ip_for
     let s = setup();
     let vf0 = s.vf_name(0);
     let before = host_link(&vf0).unwrap();
-    // FAULT INJECTOR, not IPAM: Debian's host-local does the work; DEL
-    // fails while the flag file exists.
-    let flag = s.faults.join("fail-del");
-    s.fault_ipam(
-        "flaky-ipam",
-        &format!(
-            r#"if [ "$CNI_COMMAND" = DEL ] && [ -e {flag} ]; then
-  echo '{{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM DEL failure"}}'
-  exit 1
-fi
-exec {DEBIAN_CNI_DIR}/host-local
-"#,
-            flag = flag.display()
-        ),
-    );
+    let flag = s.flaky_del_ipam();
     std::fs::write(&flag, b"").unwrap();
     // the step after IPAM fails: the device-info file's directory is a file
     let not_a_dir = s.cni.dir.path().join("not-a-dir");
