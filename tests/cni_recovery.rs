@@ -51,6 +51,20 @@ fn setup() -> Setup {
 }
 
 impl Setup {
+    /// FAULT INJECTOR, not IPAM: `occupy-ipam`'s ADD takes the VF's host
+    /// name (a bridge named `$FAULT_OCCUPY`), so putting the VF back fails,
+    /// then ADD fails.
+    fn occupying_ipam(&self) {
+        self.fault_ipam(
+            "occupy-ipam",
+            r#"if [ "$CNI_COMMAND" = ADD ]; then
+  ip link add "$FAULT_OCCUPY" type bridge >&2
+  echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM ADD failure"}'
+  exit 1
+fi
+"#,
+        );
+    }
     /// FAULT INJECTOR, not IPAM: `flaky-ipam` lets Debian's host-local do
     /// the work, but its DEL fails while the returned flag file exists.
     fn flaky_del_ipam(&self) -> PathBuf {
@@ -120,17 +134,7 @@ fn a_failed_rollback_keeps_the_state_so_del_restores_the_vf() {
     let ifname = s.ifname();
     let _stranded = LinkOnDrop(ifname.clone());
     let _occupier = LinkOnDrop(vf0.clone());
-    // FAULT INJECTOR, not IPAM: its ADD takes the VF's host name (a bridge
-    // named like it), so putting the VF back fails, then ADD fails.
-    s.fault_ipam(
-        "occupy-ipam",
-        r#"if [ "$CNI_COMMAND" = ADD ]; then
-  ip link add "$FAULT_OCCUPY" type bridge >&2
-  echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM ADD failure"}'
-  exit 1
-fi
-"#,
-    );
+    s.occupying_ipam();
     let pod = s.pod("pod");
     let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.1.0/24");
     conf["ipam"]["type"] = json!("occupy-ipam");
@@ -456,17 +460,7 @@ fn a_del_while_the_host_name_is_taken_leaves_the_squatter_alone_and_restores_the
     let _stranded = LinkOnDrop(ifname.clone());
     let fallback = format!("sriov{}", before.index);
     let _fallback = LinkOnDrop(fallback.clone());
-    // FAULT INJECTOR, not IPAM: its ADD takes the VF's host name (a bridge
-    // named like it), so putting the VF back fails, then ADD fails.
-    s.fault_ipam(
-        "occupy-ipam",
-        r#"if [ "$CNI_COMMAND" = ADD ]; then
-  ip link add "$FAULT_OCCUPY" type bridge >&2
-  echo '{"cniVersion":"1.0.0","code":11,"msg":"injected IPAM ADD failure"}'
-  exit 1
-fi
-"#,
-    );
+    s.occupying_ipam();
     let pod = s.pod("pod");
     let mut conf = s.cni.host_local_conf("1.0.0", VF0, "10.58.7.0/24");
     conf["ipam"]["type"] = json!("occupy-ipam");
