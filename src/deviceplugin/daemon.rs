@@ -13,7 +13,7 @@ use crate::pool;
 use crate::sysfs::{SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -91,13 +91,6 @@ pub enum Control {
     Shutdown,
 }
 
-/// The daemon's view of itself, for health reporting and tests.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    /// resource name → registered with the kubelet right now
-    pub pools: BTreeMap<String, bool>,
-}
-
 /// Config + discovery → the pools to serve.
 pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
     let loaded = config::load(&settings.config_file, &settings.resource_prefix)?;
@@ -141,7 +134,6 @@ struct RunningPool {
     pool: Arc<watch::Sender<Arc<ServedPool>>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    registered: Arc<AtomicBool>,
 }
 
 /// Grace for every runner to stop at shutdown.
@@ -209,17 +201,6 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Registration state of every pool, updated as it changes.
-    pub fn status(&self) -> Status {
-        Status {
-            pools: self
-                .running
-                .iter()
-                .map(|(name, p)| (name.clone(), p.registered.load(Ordering::Relaxed)))
-                .collect(),
-        }
-    }
-
     fn update_owners(&self, pools: &[ServedPool]) {
         let map = pools
             .iter()
@@ -283,7 +264,7 @@ impl Daemon {
         };
         let task = tokio::spawn(runner.run());
         if let Ok(mut flags) = self.registrations.lock() {
-            flags.insert(name.clone(), registered.clone());
+            flags.insert(name.clone(), registered);
         }
         self.running.insert(
             name,
@@ -291,7 +272,6 @@ impl Daemon {
                 pool: sender,
                 stop,
                 task,
-                registered,
             },
         );
         Ok(())
