@@ -148,6 +148,26 @@ pub struct VfConfig {
     pub link_state: LinkState,
 }
 
+impl VfConfig {
+    /// Nothing set: no admin MAC, no VLAN (802.1Q), no rate limit, spoofchk
+    /// and trust off, link state auto. Where a parse starts, and what fakes
+    /// and tests adjust from.
+    pub fn unset(vf: u32) -> VfConfig {
+        VfConfig {
+            vf,
+            mac: [0; 6],
+            vlan: 0,
+            qos: 0,
+            vlan_proto: VlanProto::Dot1Q,
+            min_tx_rate: 0,
+            max_tx_rate: 0,
+            spoofchk: false,
+            trust: false,
+            link_state: LinkState::Auto,
+        }
+    }
+}
+
 /// What RTM_GETLINK on a PF says about its VFs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PfVfs {
@@ -320,18 +340,7 @@ pub(crate) fn pf_vfs_from(message: &LinkMessage) -> PfVfs {
 /// One IFLA_VF_INFO; None without IFLA_VF_MAC, which names the VF (the
 /// kernel always sends it).
 fn vf_config(info: &LinkVfInfo) -> Option<VfConfig> {
-    let mut config = VfConfig {
-        vf: 0,
-        mac: [0; 6],
-        vlan: 0,
-        qos: 0,
-        vlan_proto: VlanProto::Dot1Q,
-        min_tx_rate: 0,
-        max_tx_rate: 0,
-        spoofchk: false,
-        trust: false,
-        link_state: LinkState::Auto,
-    };
+    let mut config = VfConfig::unset(0);
     let mut named = false;
     let mut rate_seen = false;
     let mut max_only = None;

@@ -6,8 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use crate::netlink::{
-    request_bytes, set_vf_request, LinkState, NetlinkError, PfOps, PfVfs, VfConfig, VfSetting,
-    VlanProto,
+    request_bytes, set_vf_request, NetlinkError, PfOps, PfVfs, VfConfig, VfSetting, VlanProto,
 };
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -64,16 +63,8 @@ pub struct FakePf {
 
 pub fn vf_config(vf: u32) -> VfConfig {
     VfConfig {
-        vf,
-        mac: [0; 6],
-        vlan: 0,
-        qos: 0,
-        vlan_proto: VlanProto::Dot1Q,
-        min_tx_rate: 0,
-        max_tx_rate: 0,
         spoofchk: true,
-        trust: false,
-        link_state: LinkState::Auto,
+        ..VfConfig::unset(vf)
     }
 }
 

@@ -344,16 +344,8 @@ fn a_link_without_a_vf_info_list_has_no_vf_table() {
 #[test]
 fn a_setting_knows_its_undo_and_whether_it_holds() {
     let config = VfConfig {
-        vf: 1,
-        mac: [0; 6],
-        vlan: 0,
-        qos: 0,
-        vlan_proto: VlanProto::Dot1Q,
-        min_tx_rate: 0,
-        max_tx_rate: 0,
         spoofchk: true,
-        trust: false,
-        link_state: LinkState::Auto,
+        ..VfConfig::unset(1)
     };
     let vlan = VfSetting::Vlan {
         vlan: 10,
@@ -442,16 +434,9 @@ fn a_vf_table_captured_from_a_real_pf_decodes() {
     // both VFs as the driver reported them: a MAC each, no VLAN (802.1Q in
     // the list), no rate limit, spoofchk on, trust off, link state auto
     let defaults = |vf: u32, mac: [u8; 6]| VfConfig {
-        vf,
         mac,
-        vlan: 0,
-        qos: 0,
-        vlan_proto: VlanProto::Dot1Q,
-        min_tx_rate: 0,
-        max_tx_rate: 0,
         spoofchk: true,
-        trust: false,
-        link_state: LinkState::Auto,
+        ..VfConfig::unset(vf)
     };
     assert_eq!(table.index, 6);
     assert_eq!(
