@@ -315,41 +315,41 @@ impl KubeletSim {
     }
 
     /// A kubelet's plugin watcher on `dir` (`plugins_registry`): every socket
-    /// that appears is asked for its info and, if valid, followed.
+    /// that appears is asked for its info and, if valid, followed; sockets
+    /// already there are found at start, as the kubelet rescans then.
     pub async fn start_plugin_watcher(dir: &Path) -> Result<Self, SimError> {
-        use inotify::{Inotify, WatchMask};
-        use tokio_stream::StreamExt;
+        use crate::deviceplugin::dirwatch::{watch_dir, DirEvent};
+        use tokio::sync::broadcast::{self, error::RecvError};
+        if !dir.is_dir() {
+            return Err(SimError::Watch {
+                path: dir.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
         let mut sim = Self::new(dir);
-        let watch_error = |source| SimError::Watch {
-            path: dir.to_owned(),
-            source,
-        };
-        let inotify = Inotify::init().map_err(watch_error)?;
-        inotify
-            .watches()
-            .add(dir, WatchMask::CREATE | WatchMask::MOVED_TO)
-            .map_err(watch_error)?;
-        let mut events = inotify
-            .into_event_stream([0u8; 4096])
-            .map_err(watch_error)?;
-        // sockets that were there before the watch, as the kubelet rescans at start
-        let existing: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(watch_error)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
+        // subscribed before the watch starts, so its first Resync is seen
+        let (events, mut received) = broadcast::channel(64);
+        let (keep_watching, stop) = watch::channel(false);
+        sim.tasks
+            .push(tokio::spawn(watch_dir(dir.to_owned(), events, stop)));
         let (shared, changed, dir) = (sim.shared.clone(), sim.changed.clone(), dir.to_owned());
         sim.tasks.push(tokio::spawn(async move {
+            let _keep_watching = keep_watching;
             let adopt = |path: PathBuf| {
                 let (shared, changed) = (shared.clone(), changed.clone());
                 async move {
-                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     if name.starts_with('.') || !is_socket(&path) {
                         return;
                     }
                     // the plugin may still be between bind and listen
                     for _ in 0..20 {
-                        match adopt_watched_socket(path.clone(), shared.clone(), changed.clone()).await {
+                        match adopt_watched_socket(path.clone(), shared.clone(), changed.clone())
+                            .await
+                        {
                             Ok(()) => return,
                             Err(error) => {
                                 tracing::debug!(socket = %path.display(), %error, "kubelet-sim: retrying");
@@ -359,12 +359,27 @@ impl KubeletSim {
                     }
                 }
             };
-            for path in existing {
-                tokio::spawn(adopt(path));
-            }
-            while let Some(Ok(event)) = events.next().await {
-                if let Some(name) = event.name {
-                    tokio::spawn(adopt(dir.join(name)));
+            // names adopted and still there, so a resync adopts only new ones
+            let mut known = std::collections::HashSet::new();
+            loop {
+                match received.recv().await {
+                    Ok(DirEvent::Created(name)) => {
+                        known.insert(name.clone());
+                        tokio::spawn(adopt(dir.join(name)));
+                    }
+                    Ok(DirEvent::Removed(name)) => {
+                        known.remove(&name);
+                    }
+                    Ok(DirEvent::Resync) | Err(RecvError::Lagged(_)) => {
+                        let entries = std::fs::read_dir(&dir).into_iter().flatten();
+                        for entry in entries.filter_map(Result::ok) {
+                            let name = entry.file_name().to_string_lossy().into_owned();
+                            if known.insert(name) {
+                                tokio::spawn(adopt(entry.path()));
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
                 }
             }
         }));
