@@ -60,6 +60,29 @@ const SERVER_RESTART_DELAY: Duration = Duration::from_millis(500);
 /// Grace for in-flight calls when a server instance stops.
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// The socket one server instance listens on, as bound: whoever deletes or
+/// replaces the file, `still_ours` says so.
+struct BoundSocket<'a> {
+    path: &'a Path,
+    name: &'a str,
+    inode: Option<u64>,
+}
+
+impl BoundSocket<'_> {
+    fn still_ours(&self) -> bool {
+        self.inode.is_some() && inode(self.path) == self.inode
+    }
+
+    /// Remove the socket unless someone else's replaced it.
+    fn remove_if_ours(&self, resource: &str) {
+        if self.still_ours() {
+            if let Err(error) = std::fs::remove_file(self.path) {
+                tracing::warn!(pool = %resource, %error, "cannot remove our socket");
+            }
+        }
+    }
+}
+
 /// A file's identity: inode numbers are reused quickly, so the change time
 /// goes with it.
 type FileIdentity = (u64, i64, i64);
@@ -97,7 +120,11 @@ impl Runner {
                     continue;
                 }
             };
-            let our_inode = inode(&socket_path);
+            let bound = BoundSocket {
+                path: &socket_path,
+                name: &socket_name,
+                inode: inode(&socket_path),
+            };
             let (stopping_tx, stopping_rx) = watch::channel(false);
             let (verdict_tx, verdict_rx) = mpsc::unbounded_channel();
             let (done_tx, mut server_done) = watch::channel(false);
@@ -113,25 +140,11 @@ impl Runner {
             let outcome = match &self.registration {
                 Registration::KubeletSocket { dir } => {
                     let kubelet = dir.join(KUBELET_SOCKET_NAME);
-                    let session = self.kubelet_session(
-                        &kubelet,
-                        &socket_path,
-                        &socket_name,
-                        our_inode,
-                        &resource,
-                        &mut backoff,
-                    );
+                    let session = self.kubelet_session(&kubelet, &bound, &resource, &mut backoff);
                     until_server_dies(session, &mut server_done, &resource).await
                 }
                 Registration::PluginsRegistry { .. } => {
-                    let session = self.watcher_session(
-                        verdict_rx,
-                        &socket_path,
-                        &socket_name,
-                        our_inode,
-                        &resource,
-                        &mut backoff,
-                    );
+                    let session = self.watcher_session(verdict_rx, &bound, &resource, &mut backoff);
                     until_server_dies(session, &mut server_done, &resource).await
                 }
             };
@@ -140,7 +153,7 @@ impl Runner {
             stop_server(server, &resource).await;
             match outcome {
                 Outcome::Stop => {
-                    remove_if_ours(&socket_path, our_inode, &resource);
+                    bound.remove_if_ours(&resource);
                     break;
                 }
                 Outcome::Restart => {}
@@ -148,7 +161,7 @@ impl Runner {
                     // Gone during the pause: nobody dials a dead socket, a
                     // shutdown meanwhile leaves nothing behind, and the
                     // plugin watcher sees the socket come back.
-                    remove_if_ours(&socket_path, our_inode, &resource);
+                    bound.remove_if_ours(&resource);
                     if self.sleep_or_stop(delay).await {
                         break;
                     }
@@ -210,13 +223,11 @@ impl Runner {
     async fn kubelet_session(
         &mut self,
         kubelet: &Path,
-        socket_path: &Path,
-        socket_name: &str,
-        our_inode: Option<u64>,
+        socket: &BoundSocket<'_>,
         resource: &str,
         backoff: &mut Backoff,
     ) -> Outcome {
-        let ours = || our_inode.is_some() && inode(socket_path) == our_inode;
+        let ours = || socket.still_ours();
         // The kubelet.sock we registered with: a Created event or a resync
         // for the same file (our own start-up resync, say) needs no second
         // Register, which would make the kubelet reopen our stream.
@@ -224,7 +235,7 @@ impl Runner {
         loop {
             let kubelet_identity = file_identity(kubelet);
             let attempt = tokio::select! {
-                attempt = register(kubelet, socket_name, resource) => attempt,
+                attempt = register(kubelet, socket.name, resource) => attempt,
                 _ = self.stop.wait_for(|s| *s) => return Outcome::Stop,
             };
             let wait = match attempt {
@@ -261,7 +272,7 @@ impl Runner {
                                 break;
                             }
                         }
-                        Ok(DirEvent::Removed(name)) if name == socket_name && !ours() => {
+                        Ok(DirEvent::Removed(name)) if name == socket.name && !ours() => {
                             tracing::warn!(pool = %resource, "our socket was removed (kubelet restart?): serving again");
                             return Outcome::Restart;
                         }
@@ -286,13 +297,11 @@ impl Runner {
     async fn watcher_session(
         &mut self,
         mut verdicts: mpsc::UnboundedReceiver<WatcherVerdict>,
-        socket_path: &Path,
-        socket_name: &str,
-        our_inode: Option<u64>,
+        socket: &BoundSocket<'_>,
         resource: &str,
         backoff: &mut Backoff,
     ) -> Outcome {
-        let ours = || our_inode.is_some() && inode(socket_path) == our_inode;
+        let ours = || socket.still_ours();
         loop {
             tokio::select! {
                 _ = self.stop.wait_for(|s| *s) => return Outcome::Stop,
@@ -313,7 +322,7 @@ impl Runner {
                     None => return Outcome::RestartAfter(SERVER_RESTART_DELAY),
                 },
                 event = self.events.recv() => match event {
-                    Ok(DirEvent::Removed(name)) if name == socket_name && !ours() => {
+                    Ok(DirEvent::Removed(name)) if name == socket.name && !ours() => {
                         tracing::warn!(pool = %resource, "our socket was removed: serving again");
                         return Outcome::Restart;
                     }
@@ -341,15 +350,6 @@ async fn until_server_dies(
             let delay = SERVER_RESTART_DELAY;
             tracing::error!(pool = %resource, retry_in = ?delay, "gRPC server stopped unexpectedly; restarting it");
             Outcome::RestartAfter(delay)
-        }
-    }
-}
-
-/// Remove our socket unless it was already replaced by someone else's.
-fn remove_if_ours(socket_path: &Path, our_inode: Option<u64>, resource: &str) {
-    if our_inode.is_some() && inode(socket_path) == our_inode {
-        if let Err(error) = std::fs::remove_file(socket_path) {
-            tracing::warn!(pool = %resource, %error, "cannot remove our socket");
         }
     }
 }
