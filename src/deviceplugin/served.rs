@@ -206,15 +206,28 @@ fn insert(info: &mut InfoProviders, provider: &str, key: &str, value: impl Into<
         .insert(key.to_owned(), value.into());
 }
 
+/// Which shared device nodes exist on the node.
+#[derive(Debug, Clone, Copy)]
+struct DevNodes {
+    vhost_net: bool,
+    tun: bool,
+    rdma_cm: bool,
+}
+
 /// Build the served form of `pool`, whose config entry is `resource`.
 /// A device whose char devices cannot be read is still served (the error
 /// is logged with its ID): one odd device must not take its pool down.
 pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> ServedPool {
-    let vhost_available = facts.dev_node_exists(VHOST_NET_NODE) && facts.dev_node_exists(TUN_NODE);
+    // The node's /dev is the same for every device: look once per pool.
+    let dev = DevNodes {
+        vhost_net: facts.dev_node_exists(VHOST_NET_NODE),
+        tun: facts.dev_node_exists(TUN_NODE),
+        rdma_cm: facts.dev_node_exists(RDMA_CM_NODE),
+    };
     let devices: Vec<ServedDevice> = pool
         .devices
         .iter()
-        .map(|device| serve_device(device, pool, resource, facts, vhost_available))
+        .map(|device| serve_device(device, pool, resource, facts, dev))
         .collect();
     let index = index_by_id(&devices);
     ServedPool {
@@ -242,7 +255,7 @@ fn serve_device(
     pool: &Pool,
     resource: &Resource,
     facts: &dyn NodeFacts,
-    vhost_available: bool,
+    dev: DevNodes,
 ) -> ServedDevice {
     let selector = resource.selectors.get(device.selector);
     let want_rdma = selector.is_some_and(|s| s.is_rdma);
@@ -314,7 +327,7 @@ fn serve_device(
                 tracing::warn!(device = %device.id, %error, "cannot read RDMA char devices")
             }
         }
-        if facts.dev_node_exists(RDMA_CM_NODE) {
+        if dev.rdma_cm {
             insert(&mut info, "rdma", "rdma_cm", RDMA_CM_NODE);
             nodes.push(NodeSpec::same(RDMA_CM_NODE.into()));
         }
@@ -331,12 +344,12 @@ fn serve_device(
     // nodes only when /dev/net/tun exists too.
     let mut vhost_net = None;
     if want_vhost {
-        if facts.dev_node_exists(VHOST_NET_NODE) {
+        if dev.vhost_net {
             insert(&mut info, "vhost", "net-mount", VHOST_NET_NODE);
             insert(&mut info, "vhost", "tun-mount", TUN_NODE);
             vhost_net = Some(VHOST_NET_NODE.to_owned());
         }
-        if vhost_available {
+        if dev.vhost_net && dev.tun {
             nodes.push(NodeSpec::same(VHOST_NET_NODE.into()));
             nodes.push(NodeSpec::same(TUN_NODE.into()));
         } else {
