@@ -40,14 +40,13 @@ fn destroy_pod_like_the_kernel(pod: TestNetns, spare_name: &str) {
     drop(pod);
 }
 
-/// Start an ADD and SIGKILL it after `delay`: the runtime's timeout.
-fn killed_add(
+/// Start the plugin's ADD as a runtime would, stdin written, output ignored.
+fn spawn_add(
     cni: &CniHarness,
     cid: &str,
     pod: &TestNetns,
     conf: &serde_json::Value,
-    delay: Duration,
-) {
+) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sriov"))
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -69,6 +68,18 @@ fn killed_add(
         .unwrap()
         .write_all(conf.to_string().as_bytes())
         .unwrap();
+    child
+}
+
+/// Start an ADD and SIGKILL it after `delay`: the runtime's timeout.
+fn killed_add(
+    cni: &CniHarness,
+    cid: &str,
+    pod: &TestNetns,
+    conf: &serde_json::Value,
+    delay: Duration,
+) {
+    let mut child = spawn_add(cni, cid, pod, conf);
     std::thread::sleep(delay);
     let _ = child.kill(); // SIGKILL; it may have finished already
     child.wait().unwrap();
@@ -210,27 +221,7 @@ fn the_ipam_plugin_dies_with_a_killed_sriov() {
     let mut conf = cni.host_local_conf("1.0.0", DEVICES[0], "10.78.0.0/24");
     conf["ipam"]["type"] = json!("slow-ipam");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sriov"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", "slow")
-        .env("CNI_NETNS", pod.path())
-        .env("CNI_IFNAME", "net1")
-        .env("CNI_PATH", &cni.cni_path)
-        .env("SRIOV_SYSFS_ROOT", &cni.sysfs_root)
-        .env("SRIOV_CNI_STATE_DIR", cni.state_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
+    let mut child = spawn_add(&cni, "slow", &pod, &conf);
     let mut waited = Duration::ZERO;
     while !pid_file.exists() {
         assert!(
