@@ -92,13 +92,15 @@ fn print_summary(node: &sim::SimNode, root: &Path) {
                     "    VF {} {} driver {} netdev {} mac {}",
                     vf.index,
                     vf.address,
-                    vf.driver,
+                    vf.driver.as_deref().unwrap_or("-"),
                     netdev.name,
                     format_mac(&netdev.mac)
                 ),
                 None => println!(
                     "    VF {} {} driver {} (no netdev)",
-                    vf.index, vf.address, vf.driver
+                    vf.index,
+                    vf.address,
+                    vf.driver.as_deref().unwrap_or("-")
                 ),
             }
         }
