@@ -195,7 +195,7 @@ fn create_fails_cleanly_when_a_netdev_name_is_taken() {
         root: &root,
         instance: &tag,
         layout: &layout,
-        wire: true,
+        serve: common::live(),
     })
     .unwrap_err();
     assert!(matches!(err, SimError::Wiring(_)), "{err}");
