@@ -249,6 +249,12 @@ impl Uevent {
         bytes
     }
 
+    // The order a real kernel announces SR-IOV changes in, for a simulator
+    // to follow: writing N to a PF's sriov_numvfs sends, VF by VF, `add`
+    // then `bind` (when a VF driver probes it), and finally one `change` of
+    // the PF; writing 0 sends, VF by VF, `unbind` then `remove`, and no
+    // `change`.
+
     /// A PCI function appeared (`device_add`). No DRIVER: the kernel sends
     /// `add` before any driver probes the device; a `bind` follows.
     pub fn pci_add(function: &PciFunction) -> Uevent {
@@ -279,6 +285,18 @@ impl Uevent {
     /// variables and MODALIAS, no DRIVER.
     pub fn pci_remove(function: &PciFunction) -> Uevent {
         let mut event = Uevent::new(Action::Remove, function.devpath.as_str(), "pci");
+        push_pci_vars(&mut event, function, true);
+        event
+    }
+
+    /// Something about the function changed; the kernel sends this for a PF
+    /// once its VFs are enabled. A bound function carries its DRIVER, like
+    /// every event of a device with a driver.
+    pub fn pci_change(function: &PciFunction, driver: Option<&str>) -> Uevent {
+        let mut event = Uevent::new(Action::Change, function.devpath.as_str(), "pci");
+        if let Some(driver) = driver {
+            event.push("DRIVER", driver);
+        }
         push_pci_vars(&mut event, function, true);
         event
     }
@@ -428,6 +446,33 @@ SEQNUM=4712\0";
         assert_eq!(remove.action, Action::Remove);
         assert_eq!(remove.driver(), None);
         assert!(remove.var("MODALIAS").is_some());
+    }
+
+    #[test]
+    fn a_pf_change_carries_its_driver_when_bound() {
+        let mut pf = vf();
+        pf.devpath = "/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0".into();
+        pf.slot = "0000:3b:00.0".parse().unwrap();
+        pf.device = 0x1592;
+        let change = Uevent::pci_change(&pf, Some("ice"));
+        let keys: Vec<&str> = change.vars.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ACTION",
+                "DEVPATH",
+                "SUBSYSTEM",
+                "DRIVER",
+                "PCI_CLASS",
+                "PCI_ID",
+                "PCI_SUBSYS_ID",
+                "PCI_SLOT_NAME",
+                "MODALIAS"
+            ]
+        );
+        assert_eq!(change.action, Action::Change);
+        assert_eq!(change.driver(), Some("ice"));
+        assert_eq!(Uevent::pci_change(&pf, None).driver(), None);
     }
 
     #[test]

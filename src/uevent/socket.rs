@@ -46,7 +46,9 @@ pub struct UeventListener {
 
 impl UeventListener {
     /// Joins group 1 in the calling thread's network namespace for the
-    /// events of `sysfs_root`. Needs no privilege.
+    /// events of `sysfs_root`. Needs no privilege. Like
+    /// [`UeventSender::open`], it resolves the root through whatever is
+    /// mounted there.
     pub fn open(sysfs_root: &Path) -> Result<Self, UeventError> {
         Self::for_origin(Origin::for_root(sysfs_root)?)
     }
@@ -224,6 +226,10 @@ pub struct UeventSender {
 impl UeventSender {
     /// A sender for the simulated node at `sysfs_root` (which must exist).
     /// Refuses a real sysfs mount: only the kernel announces those devices.
+    ///
+    /// Resolving the root asks whatever is mounted there, so a FUSE-served
+    /// node opens its sender before serving, or off the thread that answers
+    /// FUSE requests. One sender per node: each numbers its events from 1.
     pub fn open(sysfs_root: &Path) -> Result<Self, UeventError> {
         let root = match Origin::for_root(sysfs_root)? {
             Origin::Simulated(root) => root,
