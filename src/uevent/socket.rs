@@ -56,20 +56,22 @@ impl UeventListener {
     /// Like [`open`](Self::open), for an origin decided elsewhere.
     pub fn for_origin(origin: Origin) -> Result<Self, UeventError> {
         let socket_error = |op| move |source| UeventError::Socket { op, source };
-        let mut socket = Socket::new(NETLINK_KOBJECT_UEVENT)
+        let socket = Socket::new(NETLINK_KOBJECT_UEVENT)
             .map_err(socket_error("opening a NETLINK_KOBJECT_UEVENT socket"))?;
-        socket
-            .bind(&SocketAddr::new(0, KERNEL_GROUP))
-            .map_err(socket_error("joining uevent multicast group 1"))?;
         socket
             .set_non_blocking(true)
             .map_err(socket_error("making the uevent socket non-blocking"))?;
-        let listener = UeventListener {
+        let mut listener = UeventListener {
             socket,
             origin,
             buffer: vec![0; INITIAL_BUFFER],
         };
+        // The buffer first, so no burst arrives into the default one.
         listener.set_receive_buffer(DEFAULT_RECEIVE_BUFFER)?;
+        listener
+            .socket
+            .bind(&SocketAddr::new(0, KERNEL_GROUP))
+            .map_err(socket_error("joining uevent multicast group 1"))?;
         Ok(listener)
     }
 
