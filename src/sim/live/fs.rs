@@ -234,15 +234,14 @@ impl LiveFs {
                         LIVE,
                     ),
                     DynKey::NetdevFile { file, .. } => {
-                        let text = netdev_file(&entry, &status, file)?.unwrap_or_default();
+                        // a read the kernel refuses still has to reach us:
+                        // sysfs's own size (a page) rather than an empty file
+                        let (size, stamp) = match netdev_file(&entry, &status, file)? {
+                            Some(text) => (text.len() as u64, hashed(&text)),
+                            None => (4096, hashed(b"")),
+                        };
                         (
-                            self.attr(
-                                ino,
-                                FileType::RegularFile,
-                                text.len() as u64,
-                                0o444,
-                                hashed(&text),
-                            ),
+                            self.attr(ino, FileType::RegularFile, size, 0o444, stamp),
                             LIVE,
                         )
                     }

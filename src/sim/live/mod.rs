@@ -15,6 +15,7 @@ pub use node::{DeviceAction, DeviceEvent};
 use super::wiring;
 use super::{SimError, SimNode};
 use crate::netlink::{LinkTable, Netlink};
+use crate::uevent::{PciFunction, Uevent, UeventSender};
 use fs::LiveFs;
 use fuser::{Config, MountOption, Session, SessionACL};
 use node::LiveNode;
@@ -29,27 +30,57 @@ pub const FS_SUBTYPE: &str = "sriov-sim";
 /// What `serve` prints on stdout once the tree is mounted and answering.
 pub const READY: &str = "ready";
 
-/// Sends what the node's changes announce.
+/// Sends what the node's changes announce, as the kernel would: a uevent
+/// per change of a PCI function, tagged with the node's root so that only
+/// listeners of this node take it (see [`crate::uevent`]).
 pub struct Announcer {
-    root: std::path::PathBuf,
+    sender: UeventSender,
 }
 
 impl Announcer {
-    fn new(root: &Path) -> Announcer {
-        Announcer {
-            root: root.to_owned(),
-        }
+    /// Opened before the tree is mounted: the sender looks the root up, and
+    /// a lookup through our own mount from the serving thread would wait on
+    /// itself.
+    fn open(root: &Path) -> Result<Announcer, SimError> {
+        let sender = UeventSender::open(root).map_err(|e| SimError::Io {
+            path: root.to_owned(),
+            step: "open the uevent socket",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(Announcer { sender })
     }
 
     pub fn announce(&mut self, event: &DeviceEvent) {
-        tracing::info!(
-            root = %self.root.display(),
-            action = ?event.action,
-            device = %event.address,
-            driver = event.driver.as_deref().unwrap_or("-"),
-            "device event"
-        );
+        let Some(function) = pci_function(event) else {
+            tracing::warn!(device = %event.address, "cannot describe the device for its uevent");
+            return;
+        };
+        let uevent = match event.action {
+            DeviceAction::Add => Uevent::pci_add(&function),
+            DeviceAction::Remove => Uevent::pci_remove(&function),
+            DeviceAction::Unbind => Uevent::pci_unbind(&function),
+            DeviceAction::Bind => {
+                Uevent::pci_bind(&function, event.driver.as_deref().unwrap_or(""))
+            }
+            DeviceAction::Change => Uevent::pci_change(&function, event.driver.as_deref()),
+        };
+        if let Err(e) = self.sender.send(&uevent) {
+            tracing::warn!(device = %event.address, error = %e, "sending a uevent");
+        }
     }
+}
+
+fn pci_function(event: &DeviceEvent) -> Option<PciFunction> {
+    let hex16 = |text: &str| u16::from_str_radix(text.trim_start_matches("0x"), 16).ok();
+    Some(PciFunction {
+        devpath: format!("/{}", event.devpath.display()),
+        slot: event.address,
+        vendor: hex16(&event.vendor)?,
+        device: hex16(&event.device)?,
+        subsystem_vendor: hex16(&event.subsystem_vendor)?,
+        subsystem_device: hex16(&event.subsystem_device)?,
+        class: u32::from_str_radix(event.class.trim_start_matches("0x"), 16).ok()?,
+    })
 }
 
 /// Serve the node whose state file is in `root` until the tree is
@@ -73,6 +104,7 @@ pub fn serve(root: &Path) -> Result<(), SimError> {
             source: std::io::Error::other(e.detail),
         })?;
     let links = LinkTable::open()?;
+    let announcer = Announcer::open(root)?;
 
     // Written before the mount hides the directory: destroy reads it there.
     state.server_pid = Some(std::process::id());
@@ -83,13 +115,7 @@ pub fn serve(root: &Path) -> Result<(), SimError> {
     })?;
 
     let notifier = Arc::new(OnceLock::new());
-    let fs = LiveFs::new(
-        live_node,
-        links,
-        json,
-        Announcer::new(root),
-        notifier.clone(),
-    )?;
+    let fs = LiveFs::new(live_node, links, json, announcer, notifier.clone())?;
     let config = {
         let mut config = Config::default();
         config.mount_options = vec![

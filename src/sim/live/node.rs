@@ -38,6 +38,8 @@ pub enum DeviceAction {
     Remove,
     Bind,
     Unbind,
+    /// A PF after its VFs were enabled.
+    Change,
 }
 
 /// Why a write failed: the errno the writer gets, and what to log.
@@ -369,6 +371,15 @@ impl LiveNode {
     }
 
     fn enable_sriov(&mut self, p: usize, count: u16) -> Result<(), WriteError> {
+        self.add_vfs(p, count)?;
+        // the kernel announces the PF's new state once its VFs exist
+        let pf = self.node.pfs[p].address;
+        let driver = self.node.pfs[p].driver.clone();
+        self.record(DeviceAction::Change, pf, pf, driver);
+        Ok(())
+    }
+
+    fn add_vfs(&mut self, p: usize, count: u16) -> Result<(), WriteError> {
         let instance = self.node.instance.clone();
         // VFs made now are the driver's: the layout's per-VF overrides
         // described how the node was set up at boot, not what a new VF gets
