@@ -146,7 +146,7 @@ fn numvfs_0_then_6_gives_six_working_vfs_and_announces_each_change_to_this_node_
         );
         assert_eq!(driver_of(&node.root, &bdf).as_deref(), Some("iavf"));
         let name = format!("{pf_name}v{n}");
-        assert_eq!(listing(&vf_dir.join("net")), [name.clone()]);
+        assert_eq!(listing(&vf_dir.join("net")), vec![name.clone()]);
         // the tree's netdev is the kernel's link
         let link = Netlink::open()
             .unwrap()
@@ -239,7 +239,7 @@ fn a_vf_in_a_pod_leaves_the_hosts_tree_and_comes_back_under_its_new_name() {
     let name = format!("{}av1", node.tag);
     let vf_net = device(&node.root, "0000:3b:01.1").join("net");
     let class_net = node.root.join("class/net");
-    assert_eq!(listing(&vf_net), [name.clone()]);
+    assert_eq!(listing(&vf_net), vec![name.clone()]);
     assert!(listing(&class_net).contains(&name));
     let before = read(&vf_net.join(&name).join("address"));
 
@@ -269,7 +269,7 @@ fn a_vf_in_a_pod_leaves_the_hosts_tree_and_comes_back_under_its_new_name() {
             .unwrap();
     })
     .unwrap();
-    assert_eq!(listing(&vf_net), [back.clone()]);
+    assert_eq!(listing(&vf_net), vec![back.clone()]);
     assert!(listing(&class_net).contains(&back));
     assert_eq!(
         std::fs::canonicalize(class_net.join(&back)).unwrap(),
@@ -418,7 +418,7 @@ fn a_vf_moves_to_vfio_pci_and_back_through_override_unbind_and_probe() {
     assert_eq!(read(&vf.join("driver_override")), "(null)");
     write(&drivers.join("iavf/bind"), bdf).unwrap();
     assert_eq!(driver_of(&node.root, bdf).as_deref(), Some("iavf"));
-    assert_eq!(listing(&vf.join("net")), [name.clone()]);
+    assert_eq!(listing(&vf.join("net")), vec![name.clone()]);
     assert_eq!(read(&vf.join("net").join(&name).join("address")), mac);
 
     assert_eq!(
@@ -472,7 +472,7 @@ fn remove_and_rescan_act_like_a_hot_unplug() {
     assert_eq!(driver_of(&node.root, pf).as_deref(), Some("mlx5_core"));
     assert_eq!(
         listing(&device(&node.root, pf).join("net")),
-        [pf_name.clone()]
+        vec![pf_name.clone()]
     );
     assert!(host_link_names().contains(&pf_name));
     assert_eq!(
