@@ -22,7 +22,7 @@ use fuser::{
     ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -99,6 +99,8 @@ pub struct Live {
     next_ino: Ino,
     dyn_inos: HashMap<DynKey, Ino>,
     dyn_keys: HashMap<Ino, DynKey>,
+    /// See [`class_net`]; None when it must be made again.
+    class_net: Option<BTreeMap<String, (Ino, u32)>>,
     /// The state file's text, served at the root.
     state_json: Vec<u8>,
 }
@@ -136,6 +138,7 @@ impl LiveFs {
                 next_ino,
                 dyn_inos: HashMap::new(),
                 dyn_keys: HashMap::new(),
+                class_net: None,
                 state_json,
             }),
             notifier,
@@ -295,18 +298,17 @@ impl LiveFs {
                         }))
                     }
                     Kind::ClassNet => {
-                        for net_dir in live.tree.net_dirs.clone() {
-                            if let Ok((ifindex, current)) = netdev_of(live, net_dir) {
-                                if OsStr::new(&current) == name {
-                                    return Ok(Found::Dyn(DynKey::ClassNet {
-                                        net_dir,
-                                        ifindex,
-                                        name: current,
-                                    }));
-                                }
-                            }
-                        }
-                        Err(Errno::ENOENT)
+                        let name = name.to_string_lossy();
+                        class_net(live)
+                            .get(name.as_ref())
+                            .map(|&(net_dir, ifindex)| {
+                                Found::Dyn(DynKey::ClassNet {
+                                    net_dir,
+                                    ifindex,
+                                    name: name.into_owned(),
+                                })
+                            })
+                            .ok_or(Errno::ENOENT)
                     }
                     _ => Err(Errno::ENOTDIR),
                 }
@@ -406,9 +408,39 @@ fn netdev_of(live: &mut Live, net_dir: Ino) -> Result<(u32, String), Errno> {
 }
 
 fn catch_up(live: &mut Live) {
-    if let Err(e) = live.links.catch_up() {
-        tracing::warn!(error = %e, "reading link events");
+    match live.links.catch_up() {
+        Ok(events) if events.is_empty() => {}
+        Ok(_) => live.class_net = None,
+        Err(e) => tracing::warn!(error = %e, "reading link events"),
     }
+}
+
+/// `class/net` now: each function netdev the host has, by its current
+/// name, with its `net/` directory and ifindex. Made again only after a
+/// link changed or the tree was rebuilt, so a lookup there costs no scan.
+fn class_net(live: &mut Live) -> &BTreeMap<String, (Ino, u32)> {
+    catch_up(live);
+    if live.class_net.is_none() {
+        let mut view = BTreeMap::new();
+        for &net_dir in &live.tree.net_dirs {
+            let Some(Node {
+                kind: Kind::NetDir(entry),
+                ..
+            }) = live.tree.node(net_dir)
+            else {
+                continue;
+            };
+            if let Some(link) = live
+                .links
+                .get(entry.ifindex)
+                .filter(|link| link.kind.as_deref() == Some("veth"))
+            {
+                view.insert(link.name.clone(), (net_dir, entry.ifindex));
+            }
+        }
+        live.class_net = Some(view);
+    }
+    live.class_net.get_or_insert_with(BTreeMap::new)
 }
 
 /// The netdev a dynamic key shows, if it is still there under that name.
@@ -489,23 +521,19 @@ fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Er
             })
             .into_iter()
             .collect()),
-        Kind::ClassNet => {
-            let mut children = Vec::new();
-            for net_dir in live.tree.net_dirs.clone() {
-                if let Ok((ifindex, name)) = netdev_of(live, net_dir) {
-                    children.push((
-                        OsString::from(&name),
-                        DynKey::ClassNet {
-                            net_dir,
-                            ifindex,
-                            name,
-                        },
-                    ));
-                }
-            }
-            children.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(children)
-        }
+        Kind::ClassNet => Ok(class_net(live)
+            .iter()
+            .map(|(name, &(net_dir, ifindex))| {
+                (
+                    OsString::from(name),
+                    DynKey::ClassNet {
+                        net_dir,
+                        ifindex,
+                        name: name.clone(),
+                    },
+                )
+            })
+            .collect()),
         _ => Err(Errno::ENOTDIR),
     }
 }
@@ -744,6 +772,7 @@ impl Filesystem for LiveFs {
         let invalidation = match rebuilt {
             Ok((tree, invalidation)) => {
                 live.tree = tree;
+                live.class_net = None;
                 invalidation
             }
             Err(e) => {
