@@ -101,6 +101,10 @@ pub struct Live {
     dyn_keys: HashMap<Ino, DynKey>,
     /// See [`class_net`]; None when it must be made again.
     class_net: Option<BTreeMap<String, (Ino, u32)>>,
+    /// The last view made, to tell which names changed.
+    class_net_seen: BTreeMap<String, (Ino, u32)>,
+    /// `class/net` names the kernel must forget, for the invalidator.
+    stale_names: Vec<(Ino, OsString)>,
     /// The state file's text, served at the root.
     state_json: Vec<u8>,
 }
@@ -110,6 +114,52 @@ pub struct LiveFs {
     notifier: Arc<OnceLock<Notifier>>,
     announcer: Mutex<Announcer>,
     started: SystemTime,
+    /// Names for the invalidator thread: `class/net` entries keep a long
+    /// TTL (a stale one fails where it leads, at the TTL-0 `net/<name>`),
+    /// and a name that now leads elsewhere is forgotten soon after, from a
+    /// thread of its own because the request that noticed may hold the
+    /// directory's lock that the invalidation needs.
+    stale: Mutex<std::sync::mpsc::Sender<(Ino, OsString)>>,
+}
+
+/// The locked state; on release, hands the names that went stale to the
+/// invalidator.
+struct Locked<'a> {
+    live: Option<MutexGuard<'a, Live>>,
+    stale: &'a Mutex<std::sync::mpsc::Sender<(Ino, OsString)>>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Live;
+    fn deref(&self) -> &Live {
+        self.live
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Live {
+        self.live
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let names = match self.live.as_mut() {
+            Some(live) => std::mem::take(&mut live.stale_names),
+            None => return,
+        };
+        self.live = None;
+        if !names.is_empty() {
+            let sender = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+            for name in names {
+                let _ = sender.send(name);
+            }
+        }
+    }
 }
 
 /// What a lookup or getattr found.
@@ -130,7 +180,17 @@ impl LiveFs {
         let (tree, _) = StaticTree::build(None, &mut next_ino, |sink| {
             tree::describe(&node.node, &node.ifindexes, sink)
         })?;
+        let (stale, stale_names) = std::sync::mpsc::channel::<(Ino, OsString)>();
+        let for_thread = notifier.clone();
+        std::thread::spawn(move || {
+            for (parent, name) in stale_names {
+                if let Some(notifier) = for_thread.get() {
+                    report(notifier.inval_entry(INodeNo(parent), &name), "name");
+                }
+            }
+        });
         Ok(LiveFs {
+            stale: Mutex::new(stale),
             live: Mutex::new(Live {
                 tree,
                 node,
@@ -139,6 +199,8 @@ impl LiveFs {
                 dyn_inos: HashMap::new(),
                 dyn_keys: HashMap::new(),
                 class_net: None,
+                class_net_seen: BTreeMap::new(),
+                stale_names: Vec::new(),
                 state_json,
             }),
             notifier,
@@ -147,11 +209,16 @@ impl LiveFs {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Live> {
+    fn lock(&self) -> Locked<'_> {
         // a panic while holding the lock leaves a tree that is still whole
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        Locked {
+            live: Some(
+                self.live
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            ),
+            stale: &self.stale,
+        }
     }
 
     fn attr(&self, ino: Ino, kind: FileType, size: u64, perm: u16, mtime: SystemTime) -> FileAttr {
@@ -178,7 +245,7 @@ impl LiveFs {
     fn describe(&self, live: &mut Live, found: &Found) -> Result<(FileAttr, Duration), Errno> {
         match found {
             Found::Static(ino) => {
-                let node = live.tree.node(*ino).ok_or(Errno::ENOENT)?.clone();
+                let node = live.tree.node(*ino).ok_or(Errno::ENOENT)?;
                 let stamp = self.started + Duration::from_nanos(node.generation);
                 Ok(match &node.kind {
                     Kind::Dir(_) => (
@@ -438,6 +505,15 @@ fn class_net(live: &mut Live) -> &BTreeMap<String, (Ino, u32)> {
                 view.insert(link.name.clone(), (net_dir, entry.ifindex));
             }
         }
+        // names that no longer lead where the kernel may have cached them
+        if let Some(class_dir) = live.tree.ino_of(Path::new("class/net")) {
+            for (name, was) in &live.class_net_seen {
+                if view.get(name) != Some(was) {
+                    live.stale_names.push((class_dir, OsString::from(name)));
+                }
+            }
+        }
+        live.class_net_seen = view.clone();
         live.class_net = Some(view);
     }
     live.class_net.get_or_insert_with(BTreeMap::new)
@@ -608,14 +684,12 @@ impl Filesystem for LiveFs {
             .and_then(|found| self.describe(&mut live, &found));
         match result {
             Ok((attr, ttl)) => {
-                let entry_ttl = if ttl.is_zero()
-                    || matches!(
-                        live.tree.node(parent.0).map(|n| &n.kind),
-                        Some(Kind::NetDir(_) | Kind::ClassNet) | None
-                    ) {
-                    LIVE
-                } else {
-                    STABLE
+                // A static directory's names change only with a rebuild,
+                // which invalidates them; class/net's, see `stale`. A
+                // function's net/ and a netdev's own directory answer live.
+                let entry_ttl = match live.tree.node(parent.0).map(|n| &n.kind) {
+                    Some(Kind::Dir(_) | Kind::ClassNet) => STABLE,
+                    _ => LIVE,
                 };
                 reply.entry_with_ttls(&ttl, &entry_ttl, &attr, Generation(0))
             }

@@ -126,8 +126,8 @@ pub fn serve(root: &Path) -> Result<(), SimError> {
             MountOption::NoExec,
         ];
         config.acl = SessionACL::All;
-        // a write that adds VFs blocks one thread; lookups keep going on the other
-        config.n_threads = Some(2);
+        // a write that adds VFs blocks one thread; lookups go on on the others
+        config.n_threads = Some(4);
         config
     };
     let session = Session::new(fs, root, &config).map_err(|source| SimError::Io {
