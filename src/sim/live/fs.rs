@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Netdev attributes that are fixed for the life of a netdev.
+const NETDEV_CONSTANTS: &[&str] = &["addr_len", "type", "phys_port_name", "phys_switch_id"];
+
 /// How long the kernel may keep what never changes under its inode.
 const STABLE: Duration = Duration::from_secs(24 * 3600);
 const LIVE: Duration = Duration::ZERO;
@@ -310,9 +313,16 @@ impl LiveFs {
                             Some(text) => (text.len() as u64, hashed(&text)),
                             None => (4096, hashed(b"")),
                         };
+                        // what a netdev never changes may stay cached as long
+                        // as the key (netdev, name) lives
+                        let ttl = if NETDEV_CONSTANTS.contains(file) {
+                            STABLE
+                        } else {
+                            LIVE
+                        };
                         (
                             self.attr(ino, FileType::RegularFile, size, 0o444, stamp),
-                            LIVE,
+                            ttl,
                         )
                     }
                     DynKey::NetdevDevice { .. } | DynKey::ClassNet { .. } => {
@@ -687,8 +697,13 @@ impl Filesystem for LiveFs {
                 // A static directory's names change only with a rebuild,
                 // which invalidates them; class/net's, see `stale`. A
                 // function's net/ and a netdev's own directory answer live.
+                // and a netdev directory's names: it is reached only through
+                // the live net/<name>, which fails once the netdev left
+                let in_netdev_dir =
+                    matches!(live.dyn_keys.get(&parent.0), Some(DynKey::NetdevDir { .. }));
                 let entry_ttl = match live.tree.node(parent.0).map(|n| &n.kind) {
                     Some(Kind::Dir(_) | Kind::ClassNet) => STABLE,
+                    _ if in_netdev_dir => STABLE,
                     _ => LIVE,
                 };
                 reply.entry_with_ttls(&ttl, &entry_ttl, &attr, Generation(0))
