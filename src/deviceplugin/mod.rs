@@ -8,6 +8,7 @@
 //! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
 //!   directory watch, and one pool's serve/register/restart loop;
 //! - [`health`]: `/healthz` and `/readyz` for the kubelet's probes;
+//! - [`node_watch`]: link state and device changes as they happen;
 //! - [`daemon`]: everything together, with reload and shutdown.
 
 pub mod allocate;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod dirwatch;
 pub mod files;
 pub mod health;
+pub mod node_watch;
 pub mod preferred;
 pub mod register;
 pub mod runner;

@@ -196,6 +196,18 @@ impl LinkTable {
     pub fn get(&self, index: u32) -> Option<&LinkStatus> {
         self.links.get(&index)
     }
+
+    /// Every link, as of the last catch-up.
+    pub fn all(&self) -> Vec<LinkStatus> {
+        self.links.values().cloned().collect()
+    }
+}
+
+/// The event socket, for poll(2): readable when events are queued.
+impl std::os::fd::AsFd for LinkTable {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.events.as_fd()
+    }
 }
 
 /// A link's counters (IFLA_STATS64).
