@@ -586,12 +586,16 @@ fn listing(live: &mut Live, ino: Ino) -> Result<Vec<u8>, Errno> {
         .collect())
 }
 
-fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Errno> {
-    let kind = live
-        .tree
+/// A static node's kind, owned (what follows needs `live` mutably).
+fn kind_of(live: &Live, ino: Ino) -> Result<Kind, Errno> {
+    live.tree
         .node(ino)
         .map(|n| n.kind.clone())
-        .ok_or(Errno::ENOENT)?;
+        .ok_or(Errno::ENOENT)
+}
+
+fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Errno> {
+    let kind = kind_of(live, ino)?;
     match kind {
         Kind::NetDir(_) => Ok(netdev_of(live, ino)
             .ok()
@@ -626,11 +630,7 @@ fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Er
 
 /// A static node's text (counters read now).
 fn read_static(live: &mut Live, ino: Ino) -> Result<Vec<u8>, Errno> {
-    let kind = live
-        .tree
-        .node(ino)
-        .map(|n| n.kind.clone())
-        .ok_or(Errno::ENOENT)?;
+    let kind = kind_of(live, ino)?;
     match kind {
         Kind::Attr(text) | Kind::Control(text, _) => Ok(text),
         Kind::Counter { pf, vf, counter } => {
