@@ -293,7 +293,14 @@ fn a_pulled_cable_shows_in_the_tree_and_on_rtnetlink() {
         "{}",
         String::from_utf8_lossy(&pull.stderr)
     );
+    // carrier is the device's own bit: at once, as in sysfs
     assert_eq!(read(&pf_net.join("carrier")), "0");
+    // operstate follows when the kernel's link watch has run
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while read(&pf_net.join("operstate")) == "up" {
+        assert!(Instant::now() < deadline, "operstate still up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         read(&pf_net.join("operstate")),
         read(&Path::new("/sys/class/net").join(&pf).join("operstate"))
@@ -317,10 +324,19 @@ fn a_pulled_cable_shows_in_the_tree_and_on_rtnetlink() {
         .unwrap();
     assert!(plug.status.success());
     assert_eq!(read(&pf_net.join("carrier")), "1");
-    let back = table.catch_up().unwrap();
-    assert!(back
-        .iter()
-        .any(|e| matches!(e, LinkEvent::Changed(l) if l.index == index && l.carrier)));
+    // the kernel's link watch announces it soon after
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let back = table.catch_up().unwrap();
+        if back
+            .iter()
+            .any(|e| matches!(e, LinkEvent::Changed(l) if l.index == index && l.carrier))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no carrier event for {pf}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // an unknown PF is an error naming it
     let unknown = std::process::Command::new(sriovctl)
         .args(["sim", "carrier", "nosuchpf", "off", "--sysfs-root"])

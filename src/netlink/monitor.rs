@@ -197,6 +197,35 @@ impl LinkTable {
         self.links.get(&index)
     }
 
+    /// The link with that ifindex as the kernel has it this instant, asked
+    /// directly: carrier changes reach the event queue only when the
+    /// kernel's link watch runs (asynchronously, after the change), while a
+    /// direct answer (like sysfs) reads the device itself.
+    pub fn fresh(&mut self, index: u32) -> Result<Option<LinkStatus>, NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        let answer = match self.requests.get(
+            &format!("get link #{index}"),
+            RouteNetlinkMessage::GetLink(message),
+        ) {
+            Ok(answers) => answers.into_iter().find_map(|answer| match answer {
+                RouteNetlinkMessage::NewLink(link) => Some(LinkStatus::from_message(&link)),
+                _ => None,
+            }),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        match &answer {
+            Some(status) => {
+                self.links.insert(index, status.clone());
+            }
+            None => {
+                self.links.remove(&index);
+            }
+        }
+        Ok(answer)
+    }
+
     /// Every link, as of the last catch-up.
     pub fn all(&self) -> Vec<LinkStatus> {
         self.links.values().cloned().collect()

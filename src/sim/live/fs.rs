@@ -530,6 +530,8 @@ fn class_net(live: &mut Live) -> &BTreeMap<String, (Ino, u32)> {
 }
 
 /// The netdev a dynamic key shows, if it is still there under that name.
+/// An attribute's value is asked of the kernel directly (see
+/// [`LinkTable::fresh`]); the rest comes from the event-driven table.
 fn current(live: &mut Live, key: &DynKey) -> Option<(NetdevEntry, LinkStatus)> {
     let (net_dir, ifindex, name) = key.netdev();
     let entry = match live.tree.node(net_dir).map(|n| &n.kind) {
@@ -537,7 +539,16 @@ fn current(live: &mut Live, key: &DynKey) -> Option<(NetdevEntry, LinkStatus)> {
         _ => return None,
     };
     catch_up(live);
-    let status = live.links.get(ifindex)?.clone();
+    let status = match key {
+        DynKey::NetdevFile { .. } => match live.links.fresh(ifindex) {
+            Ok(status) => status?,
+            Err(e) => {
+                tracing::warn!(error = %e, ifindex, "reading a link");
+                live.links.get(ifindex)?.clone()
+            }
+        },
+        _ => live.links.get(ifindex)?.clone(),
+    };
     (status.name == name).then_some((entry, status))
 }
 
