@@ -384,6 +384,7 @@ fn bind(
         driver_override: sysfs
             .driver_override(vf)
             .map_err(|e| read("reading driver_override", e))?,
+        netdev: None,
     };
     if !needs_bind(&now, to) {
         return Ok(());

@@ -15,6 +15,9 @@ pub struct VfView {
     pub address: PciAddress,
     pub driver: Option<String>,
     pub driver_override: Option<String>,
+    /// Its netdev in this network namespace, as discovery saw it (a VF on a
+    /// kernel driver without one has its netdev elsewhere: in a pod).
+    pub netdev: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -76,6 +79,7 @@ impl NodeView {
                     address: device.device.address,
                     driver: device.device.driver.clone(),
                     driver_override: None,
+                    netdev: device.netdev.clone(),
                 });
             }
         }
@@ -84,6 +88,23 @@ impl NodeView {
             pf.vfs.sort_by_key(|vf| vf.index);
         }
         NodeView { pfs }
+    }
+
+    /// VFs on a kernel driver whose netdev is not in this namespace: moved
+    /// into a pod, as far as a node without the kubelet's word can tell.
+    pub fn vfs_with_netdev_elsewhere(&self) -> Vec<PciAddress> {
+        self.pfs
+            .iter()
+            .flat_map(|pf| &pf.vfs)
+            .filter(|vf| {
+                vf.netdev.is_none()
+                    && vf
+                        .driver
+                        .as_deref()
+                        .is_some_and(|d| !crate::sysfs::USERSPACE_DRIVERS.contains(&d))
+            })
+            .map(|vf| vf.address)
+            .collect()
     }
 
     pub fn pf(&self, address: PciAddress) -> Option<&PfView> {
@@ -112,6 +133,7 @@ pub fn observe_pf(sysfs: &SysfsRoot, pf: &PfView) -> Result<PfView, SysfsError> 
             address,
             driver: sysfs.bound_driver(address)?,
             driver_override: None,
+            netdev: None,
         });
     }
     fresh.vfs.sort_by_key(|vf| vf.index);

@@ -33,6 +33,7 @@ fn pf(bus: &str, name: &str, num_vfs: u32, vfio: &[u32]) -> PfView {
                     .into(),
                 ),
                 driver_override: vfio.contains(&index).then(|| "vfio-pci".into()),
+                netdev: (!vfio.contains(&index)).then(|| format!("{name}v{index}")),
             })
             .collect(),
     }
