@@ -7,14 +7,16 @@
 
 mod common;
 
-use common::{base_pf, require_root, SimFixture};
-use sriov_rs::netlink::Netlink;
+use common::{base_pf, require_root, SimFixture, TestNetns};
+use sriov_rs::netlink::{LinkOps, Netlink};
+use sriov_rs::netns;
 use sriov_rs::pci::PciAddress;
-use sriov_rs::provision::{self, ApplyOptions, DeviceType, HeldVfs, Step};
+use sriov_rs::provision::{self, ApplyOptions, DeviceType, HeldVfs, PfPlan, Plan, Step};
 use sriov_rs::sim;
 use sriov_rs::sim::layout::{Layout, VfSpec};
 use sriov_rs::sysfs::SysfsRoot;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -469,4 +471,85 @@ fn dry_run_prints_the_plan_and_changes_nothing_and_bad_policies_name_policy_and_
         "{stderr}"
     );
     assert_eq!(snapshot(&node), before);
+}
+
+#[test]
+fn a_refused_write_names_pf_step_and_errno_and_a_vf_in_a_pod_is_never_destroyed() {
+    if !require_root("a_refused_write_names_pf_step_and_errno_and_a_vf_in_a_pod_is_never_destroyed")
+    {
+        return;
+    }
+    let node = SimFixture::new(|tag| layout(tag, 2, 0), true);
+    let (a, b) = (format!("{}a", node.tag), format!("{}b", node.tag));
+    let sysfs = SysfsRoot::new(&node.root);
+
+    // a plan the kernel refuses (more VFs than sriov_totalvfs): ERANGE, and
+    // the binding that depended on it is skipped
+    let plan = Plan {
+        pfs: vec![PfPlan {
+            pf: PF_B.parse().unwrap(),
+            name: Some(b.clone()),
+            policies: vec!["by-hand".into()],
+            steps: vec![
+                Step::NumVfs { from: 0, to: 65 },
+                Step::Bind {
+                    vf: 0,
+                    address: None,
+                    from: None,
+                    to: DeviceType::VfioPci,
+                },
+            ],
+            refused: Vec::new(),
+            vf_types: BTreeMap::new(),
+        }],
+        unmatched_policies: Vec::new(),
+    };
+    let mut netlink = Netlink::open().unwrap();
+    let report = provision::apply(&plan, &sysfs, &mut netlink, &ApplyOptions::default());
+    assert_eq!(report.failed(), 1, "{report}");
+    assert_eq!(report.skipped(), 1, "{report}");
+    let failed = &report.pfs[0].failed[0];
+    assert_eq!(failed.error.errno(), Some(nix::libc::ERANGE));
+    assert!(
+        failed.message.contains(&format!("PF {b} ({PF_B})"))
+            && failed.message.contains("writing 65 to sriov_numvfs"),
+        "{}",
+        failed.message
+    );
+    assert_eq!(read(&device(&node.root, PF_B).join("sriov_numvfs")), "0");
+
+    // a VF whose netdev is in a pod: sriovctl counts it as held
+    let pod = TestNetns::new(&format!("{}-pp", node.tag));
+    let vf_netdev = format!("{a}v1");
+    let link = netlink.link_by_name(&vf_netdev).unwrap().unwrap();
+    let fd = netns::open(pod.path()).unwrap();
+    netlink.set_netns(link.index, fd.as_fd()).unwrap();
+    let policy = write_policy(
+        &node,
+        "grow.yaml",
+        &format!(
+            "policies:\n  - name: grow\n    nicSelector: {{pfNames: [\"{a}\"]}}\n    numVfs: 4\n"
+        ),
+    );
+    let out = sriovctl(
+        &node,
+        &["provision", "--node-policy", policy.to_str().unwrap()],
+    );
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("REFUSED numVfs 2 -> 0 -> 4") && stdout.contains("0000:3b:01.1"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("1 refused"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(read(&device(&node.root, PF_A).join("sriov_numvfs")), "2");
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().unwrap();
+        assert!(inside.link_by_name(&vf_netdev).unwrap().is_some());
+    })
+    .unwrap();
 }

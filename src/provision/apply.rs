@@ -152,54 +152,45 @@ fn apply_pf(
         refused: pf_plan.refused.clone(),
         failed: Vec::new(),
     };
-    let mut steps = pf_plan.steps.iter();
-    while let Some(step) = steps.next() {
+    // Set when the numVfs step ran: the VFs are new, and are bound as they
+    // are then (read back), not as the plan predicted them.
+    let mut recreated: Option<PfView> = None;
+    let mut num_vfs_failed = false;
+    for step in &pf_plan.steps {
         let result = match step {
             Step::Mtu { to, .. } => set_mtu(pf_plan, *to, links, &label),
             Step::NumVfs { from, to } => {
                 match set_num_vfs(pf_plan.pf, *from, *to, sysfs, options, &label) {
                     Ok(fresh) => {
-                        report.applied.push(step.clone());
-                        // the VFs are new: bind them as they are now, not as predicted
-                        let rest: Vec<Step> = steps
-                            .by_ref()
-                            .filter(|s| !matches!(s, Step::Bind { .. }))
-                            .cloned()
-                            .collect();
-                        bind_new_vfs(pf_plan, &fresh, sysfs, &label, &mut report);
-                        for step in rest {
-                            report.skipped.push(Skipped {
-                                step,
-                                reason: "unexpected step after numVfs".into(),
-                            });
-                        }
-                        break;
+                        recreated = Some(fresh);
+                        Ok(())
                     }
                     Err(error) => {
-                        report.failed.push(Failed {
-                            step: step.clone(),
-                            message: error.to_string(),
-                            error,
-                        });
-                        for rest in steps.by_ref() {
-                            report.skipped.push(Skipped {
-                                step: rest.clone(),
-                                reason: "the numVfs step failed".into(),
-                            });
-                        }
-                        break;
+                        num_vfs_failed = true;
+                        Err(error)
                     }
                 }
             }
+            Step::Bind { .. } if num_vfs_failed => {
+                report.skipped.push(Skipped {
+                    step: step.clone(),
+                    reason: "the numVfs step failed".into(),
+                });
+                continue;
+            }
+            // bound below, from what the kernel made
+            Step::Bind { .. } if recreated.is_some() => continue,
             Step::Bind {
                 vf, address, to, ..
             } => match address {
                 Some(address) => bind(*vf, *address, *to, sysfs, &label),
-                None => Err(ApplyError::Outcome {
-                    pf: label.clone(),
-                    step: format!("VF {vf}"),
-                    detail: "no address for the VF".into(),
-                }),
+                None => {
+                    report.skipped.push(Skipped {
+                        step: step.clone(),
+                        reason: "the VF was to be made by a numVfs step that did not run".into(),
+                    });
+                    continue;
+                }
             },
         };
         match result {
@@ -210,6 +201,9 @@ fn apply_pf(
                 error,
             }),
         }
+    }
+    if let Some(fresh) = recreated {
+        bind_new_vfs(pf_plan, &fresh, sysfs, &label, &mut report);
     }
     report
 }
