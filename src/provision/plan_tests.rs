@@ -510,3 +510,15 @@ fn the_plan_serializes_with_step_tags() {
     assert_eq!(json["pfs"][0]["steps"][1]["to"], 6);
     assert_eq!(json["pfs"][0]["steps"][2]["to"], "vfio-pci");
 }
+
+#[test]
+fn a_kernel_bound_vf_without_a_netdev_here_counts_as_in_a_pod() {
+    let mut pf = pf("3b", "eth9", 4, &[3]);
+    pf.vfs[1].netdev = None; // moved into a pod
+    pf.vfs[2].driver = None; // unbound: no netdev expected
+    pf.vfs[2].netdev = None;
+    assert_eq!(
+        node(vec![pf]).vfs_with_netdev_elsewhere(),
+        [addr("0000:3b:01.1")]
+    );
+}
