@@ -58,24 +58,24 @@ pub fn run(args: &ProvisionArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
         };
         Some(provision::apply(&plan, &sysfs, &mut netlink, &options))
     };
-    match args.output {
-        Output::Table => {
-            print!("{plan}");
-            if let Some(report) = &report {
-                print!("\n{report}");
-            }
-        }
+    let text = match args.output {
+        Output::Table => match &report {
+            Some(report) => format!("{plan}\n{report}"),
+            None => plan.to_string(),
+        },
         Output::Json => {
             let json = serde_json::json!({
                 "dryRun": args.dry_run,
                 "plan": plan,
                 "report": report,
             });
-            let text = serde_json::to_string_pretty(&json)
+            let mut text = serde_json::to_string_pretty(&json)
                 .map_err(|e| CtlError::Usage(format!("rendering the plan: {e}")))?;
-            println!("{text}");
+            text.push('\n');
+            text
         }
-    }
+    };
+    write_stdout(&text)?;
     let (failed, refused, skipped) = match &report {
         Some(r) => (r.failed(), r.refused(), r.skipped()),
         None => (0, plan.refused(), 0),
@@ -86,4 +86,16 @@ pub fn run(args: &ProvisionArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
         )));
     }
     Ok(())
+}
+
+/// The whole text at once; a reader that went away (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<(), CtlError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CtlError::Usage(format!("writing the plan: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
