@@ -81,9 +81,13 @@ pub fn run(args: &ProvisionArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
         None => (0, plan.refused(), 0),
     };
     if failed + refused + skipped > 0 {
-        return Err(CtlError::Provision(format!(
-            "node policy not fully applied: {failed} failed, {skipped} skipped, {refused} refused"
-        )));
+        return Err(CtlError::Provision(if args.dry_run {
+            format!("the plan refuses {refused} step(s)")
+        } else {
+            format!(
+                "node policy not fully applied: {failed} failed, {skipped} skipped, {refused} refused"
+            )
+        }));
     }
     Ok(())
 }
