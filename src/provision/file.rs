@@ -30,16 +30,24 @@ impl Format {
 
 /// Parse text in the given format.
 pub fn parse(text: &str, format: Format) -> Result<NodePolicies, PolicyErrors> {
-    let doc: Value = match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| PolicyError::Syntax {
-            format: "JSON",
-            message: e.to_string(),
-        })?,
-        Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| PolicyError::Syntax {
-            format: "YAML",
-            message: e.to_string(),
-        })?,
+    // Read into serde_yaml_ng's tree from either format: its mappings refuse
+    // a key written twice, where serde_json's would keep the last silently.
+    let (name, tree): (&'static str, Result<serde_yaml_ng::Value, String>) = match format {
+        Format::Json => (
+            "JSON",
+            serde_json::from_str(text).map_err(|e| e.to_string()),
+        ),
+        Format::Yaml => (
+            "YAML",
+            serde_yaml_ng::from_str(text).map_err(|e| e.to_string()),
+        ),
     };
+    let syntax = |message: String| PolicyError::Syntax {
+        format: name,
+        message,
+    };
+    let tree = tree.map_err(syntax)?;
+    let doc: Value = serde_json::to_value(&tree).map_err(|e| syntax(e.to_string()))?;
     NodePolicies::from_value(&doc)
 }
 
@@ -250,5 +258,35 @@ policies:
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/policy.yaml"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod duplicate_keys {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn a_key_written_twice_is_refused_not_silently_overwritten() {
+        let yaml = "policies:\n  - name: a\n    nicSelector: {pfNames: [eth9]}\n    numVfs: 2\n    numVfs: 4\n";
+        let e = parse(yaml, Format::Yaml).unwrap_err().to_string();
+        assert!(e.contains("numVfs"), "{e}");
+        let json =
+            r#"{"policies": [{"name": "a", "name": "b", "nicSelector": {"pfNames": ["eth9"]}}]}"#;
+        let e = parse(json, Format::Json).unwrap_err().to_string();
+        assert!(
+            e.starts_with("node policy is not valid JSON") && e.contains("name"),
+            "{e}"
+        );
+        let e = parse(
+            "policies:\n  - name: a\n    nicSelector: {1: x}\n",
+            Format::Yaml,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("policy \"a\": nicSelector.1: unknown key"),
+            "{e}"
+        );
     }
 }
