@@ -92,10 +92,9 @@ pub struct Policy {
     pub num_vfs: Option<u32>,
     /// The PF's MTU; None leaves it as it is.
     pub mtu: Option<u32>,
+    /// `netdevice` when not written, as in the operator: a policy claims
+    /// the VFs it covers (docs/provision.md, "How policies combine").
     pub device_type: DeviceType,
-    /// Whether `deviceType` was written (a policy that only sets numVfs or
-    /// the MTU says nothing about drivers unless it names the type).
-    pub device_type_given: bool,
 }
 
 impl Policy {
@@ -267,18 +266,18 @@ fn parse_policy(index: usize, item: &Value, errors: &mut Vec<PolicyError>) -> Op
     };
     let num_vfs = count(&policy, fields, "numVfs", 0, u32::from(u16::MAX), errors);
     let mtu = count(&policy, fields, "mtu", MIN_MTU, MAX_MTU, errors);
-    let (device_type, device_type_given) = match fields.get("deviceType") {
-        None => (DeviceType::Netdevice, false),
+    let device_type = match fields.get("deviceType") {
+        None => DeviceType::Netdevice,
         Some(Value::String(text)) => match text.as_str() {
-            "netdevice" => (DeviceType::Netdevice, true),
-            "vfio-pci" => (DeviceType::VfioPci, true),
+            "netdevice" => DeviceType::Netdevice,
+            "vfio-pci" => DeviceType::VfioPci,
             other => {
                 errors.push(PolicyError::key(
                     &policy,
                     "deviceType",
                     format!("{other:?}: expected `netdevice` or `vfio-pci`"),
                 ));
-                (DeviceType::Netdevice, true)
+                DeviceType::Netdevice
             }
         },
         Some(other) => {
@@ -287,7 +286,7 @@ fn parse_policy(index: usize, item: &Value, errors: &mut Vec<PolicyError>) -> Op
                 "deviceType",
                 format!("expected `netdevice` or `vfio-pci`, found {}", kind(other)),
             ));
-            (DeviceType::Netdevice, true)
+            DeviceType::Netdevice
         }
     };
     if let (Some(selector), Some(num_vfs)) = (&nic_selector, num_vfs) {
@@ -322,7 +321,6 @@ fn parse_policy(index: usize, item: &Value, errors: &mut Vec<PolicyError>) -> Op
         num_vfs,
         mtu,
         device_type,
-        device_type_given,
     })
 }
 
