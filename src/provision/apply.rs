@@ -193,19 +193,30 @@ fn apply_pf(
                 }
             },
         };
-        match result {
-            Ok(()) => report.applied.push(step.clone()),
-            Err(error) => report.failed.push(Failed {
-                step: step.clone(),
-                message: error.to_string(),
-                error,
-            }),
-        }
+        record(&mut report, step.clone(), result);
     }
     if let Some(fresh) = recreated {
         bind_new_vfs(pf_plan, &fresh, sysfs, &label, &mut report);
     }
     report
+}
+
+/// Log a step's outcome and file it in the report.
+fn record(report: &mut PfReport, step: Step, result: Result<(), ApplyError>) {
+    match result {
+        Ok(()) => {
+            tracing::info!(pf = %report.pf, step = %step, "provisioning step applied");
+            report.applied.push(step);
+        }
+        Err(error) => {
+            tracing::warn!(pf = %report.pf, step = %step, %error, "provisioning step failed");
+            report.failed.push(Failed {
+                step,
+                message: error.to_string(),
+                error,
+            });
+        }
+    }
 }
 
 fn set_mtu(
@@ -337,14 +348,8 @@ fn bind_new_vfs(
             from: vf.driver.clone(),
             to,
         };
-        match bind(vf.index, vf.address, to, sysfs, label) {
-            Ok(()) => report.applied.push(step),
-            Err(error) => report.failed.push(Failed {
-                step,
-                message: error.to_string(),
-                error,
-            }),
-        }
+        let result = bind(vf.index, vf.address, to, sysfs, label);
+        record(report, step, result);
     }
 }
 
