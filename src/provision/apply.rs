@@ -152,6 +152,9 @@ fn apply_pf(
         refused: pf_plan.refused.clone(),
         failed: Vec::new(),
     };
+    for refused in &pf_plan.refused {
+        tracing::warn!(pf = %pf_plan.pf, %refused, "provisioning step refused");
+    }
     // Set when the numVfs step ran: the VFs are new, and are bound as they
     // are then (read back), not as the plan predicted them.
     let mut recreated: Option<PfView> = None;
