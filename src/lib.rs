@@ -22,6 +22,7 @@ pub mod netlink;
 pub mod netns;
 pub mod pci;
 pub mod pool;
+pub mod provision;
 pub mod sim;
 pub mod sysfs;
 pub mod uevent;

@@ -3,6 +3,7 @@
 
 pub mod inventory;
 pub mod kubelet_sim;
+pub mod provision;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ pub enum Command {
     /// A stand-in kubelet: registers device plugins, follows ListAndWatch,
     /// calls Allocate / GetPreferredAllocation on commands from stdin
     KubeletSim(kubelet_sim::KubeletSimArgs),
+    /// Bring the node's PFs and VFs to a node policy (numVfs, drivers, PF
+    /// MTU); prints the plan, applies it unless --dry-run
+    Provision(provision::ProvisionArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,9 @@ pub enum CtlError {
     Usage(String),
     #[error(transparent)]
     InstallCni(#[from] crate::install_cni::InstallCniError),
+    /// Provisioning ran but left something refused, failed or skipped.
+    #[error("{0}")]
+    Provision(String),
 }
 
 pub fn run(cli: Cli) -> Result<(), CtlError> {
@@ -54,6 +61,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
         Command::KubeletSim(args) => kubelet_sim::run(args),
+        Command::Provision(args) => provision::run(&args, cli.sysfs_root.as_deref()),
         Command::InstallCni(args) => {
             let report = crate::install_cni::run(&args)?;
             println!("{report}");
