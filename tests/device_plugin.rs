@@ -88,6 +88,8 @@ impl Node {
             cdi_spec_dir: self.path("cdi"),
             default_route_netdevs: Some(vec![]),
             health_addr: None,
+            pod_resources_socket: Some(self.path("pod-resources.sock")),
+            held_recheck: Duration::from_millis(100),
         }
     }
 
@@ -951,5 +953,138 @@ async fn vhost_vdpa_devices_get_their_char_device_and_a_vdpa_device_info_file() 
             "parent-device": "vdpa0", "driver": "vhost", "path": "/dev/vhost-vdpa-0",
             "pci-address": "0000:d8:00.2", "pf-pci-address": "0000:d8:00.0"}})
     );
+    daemon.stop().await;
+}
+
+const MOVED: &str = "intel.com/intel_moved";
+
+/// `CONFIG` with the netdev pool narrowed to VFs 0-1 of the E810 PF and
+/// its VF 2 (0000:3b:01.2) moved to a new pool, `intel_moved`.
+fn config_moving_vf2(node: &Node) -> String {
+    let pf_name = std::fs::read_dir(node.sysfs.join("bus/pci/devices/0000:3b:00.0/net"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let pf = pf_name.to_string_lossy();
+    CONFIG
+        .replace(
+            r#""drivers": ["iavf"]}"#,
+            &format!(r#""drivers": ["iavf"], "pfNames": ["{pf}#0-1"]}}"#),
+        )
+        .replace(
+            r#""resourceList": ["#,
+            &format!(
+                r#""resourceList": [{{"resourceName": "intel_moved", "selectors": {{"pfNames": ["{pf}#2"]}}}},"#
+            ),
+        )
+}
+
+fn health(devices: &[Device]) -> Vec<(String, String)> {
+    let mut list: Vec<(String, String)> = devices
+        .iter()
+        .map(|d| (d.id.clone(), d.health.clone()))
+        .collect();
+    list.sort();
+    list
+}
+
+fn healths(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(id, h)| (id.to_string(), h.to_string()))
+        .collect()
+}
+
+/// Issue 12, point 4: a reload that would move a VF a pod holds to another
+/// pool keeps it in its old pool as Unhealthy (so no second pod gets it
+/// through the new pool) until the kubelet's PodResources stops listing it;
+/// then the move applies.
+#[tokio::test]
+async fn a_held_vf_stays_unhealthy_in_its_pool_through_a_reload_until_released() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+
+    std::fs::write(node.path("config.json"), config_moving_vf2(&node)).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    let kept = healths(&[
+        ("0000:3b:01.0", "Healthy"),
+        ("0000:3b:01.1", "Healthy"),
+        ("0000:3b:01.2", "Unhealthy"),
+    ]);
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| health(d) == kept)
+        .await
+        .unwrap();
+    // several rechecks later, still kept, and never offered by the new pool
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        health(&kubelet.plugin(NETDEV).unwrap().devices.unwrap()),
+        kept
+    );
+    assert!(
+        kubelet.plugin(MOVED).is_none(),
+        "the new pool would only have the held VF: not advertised yet"
+    );
+    assert!(node
+        .path("devinfo/intel.com-intel_netdev-0000:3b:01.2-device.json")
+        .exists());
+
+    let released = Instant::now();
+    kubelet.delete_pod("ran", "du-0");
+    kubelet
+        .wait_for_devices(MOVED, WAIT, |d| {
+            health(d) == healths(&[("0000:3b:01.2", "Healthy")])
+        })
+        .await
+        .unwrap();
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
+        .await
+        .unwrap();
+    eprintln!("moved {:?} after the pod was deleted", released.elapsed());
+    assert!(node
+        .path("devinfo/intel.com-intel_moved-0000:3b:01.2-device.json")
+        .exists());
+    assert!(!node
+        .path("devinfo/intel.com-intel_netdev-0000:3b:01.2-device.json")
+        .exists());
+    daemon.stop().await;
+}
+
+/// Without a PodResources socket (not mounted, kubelet down) what pods hold
+/// is unknown: the daemon keeps running and the reload applies as upstream
+/// would apply it.
+#[tokio::test]
+async fn without_pod_resources_a_reload_applies_and_the_daemon_keeps_serving() {
+    let node = Node::new(CONFIG);
+    let (kubelet, daemon) = serving(&node, CdiMode::Off).await;
+    kubelet
+        .allocate(NETDEV, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    assert!(!node.path("pod-resources.sock").exists());
+    std::fs::write(node.path("config.json"), config_moving_vf2(&node)).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    kubelet
+        .wait_for_devices(MOVED, WAIT, |d| ids(d) == strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
+        .await
+        .unwrap();
     daemon.stop().await;
 }

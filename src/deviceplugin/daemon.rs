@@ -5,6 +5,7 @@ use super::allocate::CdiMode;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
 use super::health;
+use super::held::{self, HeldDevices, Retained};
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
@@ -44,7 +45,16 @@ pub struct Settings {
     pub default_route_netdevs: Option<Vec<String>>,
     /// Where to serve `/healthz` and `/readyz`; None: no health endpoint.
     pub health_addr: Option<std::net::SocketAddr>,
+    /// The kubelet's PodResources socket, asked which devices pods hold
+    /// before a reload drops or moves one; None: never asked.
+    pub pod_resources_socket: Option<PathBuf>,
+    /// While devices are kept for pods, how often PodResources is asked
+    /// whether they were released.
+    pub held_recheck: Duration,
 }
+
+/// Default of [`Settings::held_recheck`].
+pub const DEFAULT_HELD_RECHECK: Duration = Duration::from_secs(5);
 
 impl Settings {
     pub fn resolve_registration(&self) -> Registration {
@@ -150,6 +160,11 @@ pub struct Daemon {
     health_task: Option<tokio::task::JoinHandle<()>>,
     /// Ends the directory watch at shutdown.
     watcher_stop: watch::Sender<bool>,
+    /// The pools config + discovery asked for at the last successful scan,
+    /// before devices held by pods were kept (see [`held`]).
+    wanted: Vec<ServedPool>,
+    /// Devices served only because a pod holds them, by pool.
+    kept: Retained,
 }
 
 impl Daemon {
@@ -189,6 +204,8 @@ impl Daemon {
             registrations,
             health_task,
             watcher_stop,
+            wanted: pools.clone(),
+            kept: Retained::new(),
         };
         daemon.update_owners(&pools);
         for pool in pools {
@@ -297,7 +314,8 @@ impl Daemon {
     }
 
     /// Rescan and apply the differences. A config that no longer loads is
-    /// logged and the pools keep being served as they were.
+    /// logged and the pools keep being served as they were. Devices that
+    /// pods hold are not dropped or moved while held (see [`held`]).
     pub async fn reload(&mut self) {
         let pools = match scan(&self.settings) {
             Ok(pools) => pools,
@@ -306,6 +324,64 @@ impl Daemon {
                 return;
             }
         };
+        self.wanted = pools;
+        self.reconcile().await;
+    }
+
+    /// Asks PodResources which devices pods hold; None (logged) when it
+    /// cannot be asked.
+    async fn held_devices(&self) -> Option<HeldDevices> {
+        let socket = self.settings.pod_resources_socket.as_deref()?;
+        match held::list(socket).await {
+            Ok(held) => Some(held),
+            Err(error) => {
+                tracing::warn!(%error, "cannot learn which devices pods hold: a reload may drop or move a device in use");
+                None
+            }
+        }
+    }
+
+    /// Serves the last wanted pools, keeping held devices where they are.
+    async fn reconcile(&mut self) {
+        let held = self.held_devices().await;
+        let running: Vec<Arc<ServedPool>> = self
+            .running
+            .values()
+            .map(|r| r.pool.borrow().clone())
+            .collect();
+        let running_refs: Vec<&ServedPool> = running.iter().map(|p| p.as_ref()).collect();
+        let (pools, kept) = held::keep_held(&running_refs, &self.wanted, held.as_ref(), &self.kept);
+        for (resource, ids) in &kept {
+            for id in ids {
+                if !self.kept.get(resource).is_some_and(|k| k.contains(id)) {
+                    let holder = held
+                        .as_ref()
+                        .and_then(|h| h.holder(resource, id))
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::info!(pool = %resource, device = %id, %holder, "a pod holds this device: kept in its pool as Unhealthy until released");
+                }
+            }
+        }
+        for (resource, ids) in &self.kept {
+            for id in ids {
+                if !kept.get(resource).is_some_and(|k| k.contains(id)) {
+                    tracing::info!(pool = %resource, device = %id, "released by its pod: the pending change applies");
+                }
+            }
+        }
+        self.kept = kept;
+        self.apply(pools).await;
+    }
+
+    /// Devices kept for pods, by pool (empty when none).
+    pub fn kept(&self) -> &Retained {
+        &self.kept
+    }
+
+    /// Serves `pools`: changed pools get the new list, new ones start, gone
+    /// ones stop.
+    async fn apply(&mut self, pools: Vec<ServedPool>) {
         self.update_owners(&pools);
         let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
         let gone: Vec<String> = self
@@ -364,13 +440,28 @@ impl Daemon {
 
     /// Serve until told to shut down (or until every sender of `control` is gone).
     pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
-        while let Some(command) = control.recv().await {
+        loop {
+            // while devices are kept for pods, ask now and then whether
+            // they were released
+            let recheck = async {
+                if self.kept.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(self.settings.held_recheck).await;
+            };
+            let command = tokio::select! {
+                command = control.recv() => command,
+                _ = recheck => {
+                    self.reconcile().await;
+                    continue;
+                }
+            };
             match command {
-                Control::Reload => {
+                Some(Control::Reload) => {
                     tracing::info!("reloading config and rescanning devices");
                     self.reload().await;
                 }
-                Control::Shutdown => break,
+                Some(Control::Shutdown) | None => break,
             }
         }
         self.shutdown().await;

@@ -4,6 +4,7 @@
 //! - [`served`]: a pool as served (kubelet view + what Allocate hands out), pure;
 //! - [`allocate`], [`preferred`]: Allocate and GetPreferredAllocation, pure;
 //! - [`files`]: device-info files and CDI specs, kept in step with the pools;
+//! - [`held`]: what pods hold (the kubelet's PodResources API), kept through reloads;
 //! - [`service`]: the gRPC services of one pool's socket;
 //! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
 //!   directory watch, and one pool's serve/register/restart loop;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod dirwatch;
 pub mod files;
 pub mod health;
+pub mod held;
 pub mod preferred;
 pub mod register;
 pub mod runner;
@@ -22,4 +24,4 @@ pub mod served;
 pub mod service;
 
 pub use allocate::CdiMode;
-pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings};
+pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings, DEFAULT_HELD_RECHECK};
