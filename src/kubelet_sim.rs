@@ -503,6 +503,7 @@ impl KubeletSim {
                     Ok(DirEvent::Removed(name)) => {
                         known.remove(&name);
                     }
+                    Ok(DirEvent::Written(_)) => {}
                     Ok(DirEvent::Resync) | Err(RecvError::Lagged(_)) => {
                         let entries = std::fs::read_dir(&dir).into_iter().flatten();
                         for entry in entries.filter_map(Result::ok) {

@@ -90,6 +90,7 @@ impl Node {
             health_addr: None,
             pod_resources_socket: Some(self.path("pod-resources.sock")),
             held_recheck: Duration::from_millis(100),
+            watch_config: true,
         }
     }
 
@@ -1086,5 +1087,128 @@ async fn without_pod_resources_a_reload_applies_and_the_daemon_keeps_serving() {
         .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
         .await
         .unwrap();
+    daemon.stop().await;
+}
+
+/// A ConfigMap volume as the kubelet lays it out: `config.json` is a
+/// symlink through `..data` to a timestamped directory, and an update
+/// writes a new directory and swaps `..data` to it (rename of a temporary
+/// symlink), then removes the old one.
+struct ConfigMapDir {
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl ConfigMapDir {
+    fn new(dir: PathBuf, config: &str) -> ConfigMapDir {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut volume = ConfigMapDir { dir, generation: 0 };
+        volume.publish(config);
+        std::os::unix::fs::symlink("..data/config.json", volume.dir.join("config.json")).unwrap();
+        volume
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    fn publish(&mut self, config: &str) {
+        self.generation += 1;
+        let old = format!("..2026_12_05_00_00_0{}", self.generation - 1);
+        let new = format!("..2026_12_05_00_00_0{}", self.generation);
+        std::fs::create_dir(self.dir.join(&new)).unwrap();
+        std::fs::write(self.dir.join(&new).join("config.json"), config).unwrap();
+        std::os::unix::fs::symlink(&new, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        let _ = std::fs::remove_dir_all(self.dir.join(old));
+    }
+}
+
+async fn wait_readyz(
+    addr: std::net::SocketAddr,
+    want: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // blocking I/O off the runtime, which serves the endpoint
+        let got = tokio::task::spawn_blocking(move || try_http_get(addr, "/readyz"))
+            .await
+            .unwrap();
+        if let Ok((status, body)) = got {
+            if want(status, &body) {
+                return (status, body);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 12, point 3: a ConfigMap update applies without SIGHUP; an invalid
+/// one is refused naming the resource and key, the pools keep serving the
+/// old config, and /readyz says why until a valid config comes.
+#[tokio::test]
+async fn a_configmap_swap_applies_and_an_invalid_one_is_refused_with_readyz_saying_why() {
+    let node = Node::new(CONFIG);
+    let mut volume = ConfigMapDir::new(node.path("pcidp"), CONFIG);
+    let kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut settings = node.settings(RegistrationMode::KubeletSocket, CdiMode::Off);
+    settings.config_file = volume.config_file();
+    settings.health_addr = Some(addr);
+    let daemon = start(settings).await;
+    all_registered(&kubelet).await;
+    wait_readyz(addr, |status, _| status == 200).await;
+    let registrations = kubelet.plugin(NETDEV).unwrap().registrations;
+
+    // a valid update: the netdev pool narrowed to VFs 0-1, no SIGHUP
+    let started = Instant::now();
+    volume.publish(&config_moving_vf2(&node));
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
+        .await
+        .unwrap();
+    kubelet
+        .wait_for_devices(MOVED, WAIT, |d| ids(d) == strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    eprintln!("configmap swap applied in {:?}", started.elapsed());
+    assert_eq!(kubelet.plugin(NETDEV).unwrap().registrations, registrations);
+
+    // an invalid update: refused, old pools stay, /readyz names resource and key
+    let updates = kubelet.plugin(NETDEV).unwrap().updates;
+    volume.publish(&CONFIG.replace(r#""drivers": ["iavf"]"#, r#""drivers": "iavf""#));
+    let (status, body) = wait_readyz(addr, |status, _| status == 503).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("config refused"), "{body}");
+    assert!(
+        body.contains("intel_netdev") && body.contains("drivers"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let view = kubelet.plugin(NETDEV).unwrap();
+    assert!(view.stream_open);
+    assert_eq!(view.updates, updates, "the refused config changed nothing");
+    assert_eq!(
+        ids(&view.devices.unwrap()),
+        strings(&["0000:3b:01.0", "0000:3b:01.1"])
+    );
+    assert!(kubelet.plugin(MOVED).unwrap().stream_open);
+
+    // fixed: applies, ready again
+    volume.publish(CONFIG);
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 3)
+        .await
+        .unwrap();
+    wait_readyz(addr, |status, _| status == 200).await;
     daemon.stop().await;
 }

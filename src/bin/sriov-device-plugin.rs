@@ -67,6 +67,9 @@ struct Args {
     /// that a reload never drops or moves one in use; "" turns this off
     #[arg(long, default_value = DEFAULT_POD_RESOURCES_SOCKET)]
     pod_resources_socket: PathBuf,
+    /// Do not watch the config file's directory; reload on SIGHUP only
+    #[arg(long)]
+    no_config_watch: bool,
     /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
     /// in a container, where the node's /dev is mounted (e.g. /host)
     #[arg(long, default_value = "/")]
@@ -172,6 +175,7 @@ fn main() {
         pod_resources_socket: (!args.pod_resources_socket.as_os_str().is_empty())
             .then_some(args.pod_resources_socket),
         held_recheck: DEFAULT_HELD_RECHECK,
+        watch_config: !args.no_config_watch,
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

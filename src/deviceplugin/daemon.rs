@@ -2,10 +2,11 @@
 //! the files that go with them, reloads, and a clean shutdown.
 
 use super::allocate::CdiMode;
+use super::configwatch::ConfigWatch;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
-use super::health;
 use super::held::{self, HeldDevices, Retained};
+use super::probes::{self, ProbeState};
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
@@ -51,6 +52,9 @@ pub struct Settings {
     /// While devices are kept for pods, how often PodResources is asked
     /// whether they were released.
     pub held_recheck: Duration,
+    /// Watch the config file's directory and reload on a change (a
+    /// ConfigMap's `..data` swap, an edit), as SIGHUP does.
+    pub watch_config: bool,
 }
 
 /// Default of [`Settings::held_recheck`].
@@ -155,8 +159,8 @@ pub struct Daemon {
     owners: DeviceOwners,
     events: broadcast::Sender<DirEvent>,
     running: BTreeMap<String, RunningPool>,
-    /// The pools' registration flags, shared with the health endpoint.
-    registrations: health::Registrations,
+    /// What the probe endpoint reports: registrations, a refused config.
+    probe_state: ProbeState,
     health_task: Option<tokio::task::JoinHandle<()>>,
     /// Ends the directory watch at shutdown.
     watcher_stop: watch::Sender<bool>,
@@ -165,6 +169,17 @@ pub struct Daemon {
     wanted: Vec<ServedPool>,
     /// Devices served only because a pod holds them, by pool.
     kept: Retained,
+    config_watch: Option<ConfigWatch>,
+    /// The config file's bytes at the last load, refused or not: a watch
+    /// event without a change in them is no reload.
+    config_seen: Option<Vec<u8>>,
+}
+
+/// What woke the daemon's loop.
+enum Wake {
+    Command(Option<Control>),
+    HeldRecheck,
+    ConfigDirChanged,
 }
 
 impl Daemon {
@@ -179,10 +194,11 @@ impl Daemon {
                 tracing::warn!(%error, "cannot remove a stale CDI spec");
             }
         }
-        let registrations = health::Registrations::default();
+        let config_seen = std::fs::read(&settings.config_file).ok();
+        let probe_state = ProbeState::default();
         let health_task = match settings.health_addr {
             Some(addr) => Some(
-                health::serve(addr, registrations.clone())
+                probes::serve(addr, probe_state.clone())
                     .await
                     .map_err(|source| DaemonError::Health { addr, source })?,
             ),
@@ -201,12 +217,17 @@ impl Daemon {
             owners: Arc::new(RwLock::new(HashMap::new())),
             events,
             running: BTreeMap::new(),
-            registrations,
+            probe_state,
             health_task,
             watcher_stop,
             wanted: pools.clone(),
             kept: Retained::new(),
+            config_watch: None,
+            config_seen,
         };
+        if daemon.settings.watch_config {
+            daemon.config_watch = Some(ConfigWatch::start(&daemon.settings.config_file));
+        }
         daemon.update_owners(&pools);
         for pool in pools {
             if let Err(error) = daemon.start_pool(pool) {
@@ -280,7 +301,7 @@ impl Daemon {
             registered: registered.clone(),
         };
         let task = tokio::spawn(runner.run());
-        if let Ok(mut flags) = self.registrations.lock() {
+        if let Ok(mut flags) = self.probe_state.registrations.lock() {
             flags.insert(name.clone(), registered);
         }
         self.running.insert(
@@ -296,7 +317,7 @@ impl Daemon {
 
     async fn stop_pool(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
-            if let Ok(mut flags) = self.registrations.lock() {
+            if let Ok(mut flags) = self.probe_state.registrations.lock() {
                 flags.remove(name);
             }
             let _ = running.stop.send(true);
@@ -317,15 +338,34 @@ impl Daemon {
     /// logged and the pools keep being served as they were. Devices that
     /// pods hold are not dropped or moved while held (see [`held`]).
     pub async fn reload(&mut self) {
+        self.config_seen = std::fs::read(&self.settings.config_file).ok();
         let pools = match scan(&self.settings) {
             Ok(pools) => pools,
             Err(error) => {
-                tracing::error!(%error, "reload failed: keeping the current pools");
+                tracing::error!(%error, "reload refused: keeping the current pools");
+                self.set_refusal(Some(error.to_string()));
                 return;
             }
         };
+        self.set_refusal(None);
         self.wanted = pools;
         self.reconcile().await;
+    }
+
+    /// Why the config on disk is not served (None: it is), for `/readyz`.
+    fn set_refusal(&self, refusal: Option<String>) {
+        if let Ok(mut refused) = self.probe_state.config_refused.lock() {
+            *refused = refusal;
+        }
+    }
+
+    /// Why the last reload was refused, if it was (what `/readyz` says).
+    pub fn refusal(&self) -> Option<String> {
+        self.probe_state
+            .config_refused
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
     }
 
     /// Asks PodResources which devices pods hold; None (logged) when it
@@ -443,25 +483,39 @@ impl Daemon {
         loop {
             // while devices are kept for pods, ask now and then whether
             // they were released
+            let recheck_after = (!self.kept.is_empty()).then_some(self.settings.held_recheck);
             let recheck = async {
-                if self.kept.is_empty() {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(self.settings.held_recheck).await;
-            };
-            let command = tokio::select! {
-                command = control.recv() => command,
-                _ = recheck => {
-                    self.reconcile().await;
-                    continue;
+                match recheck_after {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending().await,
                 }
             };
-            match command {
-                Some(Control::Reload) => {
+            let config_watch = self.config_watch.as_mut();
+            let config_changed = async {
+                match config_watch {
+                    Some(watch) => watch.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
+                command = control.recv() => Wake::Command(command),
+                _ = recheck => Wake::HeldRecheck,
+                _ = config_changed => Wake::ConfigDirChanged,
+            };
+            match wake {
+                Wake::Command(Some(Control::Reload)) => {
                     tracing::info!("reloading config and rescanning devices");
                     self.reload().await;
                 }
-                Some(Control::Shutdown) | None => break,
+                Wake::Command(Some(Control::Shutdown) | None) => break,
+                Wake::HeldRecheck => self.reconcile().await,
+                Wake::ConfigDirChanged => {
+                    let now = std::fs::read(&self.settings.config_file).ok();
+                    if now != self.config_seen {
+                        tracing::info!(config = %self.settings.config_file.display(), "config file changed: reloading");
+                        self.reload().await;
+                    }
+                }
             }
         }
         self.shutdown().await;

@@ -8,16 +8,19 @@
 //! - [`service`]: the gRPC services of one pool's socket;
 //! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
 //!   directory watch, and one pool's serve/register/restart loop;
-//! - [`health`]: `/healthz` and `/readyz` for the kubelet's probes;
+//! - [`probes`]: `/healthz` and `/readyz` over HTTP for the kubelet's probes
+//!   (not device health, which ListAndWatch carries);
+//! - [`configwatch`]: the config file's directory, watched for edits;
 //! - [`daemon`]: everything together, with reload and shutdown.
 
 pub mod allocate;
+pub mod configwatch;
 pub mod daemon;
 pub mod dirwatch;
 pub mod files;
-pub mod health;
 pub mod held;
 pub mod preferred;
+pub mod probes;
 pub mod register;
 pub mod runner;
 pub mod served;
