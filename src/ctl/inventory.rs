@@ -3,7 +3,6 @@
 
 use super::CtlError;
 use crate::config;
-use crate::netlink::{LinkOps, Netlink, RouteOps};
 use crate::pool::{self, Discovered, Pools};
 use crate::sysfs::SysfsRoot;
 use clap::{Args, ValueEnum};
@@ -30,22 +29,8 @@ pub struct InventoryArgs {
 
 /// Netdevs carrying an IPv4 default route in this netns; empty (with a
 /// warning) if netlink is unavailable.
-pub fn default_route_netdevs() -> Vec<String> {
-    let lookup = || -> Result<Vec<String>, crate::netlink::NetlinkError> {
-        let mut netlink = Netlink::open()?;
-        let routes = netlink.routes()?;
-        let mut names = Vec::new();
-        for route in routes
-            .iter()
-            .filter(|r| r.prefix_len == 0 && r.destination.is_ipv4())
-        {
-            if let Some(link) = netlink.link_by_index(route.oif)? {
-                names.push(link.name);
-            }
-        }
-        Ok(names)
-    };
-    lookup().unwrap_or_else(|error| {
+fn default_route_netdevs() -> Vec<String> {
+    crate::netlink::default_route_netdevs().unwrap_or_else(|error| {
         tracing::warn!(%error, "cannot read routes: no device is excluded for carrying the default route");
         Vec::new()
     })

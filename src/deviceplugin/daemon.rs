@@ -116,10 +116,13 @@ pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
     }
     // only the facts the config's selectors need (see pool::discover_for)
     let devices = pool::discover_for(&settings.sysfs, &loaded.config)?;
-    let routes = settings
-        .default_route_netdevs
-        .clone()
-        .unwrap_or_else(crate::ctl::inventory::default_route_netdevs);
+    let routes = match &settings.default_route_netdevs {
+        Some(pinned) => pinned.clone(),
+        None => crate::netlink::default_route_netdevs().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read routes: no device is excluded for carrying the default route");
+            Vec::new()
+        }),
+    };
     let pools = pool::build(&loaded.config, &devices, &routes);
     for excluded in &pools.excluded {
         tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
