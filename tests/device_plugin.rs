@@ -10,8 +10,8 @@ mod sysfs_extras;
 
 use serde_json::{json, Value};
 use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
+use sriov_rs::devtools::kubelet_sim::{KubeletSim, SimError};
 use sriov_rs::kubelet_api::deviceplugin::v1beta1::{Device, DeviceSpec};
-use sriov_rs::kubelet_sim::{KubeletSim, SimError};
 use sriov_rs::sim::{self, CreateOptions};
 use sriov_rs::sysfs::SysfsRoot;
 use std::collections::HashMap;

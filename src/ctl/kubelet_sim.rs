@@ -14,7 +14,7 @@
 //! ```
 
 use super::CtlError;
-use crate::kubelet_sim::{KubeletSim, PluginView};
+use crate::devtools::kubelet_sim::{KubeletSim, PluginView};
 use clap::Args;
 use std::collections::BTreeSet;
 use std::io::BufRead;

@@ -2,6 +2,7 @@
 //! subcommand lives in its own module and returns a `CtlError`.
 
 pub mod inventory;
+#[cfg(feature = "devtools")]
 pub mod kubelet_sim;
 pub mod sim;
 
@@ -36,6 +37,7 @@ pub enum Command {
     InstallCni(crate::install_cni::InstallCniArgs),
     /// A stand-in kubelet: registers device plugins, follows ListAndWatch,
     /// calls Allocate / GetPreferredAllocation on commands from stdin
+    #[cfg(feature = "devtools")]
     KubeletSim(kubelet_sim::KubeletSimArgs),
 }
 
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
+        #[cfg(feature = "devtools")]
         Command::KubeletSim(args) => kubelet_sim::run(args),
         Command::InstallCni(args) => {
             let report = crate::install_cni::run(&args)?;
