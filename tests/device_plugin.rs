@@ -1042,6 +1042,25 @@ async fn a_held_vf_stays_unhealthy_in_its_pool_through_a_reload_until_released()
     assert!(node
         .path("devinfo/intel.com-intel_netdev-0000:3b:01.2-device.json")
         .exists());
+    // the inventory (config on disk) puts it in the new pool, where the
+    // kubelet cannot allocate it yet, and names its pod
+    let socket = node.path("pod-resources.sock");
+    let out = inventory(
+        &node,
+        &[
+            "--pod-resources-socket",
+            socket.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vf = inventory_vf(&json, "0000:3b:01.2");
+    assert_eq!(
+        (&vf["pool"], &vf["health"], &vf["pod"]["name"]),
+        (&json!(MOVED), &json!("Unhealthy"), &json!("du-0"))
+    );
 
     let released = Instant::now();
     kubelet.delete_pod("ran", "du-0");
@@ -1210,5 +1229,110 @@ async fn a_configmap_swap_applies_and_an_invalid_one_is_refused_with_readyz_sayi
         .await
         .unwrap();
     wait_readyz(addr, |status, _| status == 200).await;
+    daemon.stop().await;
+}
+
+/// `sriovctl inventory` with `args`, off the runtime (the stand-in kubelet
+/// answering it runs on the test's runtime).
+async fn inventory(node: &Node, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sriovctl"));
+    command
+        .arg("--sysfs-root")
+        .arg(&node.sysfs)
+        .arg("inventory")
+        .arg("--config-file")
+        .arg(node.path("config.json"))
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn inventory_vf<'a>(json: &'a Value, id: &str) -> &'a Value {
+    json["pfs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|pf| pf["vfs"].as_array().unwrap())
+        .find(|vf| vf["pciAddress"] == id)
+        .unwrap_or_else(|| panic!("{id} not in the inventory"))
+}
+
+/// Issue 12, point 8: the inventory shows, per VF, the pod holding it and
+/// its health as the kubelet counts it, from PodResources; JSON and table.
+#[tokio::test]
+async fn inventory_shows_the_pod_holding_each_vf_and_its_health() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.1"]))
+        .await
+        .unwrap();
+    let socket = node.path("pod-resources.sock");
+    let socket = socket.to_str().unwrap();
+
+    let out = inventory(
+        &node,
+        &["--pod-resources-socket", socket, "--output", "json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held = inventory_vf(&json, "0000:3b:01.1");
+    assert_eq!(
+        held["pod"],
+        json!({"namespace": "ran", "name": "du-0", "container": "app", "resource": NETDEV})
+    );
+    assert_eq!(held["health"], "Healthy");
+    let free = inventory_vf(&json, "0000:3b:01.0");
+    assert_eq!(
+        (&free["pod"], &free["health"]),
+        (&Value::Null, &json!("Healthy"))
+    );
+    assert_eq!(json["podResources"]["error"], Value::Null);
+
+    let out = inventory(&node, &["--pod-resources-socket", socket]).await;
+    let table = String::from_utf8(out.stdout).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains("0000:3b:01.1"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("ran/du-0") && line.contains("Healthy"),
+        "{line}"
+    );
+
+    // no kubelet socket: pods and health unknown, said once, not a failure
+    let missing = node.path("missing.sock");
+    let out = inventory(
+        &node,
+        &[
+            "--pod-resources-socket",
+            missing.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert!(out.status.success());
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["podResources"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing.sock"));
+    assert_eq!(inventory_vf(&json, "0000:3b:01.1")["pod"], Value::Null);
+    assert_eq!(inventory_vf(&json, "0000:3b:01.1")["health"], Value::Null);
     daemon.stop().await;
 }
