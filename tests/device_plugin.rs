@@ -650,6 +650,8 @@ async fn the_binary_cleans_up_and_exits_zero_on_sigterm() {
             node.path("absent").display()
         ))
         .arg("--log-level=10")
+        // PodResources off: an empty value is accepted
+        .args(["--pod-resources-socket", ""])
         // glog's flags as upstream DaemonSets pass them: accepted, ignored
         .args([
             "-v=5",

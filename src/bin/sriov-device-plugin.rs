@@ -65,8 +65,9 @@ struct Args {
     health_addr: Option<std::net::SocketAddr>,
     /// The kubelet's PodResources socket, asked which devices pods hold so
     /// that a reload never drops or moves one in use; "" turns this off
+    // a String, not a PathBuf: clap refuses an empty path
     #[arg(long, default_value = DEFAULT_POD_RESOURCES_SOCKET)]
-    pod_resources_socket: PathBuf,
+    pod_resources_socket: String,
     /// Do not watch the config file's directory; reload on SIGHUP only
     #[arg(long)]
     no_config_watch: bool,
@@ -172,8 +173,8 @@ fn main() {
         cdi_spec_dir: args.cdi_spec_dir,
         default_route_netdevs: None,
         health_addr: args.health_addr,
-        pod_resources_socket: (!args.pod_resources_socket.as_os_str().is_empty())
-            .then_some(args.pod_resources_socket),
+        pod_resources_socket: (!args.pod_resources_socket.is_empty())
+            .then(|| PathBuf::from(args.pod_resources_socket)),
         held_recheck: DEFAULT_HELD_RECHECK,
         watch_config: !args.no_config_watch,
     };

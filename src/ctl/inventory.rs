@@ -37,8 +37,9 @@ pub struct InventoryArgs {
     pub output: Output,
     /// The kubelet's PodResources socket, for the pod holding each VF and
     /// its health; "" skips it
+    // a String, not a PathBuf: clap refuses an empty path
     #[arg(long, default_value = DEFAULT_POD_RESOURCES_SOCKET)]
-    pub pod_resources_socket: PathBuf,
+    pub pod_resources_socket: String,
 }
 
 /// What the kubelet told us through PodResources; all None when it could
@@ -147,10 +148,10 @@ pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
         }
         None => Pools::default(),
     };
-    let kubelet = if args.pod_resources_socket.as_os_str().is_empty() {
+    let kubelet = if args.pod_resources_socket.is_empty() {
         KubeletView::default()
     } else {
-        KubeletView::ask(&args.pod_resources_socket)
+        KubeletView::ask(Path::new(&args.pod_resources_socket))
     };
     let text = match args.output {
         Output::Json => {

@@ -144,10 +144,15 @@ impl DevicePlugin for PoolService {
         request: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
         let pool = self.pool.borrow().clone();
-        let owners = self.owners.read().map(|o| o.clone()).unwrap_or_default();
+        // Read under the lock, not cloned: a copy of every device's owner
+        // per call made Allocate's cost grow with the node's device count.
+        // Nothing below awaits, so the guard never crosses an await.
+        let no_owners = std::collections::HashMap::new();
+        let guard = self.owners.read();
+        let owners = guard.as_deref().unwrap_or(&no_owners);
         let mut response = AllocateResponse::default();
         for container in request.into_inner().container_requests {
-            match allocate_container(&pool, &container.devices_ids, self.cdi, &owners) {
+            match allocate_container(&pool, &container.devices_ids, self.cdi, owners) {
                 Ok(answer) => {
                     tracing::info!(pool = %pool.resource_name, devices = ?container.devices_ids, "allocated");
                     response.container_responses.push(answer);
