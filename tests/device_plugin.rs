@@ -1338,3 +1338,46 @@ async fn inventory_shows_the_pod_holding_each_vf_and_its_health() {
     assert_eq!(inventory_vf(&json, "0000:3b:01.1")["health"], Value::Null);
     daemon.stop().await;
 }
+
+/// Issue 12, point 4: a held VF that vanished from the node (hot-unplug,
+/// `sriov_numvfs` lowered) stays listed as Unhealthy until released; here
+/// it vanishes from a built tree and a reload rescans.
+#[tokio::test]
+async fn a_held_vf_that_vanished_stays_unhealthy_until_released() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+
+    // VF 2 leaves the tree: its bus entry and its PF's virtfn2 link
+    std::fs::remove_file(node.sysfs.join("bus/pci/devices/0000:3b:01.2")).unwrap();
+    std::fs::remove_file(node.sysfs.join("bus/pci/devices/0000:3b:00.0/virtfn2")).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    let kept = healths(&[
+        ("0000:3b:01.0", "Healthy"),
+        ("0000:3b:01.1", "Healthy"),
+        ("0000:3b:01.2", "Unhealthy"),
+    ]);
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| health(d) == kept)
+        .await
+        .unwrap();
+    kubelet.delete_pod("ran", "du-0");
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| {
+            ids(d) == strings(&["0000:3b:01.0", "0000:3b:01.1"])
+        })
+        .await
+        .unwrap();
+    daemon.stop().await;
+}
