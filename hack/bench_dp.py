@@ -3,7 +3,8 @@
 a baseline measured in the same run.
 
 For each tree (16 PFs x VFS VFs, tree only, device-info dir on tmpfs as on a
-node): a stand-in kubelet (`sriovctl kubelet-sim`) waits on kubelet.sock;
+node), twice: without PodResources (every device-info file written before
+serving) and with the stand-in kubelet's PodResources (files at Allocate): a stand-in kubelet (`sriovctl kubelet-sim`) waits on kubelet.sock;
 the daemon is started and timed from spawn until the kubelet-sim prints the
 pool's first full ListAndWatch list; its peak RSS (VmHWM) is read before
 SIGTERM. The baseline is `sriovctl inventory` on the same tree and config:
@@ -33,13 +34,16 @@ def layout(path, vfs):
 
 
 class Tree:
-    def __init__(self, target, work, vfs):
+    def __init__(self, target, work, vfs, pod_resources):
         self.target, self.vfs = target, vfs
         self.dir = os.path.join(work, f"tree{vfs}")
         self.sysfs = os.path.join(self.dir, "sys")
         self.kubelet = os.path.join(self.dir, "device-plugins")
         self.config = os.path.join(self.dir, "config.json")
         self.devinfo = f"/dev/shm/sriov-bench-devinfo-{os.getpid()}-{vfs}"
+        # with PodResources the daemon writes device-info files at Allocate
+        # (none held here); without, all of them before serving
+        self.pod_resources = os.path.join(self.dir, "pod-resources.sock") if pod_resources else ""
         os.makedirs(self.kubelet, exist_ok=True)
         layout(os.path.join(self.dir, "layout.toml"), vfs)
         with open(self.config, "w") as f:
@@ -64,11 +68,12 @@ class Tree:
         return [f"{self.target}/sriov-device-plugin", "--sysfs-root", self.sysfs,
                 "--config-file", self.config, "--device-plugin-path", self.kubelet,
                 "--registration-mode", "kubelet-socket", "--devinfo-dir", self.devinfo,
-                "--pod-resources-socket", "", "--log-level", "warn"]
+                "--pod-resources-socket", self.pod_resources, "--log-level", "warn"]
 
     def kubelet_sim(self):
+        extra = ["--pod-resources-socket", self.pod_resources] if self.pod_resources else []
         sim = subprocess.Popen([f"{self.target}/sriovctl", "--log-level", "warn", "kubelet-sim",
-                                "--dir", self.kubelet, "--timeout", "60"],
+                                "--dir", self.kubelet, "--timeout", "60"] + extra,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True, bufsize=1)
         sock = os.path.join(self.kubelet, "kubelet.sock")
@@ -143,11 +148,12 @@ def p95(values):
 def main():
     runs, allocs, target, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     sizes = [int(v) for v in sys.argv[5:]]
-    trees = [Tree(target, work, vfs) for vfs in sizes]
+    trees = [Tree(target, os.path.join(work, mode), vfs, mode == "podres")
+             for vfs in sizes for mode in ("eager", "podres")]
     try:
-        print("| VFs (16 PFs) | first full list, median ms | p95 ms | peak RSS MiB | "
+        print("| VFs (16 PFs) | device-info files | first full list, median ms | p95 ms | peak RSS MiB | "
               "baseline: inventory, median ms | baseline RSS MiB | time vs baseline |")
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for tree in trees:
             ours, base, rss, base_rss = [], [], [], []
             tree.start_once()  # warm the page cache
@@ -160,12 +166,15 @@ def main():
                 base.append(elapsed)
                 base_rss.append(hwm)
             m, b = statistics.median(ours), statistics.median(base)
-            print(f"| {tree.count} | {m:.1f} | {p95(ours):.1f} | {max(rss) / 1024:.1f} | {b:.1f} | "
+            files = "at Allocate (PodResources)" if tree.pod_resources else "all before serving"
+            print(f"| {tree.count} | {files} | {m:.1f} | {p95(ours):.1f} | {max(rss) / 1024:.1f} | {b:.1f} | "
                   f"{max(base_rss) / 1024:.1f} | {m / b:.2f}x |")
         print()
         print(f"| VFs in the pool | Allocate of one VF via kubelet-sim, median ms over {allocs} | p95 ms |")
         print("|---|---|---|")
         for tree in trees:
+            if tree.pod_resources:
+                continue
             costs = tree.allocate_costs(allocs)
             print(f"| {tree.count} | {statistics.median(costs):.2f} | {p95(costs):.2f} |")
     finally:

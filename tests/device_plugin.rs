@@ -1077,12 +1077,67 @@ async fn a_held_vf_stays_unhealthy_in_its_pool_through_a_reload_until_released()
         .await
         .unwrap();
     eprintln!("moved {:?} after the pod was deleted", released.elapsed());
-    assert!(node
-        .path("devinfo/intel.com-intel_moved-0000:3b:01.2-device.json")
-        .exists());
     assert!(!node
         .path("devinfo/intel.com-intel_netdev-0000:3b:01.2-device.json")
         .exists());
+    // the new pool's file comes with its first Allocate
+    kubelet
+        .allocate_to_pod("ran", "du-1", "app", MOVED, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    assert!(node
+        .path("devinfo/intel.com-intel_moved-0000:3b:01.2-device.json")
+        .exists());
+    daemon.stop().await;
+}
+
+fn devinfo_names(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(node.path("devinfo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 12, point 7: with PodResources answering, device-info files are
+/// written when Multus needs them (by Allocate, before the CNI runs), not
+/// all before serving; at start only the files of devices pods hold are
+/// written, so a restarted daemon still has them for a sandbox re-created
+/// without a new Allocate.
+#[tokio::test]
+async fn device_info_files_are_written_at_allocate_and_at_start_for_held_devices() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    assert_eq!(
+        devinfo_names(&node),
+        Vec::<String>::new(),
+        "nothing held, nothing written"
+    );
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.1"]))
+        .await
+        .unwrap();
+    let file = "intel.com-intel_netdev-0000:3b:01.1-device.json";
+    assert_eq!(devinfo_names(&node), [file]);
+    let body: Value =
+        serde_json::from_str(&std::fs::read_to_string(node.path("devinfo").join(file)).unwrap())
+            .unwrap();
+    assert_eq!(body["pci"]["pci-address"], "0000:3b:01.1");
+
+    // a restart: files removed at shutdown, the held one back at start
+    daemon.stop().await;
+    assert_eq!(devinfo_names(&node), Vec::<String>::new());
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    assert_eq!(devinfo_names(&node), [file], "written before serving");
     daemon.stop().await;
 }
 

@@ -232,8 +232,11 @@ impl Daemon {
             daemon.config_watch = Some(ConfigWatch::start(&daemon.settings.config_file));
         }
         daemon.update_owners(&pools);
+        // device-info files now only for devices pods hold (all of them if
+        // that is unknown): the rest are written at Allocate
+        let held = daemon.held_devices().await;
         for pool in pools {
-            if let Err(error) = daemon.start_pool(pool) {
+            if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
                 // leave nothing behind: the pools started so far go, files included
                 daemon.shutdown().await;
                 return Err(error);
@@ -253,6 +256,30 @@ impl Daemon {
         if let Ok(mut owners) = self.owners.write() {
             *owners = map;
         }
+    }
+
+    /// A starting pool's files: its CDI spec, and the device-info files of
+    /// the devices pods hold (`held`), or of every device when what pods
+    /// hold is unknown (None). The others are written at Allocate.
+    fn write_start_files(
+        &self,
+        pool: &ServedPool,
+        held: Option<&HeldDevices>,
+    ) -> Result<(), DaemonError> {
+        let dir = &self.settings.devinfo_dir;
+        match held {
+            None => files::write_device_info(dir, pool)?,
+            Some(held) => {
+                let ids = pool
+                    .device_ids()
+                    .filter(|id| held.holder(&pool.resource_name, id).is_some());
+                files::write_device_info_for(dir, pool, ids)?;
+            }
+        }
+        if self.settings.cdi != CdiMode::Off {
+            files::write_cdi_spec(&self.settings.cdi_spec_dir, pool)?;
+        }
+        Ok(())
     }
 
     fn write_files(&self, old: Option<&ServedPool>, pool: &ServedPool) -> Result<(), DaemonError> {
@@ -280,13 +307,17 @@ impl Daemon {
         }
     }
 
-    fn start_pool(&mut self, pool: ServedPool) -> Result<(), DaemonError> {
+    fn start_pool(
+        &mut self,
+        pool: ServedPool,
+        held: Option<&HeldDevices>,
+    ) -> Result<(), DaemonError> {
         for error in files::remove_stale_device_info(&self.settings.devinfo_dir, &pool) {
             tracing::warn!(pool = %pool.resource_name, %error, "cannot remove a stale device-info file");
         }
         // Files first: the kubelet may Allocate (and Multus read the
         // device-info file) as soon as the pool is advertised.
-        if let Err(error) = self.write_files(None, &pool) {
+        if let Err(error) = self.write_start_files(&pool, held) {
             self.remove_files(&pool);
             return Err(error);
         }
@@ -299,6 +330,7 @@ impl Daemon {
             pool: sender.clone(),
             cdi: self.settings.cdi,
             owners: self.owners.clone(),
+            devinfo_dir: Arc::new(self.settings.devinfo_dir.clone()),
             events: self.events.subscribe(),
             stop: stop_rx,
             registered: registered.clone(),
@@ -414,7 +446,7 @@ impl Daemon {
             }
         }
         self.kept = kept;
-        self.apply(pools).await;
+        self.apply(pools, held.as_ref()).await;
     }
 
     /// Devices kept for pods, by pool (empty when none).
@@ -424,7 +456,7 @@ impl Daemon {
 
     /// Serves `pools`: changed pools get the new list, new ones start, gone
     /// ones stop.
-    async fn apply(&mut self, pools: Vec<ServedPool>) {
+    async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
         self.update_owners(&pools);
         let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
         let gone: Vec<String> = self
@@ -445,7 +477,7 @@ impl Daemon {
             match current {
                 None => {
                     tracing::info!(pool = %pool.resource_name, devices = pool.devices.len(), "new pool");
-                    if let Err(error) = self.start_pool(pool) {
+                    if let Err(error) = self.start_pool(pool, held) {
                         tracing::error!(%error, "cannot start a new pool");
                     }
                 }
