@@ -7,16 +7,18 @@
 //! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
 //! - `uevent`: kernel device events (NETLINK_KOBJECT_UEVENT), heard and, for simulated nodes, sent;
 //! - `pci`: PCI addresses.
-//! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport.
+//! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport;
+//! - `devtools` (feature `devtools`, default): the stand-in kubelet, for `sriovctl` and the tests.
 
 pub mod atomic_file;
 pub mod cni;
 pub mod config;
 pub mod ctl;
 pub mod deviceplugin;
+#[cfg(feature = "devtools")]
+pub mod devtools;
 pub mod install_cni;
 pub mod kubelet_api;
-pub mod kubelet_sim;
 pub mod logging;
 pub mod netlink;
 pub mod netns;

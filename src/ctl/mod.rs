@@ -2,6 +2,7 @@
 //! subcommand lives in its own module and returns a `CtlError`.
 
 pub mod inventory;
+#[cfg(feature = "devtools")]
 pub mod kubelet_sim;
 pub mod provision;
 pub mod sim;
@@ -37,6 +38,7 @@ pub enum Command {
     InstallCni(crate::install_cni::InstallCniArgs),
     /// A stand-in kubelet: registers device plugins, follows ListAndWatch,
     /// calls Allocate / GetPreferredAllocation on commands from stdin
+    #[cfg(feature = "devtools")]
     KubeletSim(kubelet_sim::KubeletSimArgs),
     /// Bring the node's PFs and VFs to a node policy (numVfs, drivers, PF
     /// MTU); prints the plan, applies it unless --dry-run
@@ -60,6 +62,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
+        #[cfg(feature = "devtools")]
         Command::KubeletSim(args) => kubelet_sim::run(args),
         Command::Provision(args) => provision::run(&args, cli.sysfs_root.as_deref()),
         Command::InstallCni(args) => {
