@@ -284,7 +284,7 @@ fn dhcp_ipam_leases_from_dnsmasq_on_the_wire_and_releases_on_del_and_rollback() 
     let s = setup();
     let server = DnsmasqServer::start(
         &s.wire_netns(),
-        sriov_rs::sim::model::WIRE_BRIDGE,
+        sriov_rs::devtools::sim::model::WIRE_BRIDGE,
         "10.57.0.1/24",
         ("10.57.0.50", "10.57.0.99"),
     );

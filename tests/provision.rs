@@ -8,12 +8,12 @@
 mod common;
 
 use common::{base_pf, require_root, SimFixture, TestNetns};
+use sriov_rs::devtools::sim;
+use sriov_rs::devtools::sim::layout::{Layout, VfSpec};
 use sriov_rs::netlink::{LinkOps, Netlink};
 use sriov_rs::netns;
 use sriov_rs::pci::PciAddress;
 use sriov_rs::provision::{self, ApplyOptions, DeviceType, HeldVfs, PfPlan, Plan, Step};
-use sriov_rs::sim;
-use sriov_rs::sim::layout::{Layout, VfSpec};
 use sriov_rs::sysfs::SysfsRoot;
 use std::collections::{BTreeMap, HashSet};
 use std::os::fd::AsFd;

@@ -10,9 +10,9 @@ mod common;
 use common::{
     host_link_names, named_netns, plug_into_pod, require_root, two_pf_layout, SimFixture, TestNetns,
 };
+use sriov_rs::devtools::sim;
 use sriov_rs::netlink::{LinkEvent, LinkOps, LinkTable, Netlink};
 use sriov_rs::netns;
-use sriov_rs::sim;
 use sriov_rs::uevent::{Action, Uevent, UeventListener};
 use std::io::Write;
 use std::net::Ipv4Addr;

@@ -9,9 +9,9 @@ mod common;
 use common::{
     host_link_names, named_netns, plug_into_pod, require_root, two_pf_layout, SimFixture, TestNetns,
 };
+use sriov_rs::devtools::sim::{self, CreateOptions, SimError};
 use sriov_rs::netlink::{LinkOps, Netlink};
 use sriov_rs::netns;
-use sriov_rs::sim::{self, CreateOptions, SimError};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};

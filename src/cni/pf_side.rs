@@ -500,7 +500,8 @@ pub fn restore_in_order(
 
 #[cfg(test)]
 mod fake_pf;
-#[cfg(test)]
+// on the simulated node, a development tool
+#[cfg(all(test, feature = "devtools"))]
 mod node_tests;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ pub mod inventory;
 #[cfg(feature = "devtools")]
 pub mod kubelet_sim;
 pub mod provision;
+#[cfg(feature = "devtools")]
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, destroy or describe the simulated SR-IOV node
+    #[cfg(feature = "devtools")]
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Show PFs, VFs and the resource pools a config gives on this node
@@ -47,8 +49,9 @@ pub enum Command {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
+    #[cfg(feature = "devtools")]
     #[error(transparent)]
-    Sim(#[from] crate::sim::SimError),
+    Sim(#[from] crate::devtools::sim::SimError),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -60,6 +63,7 @@ pub enum CtlError {
 
 pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
+        #[cfg(feature = "devtools")]
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
         #[cfg(feature = "devtools")]

@@ -5,9 +5,8 @@
 //! shows that the shipped daemons build without them.
 //!
 //! - [`kubelet_sim`]: a stand-in kubelet (registration, ListAndWatch,
-//!   Allocate, PodResources).
-//!
-//! The simulated node (`crate::sim`) belongs here too and will move once its
-//! rewrite for the live simulated node has landed.
+//!   Allocate, PodResources);
+//! - [`sim`]: the simulated SR-IOV node (see docs/sim.md).
 
 pub mod kubelet_sim;
+pub mod sim;

@@ -12,9 +12,9 @@ pub mod cni;
 pub mod dhcp;
 pub mod sysfs_shape;
 
+use sriov_rs::devtools::sim::layout::{Layout, PfSpec, VfSpec};
+use sriov_rs::devtools::sim::{self, CreateOptions, Serve, SimNode};
 use sriov_rs::netns;
-use sriov_rs::sim::layout::{Layout, PfSpec, VfSpec};
-use sriov_rs::sim::{self, CreateOptions, Serve, SimNode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -19,11 +19,11 @@ use crate::cni::del::del_with_pf;
 use crate::cni::env::CniEnv;
 use crate::cni::error::{CODE_IFNAME_TAKEN, CODE_KERNEL};
 use crate::cni::state::{Cache, StateDir, ENV_STATE_DIR};
+use crate::devtools::sim::{self, CreateOptions, Layout, Serve};
 use crate::netlink::{
     Link, LinkOps, LinkState, Netlink, NetlinkError, PfOps, PfVfs, VfConfig, VfSetting, VlanProto,
 };
 use crate::pci::PciAddress;
-use crate::sim::{self, CreateOptions, Layout, Serve};
 use crate::sysfs::{SysfsRoot, ENV_SYSFS_ROOT};
 use std::cell::RefCell;
 use std::collections::BTreeMap;

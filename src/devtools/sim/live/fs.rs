@@ -14,8 +14,8 @@
 use super::node::{LiveNode, WriteError};
 use super::tree::{Ino, Invalidation, Kind, Node, StaticTree, ROOT_INO};
 use super::Announcer;
+use crate::devtools::sim::tree::{self, relative_target, Counter, NetdevEntry, NetdevState};
 use crate::netlink::{LinkStatus, LinkTable};
-use crate::sim::tree::{self, relative_target, Counter, NetdevEntry, NetdevState};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry,
@@ -695,7 +695,7 @@ impl Filesystem for LiveFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut live = self.lock();
-        if parent.0 == ROOT_INO && name == crate::sim::STATE_FILE {
+        if parent.0 == ROOT_INO && name == crate::devtools::sim::STATE_FILE {
             let size = live.state_json.len() as u64;
             let attr = self.attr(STATE_INO, FileType::RegularFile, size, 0o444, self.started);
             return reply.entry_with_ttls(&STABLE, &STABLE, &attr, Generation(0));
@@ -919,7 +919,7 @@ impl Filesystem for LiveFs {
                             entries.push((
                                 STATE_INO,
                                 FileType::RegularFile,
-                                crate::sim::STATE_FILE.into(),
+                                crate::devtools::sim::STATE_FILE.into(),
                             ));
                         }
                         for (name, child) in children {
