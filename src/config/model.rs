@@ -109,6 +109,9 @@ pub struct Resource {
     pub additional_info: AdditionalInfo,
     /// Our extension, unset unless the config says so.
     pub allocation_policy: Option<AllocationPolicy>,
+    /// Our extension (`linkHealth`, default true): devices turn Unhealthy
+    /// while their PF has no carrier (or their own netdev, up, has none).
+    pub link_health: bool,
 }
 
 impl Resource {
