@@ -128,10 +128,6 @@ impl CniEnv {
         }
         Ok(env)
     }
-
-    pub fn from_process(command: Command) -> Result<CniEnv, CniError> {
-        CniEnv::from_lookup(command, |key| std::env::var(key).ok())
-    }
 }
 
 #[cfg(test)]

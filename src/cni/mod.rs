@@ -11,7 +11,9 @@ pub mod error;
 pub mod ipam;
 pub mod lifecycle;
 pub mod netns_guard;
+pub mod node;
 pub mod pf_side;
+pub mod restore;
 pub mod result;
 pub mod state;
 pub mod version;
@@ -66,13 +68,16 @@ pub fn run_from_env(stdin: &mut dyn Read) -> Result<Option<String>, CniError> {
         }
         _ => {}
     }
-    let env = CniEnv::from_process(command).map_err(fail_version)?;
+    let lookup = |key: &str| std::env::var(key).ok();
+    let env = CniEnv::from_lookup(command, lookup).map_err(fail_version)?;
+    let mut node = node::Node::from_lookup(lookup);
+    let node = &mut node;
     let outcome = match command {
-        Command::Add => add::add(&env, &input, &conf).map(|result| Some(result.to_string())),
-        Command::Del => del::del(&env, &input, &conf).map(|()| None),
-        Command::Check => check::check(&env, &input, &conf).map(|()| None),
-        Command::Status => lifecycle::status(&env, &input, &conf).map(|()| None),
-        Command::Gc => lifecycle::gc(&env, &input, &conf).map(|()| None),
+        Command::Add => add::add(node, &env, &input, &conf).map(|result| Some(result.to_string())),
+        Command::Del => del::del(node, &env, &input, &conf).map(|()| None),
+        Command::Check => check::check(node, &env, &input, &conf).map(|()| None),
+        Command::Status => lifecycle::status(node, &env, &input, &conf).map(|()| None),
+        Command::Gc => lifecycle::gc(node, &env, &input, &conf).map(|()| None),
         // answered above, before the config is parsed; kept so the match is total
         Command::Version => version::answer("").map(Some),
     };

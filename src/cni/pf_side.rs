@@ -22,13 +22,7 @@ use super::state::{Cache, OrigVfState};
 use crate::netlink::{
     format_mac, parse_mac, LinkState, NetlinkError, PfOps, VfConfig, VfSetting, VlanProto,
 };
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
-
-/// PF operations shared by ADD and the undo steps it registers, which
-/// outlive its borrows.
-pub type SharedPfOps = Rc<RefCell<dyn PfOps>>;
 
 /// Where a VF's PF-side settings live.
 #[derive(Debug, Clone, PartialEq, Eq)]

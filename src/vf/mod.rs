@@ -12,9 +12,12 @@
 //!   namespaces (`locate`) and handled where it really is.
 //! - When a pod's namespace is destroyed, a real VF returns to the host
 //!   namespace under its pod-side name (or `devN` on a clash); a veth
-//!   stand-in is destroyed with it instead. `find_on_host` copes with both.
+//!   stand-in is destroyed with it instead. `VfIdentity::on_host` copes with both.
 
 pub mod announce;
+mod identity;
+
+pub use identity::{host_netdev_named, VfIdentity};
 
 use crate::netlink::{
     format_mac, AddressOps, IfAddress, Link, LinkOps, Netlink, NetlinkError, Route, RouteOps,
@@ -215,7 +218,7 @@ impl VfId<'_> {
 }
 
 /// The VF's netdev among the links of the namespace `netlink` is in.
-pub fn find_vf(netlink: &mut Netlink, vf: &str, id: &VfId) -> Result<Option<Link>, VfError> {
+fn find_vf(netlink: &mut Netlink, vf: &str, id: &VfId) -> Result<Option<Link>, VfError> {
     Ok(netlink
         .links()
         .map_err(VfError::netlink(vf, "listing links"))?
@@ -529,40 +532,6 @@ pub fn restore_on_host(
     let fallback = format!("sriov{}", link.index);
     let renamed = rename_on_host(host, vf, link, original.name, &fallback);
     up_if_it_was(host, vf, original, renamed)
-}
-
-/// Where is the VF on the host? Tried in order: a hardware netdev whose
-/// parent device is the VF's PCI address (real VFs, whatever their name);
-/// a virtual link (veth stand-in) under the original host name, or with
-/// the saved ifindex, carrying one of `macs` (the original or the pod-side
-/// MAC). A name alone proves nothing: another device (a bridge, say) may
-/// have taken it, and must never be "restored".
-pub fn find_on_host(
-    host: &mut Netlink,
-    vf: &str,
-    host_name: &str,
-    ifindex: u32,
-    macs: &[Option<[u8; 6]>],
-) -> Result<Option<Link>, VfError> {
-    let links = host
-        .links()
-        .map_err(VfError::netlink(vf, "listing host links"))?;
-    if let Some(link) = links
-        .iter()
-        .find(|l| l.parent_device.as_deref() == Some(vf))
-    {
-        return Ok(Some(link.clone()));
-    }
-    let carries_ours = |l: &Link| l.mac.is_some() && macs.contains(&l.mac);
-    if let Some(link) = links
-        .iter()
-        .find(|l| l.name == host_name && l.parent_device.is_none() && carries_ours(l))
-    {
-        return Ok(Some(link.clone()));
-    }
-    Ok(links
-        .into_iter()
-        .find(|l| ifindex != 0 && l.index == ifindex && carries_ours(l)))
 }
 
 /// Add the IPAM result's addresses and routes to the VF in the pod.
