@@ -23,6 +23,17 @@ pub struct Ipam<'a> {
     /// CNI_CONTAINERID/CNI_IFNAME/CNI_NETNS to use instead of ours (GC
     /// releases other attachments' addresses).
     pub attachment: Option<(&'a str, &'a str, Option<&'a str>)>,
+    /// CNI_ARGS to use instead of ours: what ADD got, for later calls on
+    /// the same attachment (GC has none; a runtime's DEL may pass fewer).
+    pub cni_args: Option<&'a str>,
+}
+
+/// CNI_ARGS text (`K=V;K=V`) from parsed pairs.
+pub fn cni_args_text(args: &std::collections::BTreeMap<String, String>) -> String {
+    args.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
@@ -58,9 +69,13 @@ fn exec(
     command: &str,
     stdin: &[u8],
     attachment: Attachment,
+    cni_args: Option<&str>,
 ) -> Result<Vec<u8>, CniError> {
     let mut process = tie_to_parent(binary);
     process.env("CNI_COMMAND", command);
+    if let Some(args) = cni_args {
+        process.env("CNI_ARGS", args);
+    }
     if let Some((container_id, ifname, netns)) = attachment {
         process
             .env("CNI_CONTAINERID", container_id)
@@ -197,7 +212,7 @@ fn launcher_failed(msg: &str) -> i32 {
 
 /// The versions a plugin says it speaks (CNI_COMMAND=VERSION).
 fn supported_versions(binary: &Path) -> Result<Vec<String>, CniError> {
-    let versions = exec(binary, "VERSION", br#"{"cniVersion":"0.3.1"}"#, None)?;
+    let versions = exec(binary, "VERSION", br#"{"cniVersion":"0.3.1"}"#, None, None)?;
     let versions: Value = serde_json::from_slice(&versions).unwrap_or_default();
     Ok(versions
         .get("supportedVersions")
@@ -250,12 +265,13 @@ impl<'a> Ipam<'a> {
             stdin,
             cni_version,
             attachment: None,
+            cni_args: None,
         }
     }
 
     fn run(&self, command: &str) -> Result<Vec<u8>, CniError> {
         let binary = find_plugin(self.plugin, &self.env.path)?;
-        match exec(&binary, command, self.stdin, self.attachment) {
+        match exec(&binary, command, self.stdin, self.attachment, self.cni_args) {
             // STATUS and GC exist from 1.1.0 only: no older version to fall back to
             Err(error)
                 if error.code == CODE_INCOMPATIBLE_VERSION
@@ -279,6 +295,7 @@ impl<'a> Ipam<'a> {
                     command,
                     &with_version(self.stdin, common)?,
                     self.attachment,
+                    self.cni_args,
                 )
             }
             other => other,

@@ -115,6 +115,15 @@ pub(crate) fn release(
     let vf = vf_address.to_string();
 
     let ipam_added = cache.progress.as_ref().is_some_and(|p| p.ipam_added);
+    // what ADD's IPAM call got in CNI_ARGS, with this call's on top: an
+    // IPAM plugin such as whereabouts finds the allocation by the pod
+    let mut args = cache
+        .progress
+        .as_ref()
+        .map(|p| p.cni_args.clone())
+        .unwrap_or_default();
+    args.extend(at.env.args.clone());
+    let args = (!args.is_empty()).then(|| super::ipam::cni_args_text(&args));
     let ipam_failed = match cache.conf.ipam_type() {
         Some(plugin) if releaser == Releaser::Del || ipam_added => Ipam {
             plugin,
@@ -122,6 +131,7 @@ pub(crate) fn release(
             stdin: at.stdin,
             cni_version: &cache.conf.cni_version,
             attachment: at.ipam_identity,
+            cni_args: args.as_deref(),
         }
         .del()
         .err(),
