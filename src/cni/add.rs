@@ -317,7 +317,7 @@ fn apply_pf_side(
     let Some(found) = found.filter(|_| !settings.is_empty()) else {
         return Ok(());
     };
-    pf_side::apply(pf, at, found, settings, &DRIVER_RETRY, &mut |_| {}).map_err(CniError::from)
+    pf_side::apply(pf, at, found, settings, &DRIVER_RETRY).map_err(CniError::from)
 }
 
 fn find_host_netdev(

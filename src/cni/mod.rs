@@ -17,6 +17,7 @@ pub mod restore;
 pub mod result;
 pub mod state;
 pub mod version;
+pub mod vf_attr;
 pub mod vf_target;
 
 pub use error::CniError;

@@ -17,11 +17,10 @@
 //! or trust change).
 
 use super::config::NetConf;
-use super::error::{CniError, CODE_INVALID_CONFIG, CODE_KERNEL, CODE_UNSUPPORTED_FIELD};
+use super::error::{CniError, CODE_KERNEL, CODE_UNSUPPORTED_FIELD};
 use super::state::{Cache, OrigVfState};
-use crate::netlink::{
-    format_mac, parse_mac, LinkState, NetlinkError, PfOps, VfConfig, VfSetting, VlanProto,
-};
+use super::vf_attr::VfAttr;
+use crate::netlink::{NetlinkError, PfOps, VfConfig, VfSetting};
 use std::time::Duration;
 
 /// Where a VF's PF-side settings live.
@@ -105,55 +104,13 @@ pub const DRIVER_RETRY: Retry = Retry {
     delay: Duration::from_millis(100),
 };
 
-fn invalid(msg: String) -> CniError {
-    CniError::new(CODE_INVALID_CONFIG, msg)
-}
-
-fn non_negative_u32(key: &str, value: i64) -> Result<u32, CniError> {
-    u32::try_from(value).map_err(|_| invalid(format!("{key} {value} is out of range")))
-}
-
 /// The PF-side settings `conf` asks for, in the order ADD applies them;
 /// `mac` is the MAC chosen by precedence (`mac` < CNI_ARGS < runtimeConfig),
-/// which also becomes the VF's admin MAC. `conf` has been validated.
+/// which also becomes the VF's admin MAC.
 pub fn requested(conf: &NetConf, mac: Option<[u8; 6]>) -> Result<Vec<VfSetting>, CniError> {
     let mut settings = Vec::new();
-    if let Some(vlan) = conf.vlan {
-        let proto = match conf.vlan_proto.as_deref() {
-            None => VlanProto::Dot1Q,
-            Some(name) => VlanProto::from_name(name)
-                .ok_or_else(|| invalid(format!("vlanProto {name:?} is not 802.1q or 802.1ad")))?,
-        };
-        settings.push(VfSetting::Vlan {
-            vlan: non_negative_u32("vlan", vlan)?,
-            qos: non_negative_u32("vlanQoS", conf.vlan_qos.unwrap_or(0))?,
-            proto,
-        });
-    }
-    if let Some(mac) = mac {
-        settings.push(VfSetting::Mac(mac));
-    }
-    // as sriov-cni: either key sends both, the missing one as 0 (no limit)
-    if conf.min_tx_rate.is_some() || conf.max_tx_rate.is_some() {
-        settings.push(VfSetting::Rate {
-            min: non_negative_u32("min_tx_rate", conf.min_tx_rate.unwrap_or(0))?,
-            max: non_negative_u32("max_tx_rate", conf.max_tx_rate.unwrap_or(0))?,
-        });
-    }
-    // as sriov-cni: "on" is on, any other value off
-    if let Some(spoofchk) = &conf.spoofchk {
-        settings.push(VfSetting::SpoofChk(spoofchk == "on"));
-    }
-    if let Some(trust) = &conf.trust {
-        settings.push(VfSetting::Trust(trust == "on"));
-    }
-    if let Some(state) = &conf.link_state {
-        let state = LinkState::from_name(state).ok_or_else(|| {
-            invalid(format!(
-                "link_state {state:?} is not auto, enable or disable"
-            ))
-        })?;
-        settings.push(VfSetting::LinkState(state));
+    for attr in VfAttr::ALL {
+        settings.extend(attr.requested(conf, mac)?);
     }
     Ok(settings)
 }
@@ -268,66 +225,22 @@ pub fn read_before(
 /// fields. `AdminMAC` only when ADD sets the admin MAC, because DEL (ours
 /// and sriov-cni's) restores it whenever the cache holds one.
 pub fn record_original(orig: &mut OrigVfState, found: &VfConfig, sets_admin_mac: bool) {
-    if sets_admin_mac {
-        orig.admin_mac = format_mac(&found.mac);
+    for attr in VfAttr::ALL {
+        if attr != VfAttr::Mac || sets_admin_mac {
+            attr.save(orig, found);
+        }
     }
-    orig.vlan = i64::from(found.vlan);
-    orig.vlan_qos = i64::from(found.qos);
-    orig.vlan_proto = found.vlan_proto.ethertype();
-    orig.spoofchk = found.spoofchk;
-    orig.trust = found.trust;
-    orig.min_tx_rate = i64::from(found.min_tx_rate);
-    orig.max_tx_rate = i64::from(found.max_tx_rate);
-    orig.link_state = u32::from(found.link_state);
 }
 
 /// What DEL puts back, from the cache (ours or sriov-cni's): the original
 /// value of each attribute the cached config set, in the reverse of ADD's
 /// order, and the admin MAC whenever the cache holds one (as sriov-cni).
 pub fn to_restore(cache: &Cache) -> Vec<VfSetting> {
-    let (conf, orig) = (&cache.conf, &cache.orig);
-    let mut settings = Vec::new();
-    let number = |key: &str, value: i64| match u32::try_from(value) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            tracing::warn!(
-                key,
-                value,
-                "the cache's original value is out of range; not restored"
-            );
-            None
-        }
-    };
-    if conf.link_state.is_some() {
-        settings.push(VfSetting::LinkState(orig.link_state.into()));
-    }
-    if conf.trust.is_some() {
-        settings.push(VfSetting::Trust(orig.trust));
-    }
-    if conf.spoofchk.is_some() {
-        settings.push(VfSetting::SpoofChk(orig.spoofchk));
-    }
-    if conf.min_tx_rate.is_some() || conf.max_tx_rate.is_some() {
-        if let (Some(min), Some(max)) = (
-            number("MinTxRate", orig.min_tx_rate),
-            number("MaxTxRate", orig.max_tx_rate),
-        ) {
-            settings.push(VfSetting::Rate { min, max });
-        }
-    }
-    if let Some(mac) = parse_mac(&orig.admin_mac) {
-        settings.push(VfSetting::Mac(mac));
-    }
-    if conf.vlan.is_some() {
-        // a cache from before vlanProto existed has none: 802.1q, as sriov-cni
-        let proto = VlanProto::from_ethertype(orig.vlan_proto).unwrap_or(VlanProto::Dot1Q);
-        if let (Some(vlan), Some(qos)) =
-            (number("Vlan", orig.vlan), number("VlanQoS", orig.vlan_qos))
-        {
-            settings.push(VfSetting::Vlan { vlan, qos, proto });
-        }
-    }
-    settings
+    VfAttr::ALL
+        .iter()
+        .rev()
+        .filter_map(|attr| attr.restore(cache))
+        .collect()
 }
 
 /// The VF's entry in its PF's table now.
@@ -413,16 +326,17 @@ fn set_verified(
 }
 
 /// Apply `settings` one at a time, each verified by reading the VF table
-/// back. `undo` receives each change's undo *before* the change is sent, so
-/// a change the driver made but then reported as failed is undone too.
-/// Settings already in effect are skipped: nothing to apply, nothing to undo.
+/// back. Settings already in effect are skipped. What puts them back is
+/// not tracked here: the originals are in the cache before the first change
+/// (`record_original`), and `to_restore` sets back each one the config
+/// names, so a change the driver made but then reported as failed is
+/// undone too.
 pub fn apply(
     pf: &mut dyn PfOps,
     at: &PfVf,
     found: &Found,
     settings: &[VfSetting],
     retry: &Retry,
-    undo: &mut dyn FnMut(VfSetting),
 ) -> Result<(), PfSideError> {
     let mut current = found.config.clone();
     for &setting in settings {
@@ -430,7 +344,6 @@ pub fn apply(
             tracing::debug!(vf = %at.vf, %setting, "already in effect");
             continue;
         }
-        undo(setting.as_found_in(&current));
         current = set_verified(pf, at, found.pf_index, setting, retry)?;
         tracing::info!(vf = %at.vf, pf = %at.pf, index = at.index, %setting, "set through the PF");
     }
