@@ -160,7 +160,7 @@ pub fn add(node: &mut Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Resul
             )
         });
     match outcome {
-        Ok(result) => Ok(result.to_version(&conf.cni_version)),
+        Ok(result) => Ok(result.to_version(conf.version()?)),
         Err(error) => {
             tracing::error!(vf = %vf_address, error = %error.msg, "ADD failed; rolling back");
             Err(roll_back(node, env, stdin, &cache, error))

@@ -5,6 +5,7 @@
 //! and a message a person can act on.
 
 use super::error::{CniError, CODE_DECODE, CODE_INVALID_CONFIG};
+use super::version::CniVersion;
 use crate::netlink::parse_mac;
 use crate::pci::PciAddress;
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,11 @@ impl NetConf {
                 e.inner()
             ))
         })
+    }
+
+    /// The config's `cniVersion`, one of ours (code 1 otherwise).
+    pub fn version(&self) -> Result<CniVersion, CniError> {
+        CniVersion::require(&self.cni_version)
     }
 
     /// The IPAM plugin's name, if IPAM is configured.

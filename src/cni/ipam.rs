@@ -9,6 +9,7 @@
 use super::env::CniEnv;
 use super::error::{CniError, CODE_INCOMPATIBLE_VERSION, CODE_IPAM};
 use super::result::CniResult;
+use super::version::CniVersion;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -206,7 +207,7 @@ pub fn exec_tied_to_parent(mut args: impl Iterator<Item = std::ffi::OsString>) -
 
 /// The launcher's own failure, as a CNI error on the stdout the parent reads.
 fn launcher_failed(msg: &str) -> i32 {
-    println!("{}", CniError::new(CODE_IPAM, msg).to_json());
+    println!("{}", CniError::new(CODE_IPAM, msg).reply(None).to_json());
     1
 }
 
@@ -228,16 +229,15 @@ fn supported_versions(binary: &Path) -> Result<Vec<String>, CniError> {
 
 type Attachment<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
 
-/// The newest version in both lists (ours are ordered oldest first).
-fn best_common_version(theirs: &[String]) -> Option<&'static str> {
-    super::version::SUPPORTED
-        .iter()
+/// The newest version in both lists.
+fn best_common_version(theirs: &[String]) -> Option<CniVersion> {
+    CniVersion::ALL
+        .into_iter()
         .rev()
-        .copied()
-        .find(|v| theirs.iter().any(|t| t == v))
+        .find(|v| theirs.iter().any(|t| t == v.as_str()))
 }
 
-fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
+fn with_version(stdin: &[u8], version: CniVersion) -> Result<Vec<u8>, CniError> {
     let mut config: Value = serde_json::from_slice(stdin).map_err(|e| {
         CniError::new(
             super::error::CODE_DECODE,
@@ -245,7 +245,7 @@ fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
         )
     })?;
     if let Some(object) = config.as_object_mut() {
-        object.insert("cniVersion".into(), Value::from(version));
+        object.insert("cniVersion".into(), Value::from(version.as_str()));
         // prevResult (CHECK, DEL) is in the config's version: the plugin
         // parses it as the version we now claim, so convert it too
         if let Some(prev) = object.get("prevResult").filter(|p| p.is_object()) {
@@ -281,13 +281,13 @@ impl<'a> Ipam<'a> {
                 let Some(common) = best_common_version(&theirs) else {
                     return Err(error);
                 };
-                if common == self.cni_version {
+                if common.as_str() == self.cni_version {
                     return Err(error);
                 }
                 tracing::debug!(
                     plugin = self.plugin,
                     from = self.cni_version,
-                    to = common,
+                    to = common.as_str(),
                     "IPAM: retrying with an older cniVersion"
                 );
                 exec(
@@ -351,7 +351,8 @@ impl<'a> Ipam<'a> {
         // answer with misleading errors (host-local 1.1.1: "missing
         // containerID"), so ask first.
         let binary = find_plugin(self.plugin, &self.env.path)?;
-        if !supported_versions(&binary)?.iter().any(|v| v == "1.1.0") {
+        let needed = CniVersion::V1_1_0.as_str();
+        if !supported_versions(&binary)?.iter().any(|v| v == needed) {
             tracing::info!(
                 plugin = self.plugin,
                 command,
@@ -375,7 +376,7 @@ mod tests {
                 "interfaces": [{"name": "net1", "mtu": 1500, "pciID": "0000:3b:01.0"}],
                 "ips": [{"address": "10.1.0.2/24", "interface": 0}]}
         });
-        let bytes = with_version(config.to_string().as_bytes(), "0.4.0").unwrap();
+        let bytes = with_version(config.to_string().as_bytes(), CniVersion::V0_4_0).unwrap();
         let old: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(old["cniVersion"], "0.4.0");
         assert_eq!(old["prevResult"]["cniVersion"], "0.4.0");
@@ -387,7 +388,7 @@ mod tests {
     #[test]
     fn the_newest_common_version_wins() {
         let debian = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"].map(String::from);
-        assert_eq!(best_common_version(&debian), Some("1.0.0"));
+        assert_eq!(best_common_version(&debian), Some(CniVersion::V1_0_0));
         assert_eq!(best_common_version(&["0.2.0".to_owned()]), None);
     }
 }
