@@ -38,6 +38,14 @@ pub fn cni_args_text(args: &std::collections::BTreeMap<String, String>) -> Strin
 }
 
 fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    // a name, never a path: DEL, CHECK and GC do not run ADD's validation,
+    // and `dir.join("/abs/path")` would be that path
+    if plugin.contains('/') || plugin.starts_with('.') || plugin.is_empty() {
+        return Err(CniError::new(
+            super::error::CODE_INVALID_CONFIG,
+            format!("ipam.type {plugin:?} is not a plugin name"),
+        ));
+    }
     if path.is_empty() {
         // STATUS may come without CNI_PATH; the other commands require it
         return Err(CniError::new(
@@ -383,6 +391,15 @@ mod tests {
         assert_eq!(old["prevResult"]["ips"][0]["version"], "4");
         assert!(old["prevResult"]["interfaces"][0].get("pciID").is_none());
         assert_eq!(old["ipam"]["type"], "static", "the rest is untouched");
+    }
+
+    #[test]
+    fn an_ipam_type_that_is_a_path_is_never_run() {
+        // DEL does not validate the config: `/bin/sh` must not be exec'd
+        let path = [PathBuf::from("/usr/lib/cni")];
+        for plugin in ["/bin/sh", "../sbin/x", ".hidden", ""] {
+            assert_eq!(find_plugin(plugin, &path).unwrap_err().code, 7, "{plugin}");
+        }
     }
 
     #[test]

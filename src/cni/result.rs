@@ -55,7 +55,6 @@ fn is_empty_object(map: &Map<String, Value>) -> bool {
     map.is_empty()
 }
 
-/// Versions whose results carry `ips[].version` and no 1.1 interface fields.
 impl CniResult {
     /// Parse a result (from IPAM, or a prevResult) of any supported version.
     pub fn parse(value: Value) -> Result<CniResult, CniError> {
