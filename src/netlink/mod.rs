@@ -8,12 +8,14 @@
 
 mod address;
 mod link;
+mod neighbour;
 mod route;
 mod socket;
 mod vf;
 
 pub use address::{AddressOps, IfAddress};
 pub use link::{format_mac, parse_mac, Link, LinkOps};
+pub use neighbour::NeighbourOps;
 pub use route::{Route, RouteOps};
 pub use socket::Netlink;
 pub use vf::{HostPf, LinkState, PfOps, PfVfs, VfConfig, VfSetting, VlanProto};
