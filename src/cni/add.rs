@@ -73,7 +73,7 @@ pub fn add(node: &mut Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Resul
     // Read what the PF holds for this VF before anything changes; a PF that
     // cannot tell fails here only if the config needs it.
     let pf_vf = PfVf {
-        vf: vf_address.to_string(),
+        vf: vf_address,
         pf: target.pf_name.clone(),
         index: target.vf_index,
     };
@@ -299,7 +299,7 @@ fn take_over(
     )?;
     if *name != ours {
         let mut marked = previous.clone();
-        let mode = restore::mode_of(&node.sysfs, previous, &vf_address.to_string());
+        let mode = restore::mode_of(&node.sysfs, previous, vf_address);
         marked.mark_vf_restored(&old_netns, mode);
         node.state.save_cache(old_id, old_ifname, &marked)?;
     }
@@ -325,12 +325,12 @@ fn find_host_netdev(
     sysfs: &SysfsRoot,
     target: &VfTarget,
 ) -> Result<crate::netlink::Link, CniError> {
-    let vf = target.address.to_string();
+    let vf = target.address;
     let names = sysfs
         .pci_device(target.address)
         .map_err(|e| CniError::new(CODE_INVALID_CONFIG, e.to_string()))?
         .netdevs;
-    vf::host_netdev_named(host, &vf, &names)
+    vf::host_netdev_named(host, vf, &names)
         .map_err(vf_error)?
         .ok_or_else(|| {
             CniError::new(
@@ -352,12 +352,12 @@ fn attach_and_configure(
     cache: &mut Cache,
     state: &StateDir,
 ) -> Result<CniResult, CniError> {
-    let vf = target.address.to_string();
+    let vf = target.address;
     let netns = env.netns.as_deref().unwrap_or(Path::new(""));
     let mut interface = Interface {
         name: env.ifname.clone(),
         sandbox: Some(netns.display().to_string()),
-        pci_id: Some(vf.clone()),
+        pci_id: Some(vf.to_string()),
         ..Interface::default()
     };
     let mut pod_ifindex = None;
@@ -366,7 +366,7 @@ fn attach_and_configure(
         // return is refused (PF-side settings still applied), the rollback
         // finds it in the pod by what the cache says
         let attached =
-            vf::attach(host, &vf, link, netns, &env.ifname, mac, conf.mtu).map_err(vf_error)?;
+            vf::attach(host, vf, link, netns, &env.ifname, mac, conf.mtu).map_err(vf_error)?;
         pod_ifindex = Some(attached.ifindex);
         interface.mac = Some(format_mac(&attached.mac));
         interface.mtu = Some(attached.mtu);
@@ -395,13 +395,13 @@ fn attach_and_configure(
         state.save_cache(&env.container_id, &env.ifname, cache)?;
         if let Some(ifindex) = pod_ifindex {
             let (addresses, routes) = addresses_and_routes(&ipam_result, ifindex)?;
-            let mut pod = vf::netlink_in(netns, &vf).map_err(vf_error)?;
-            vf::configure_ips(&mut pod, &vf, ifindex, &addresses, &routes).map_err(vf_error)?;
+            let mut pod = vf::netlink_in(netns, vf).map_err(vf_error)?;
+            vf::configure_ips(&mut pod, vf, ifindex, &addresses, &routes).map_err(vf_error)?;
             let mac = result.interfaces[0]
                 .mac
                 .as_deref()
                 .and_then(crate::netlink::parse_mac);
-            vf::announce::best_effort(netns, &vf, ifindex, &env.ifname, mac, &addresses);
+            vf::announce::best_effort(netns, vf, ifindex, &env.ifname, mac, &addresses);
         }
         result.ips = ipam_result.ips;
         result.routes = ipam_result.routes;

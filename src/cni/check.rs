@@ -26,11 +26,11 @@ pub fn check(node: &Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<
                 env.container_id, env.ifname
             ))
         })?;
-    let vf_name = cache.conf.device()?.to_string();
+    let vf_name = cache.conf.device()?;
     let progress = cache.progress.as_ref();
     if progress.is_none_or(|p| p.mode == Mode::Kernel) {
         let netns = env.netns.as_deref().unwrap_or(Path::new(""));
-        let mut pod = vf::netlink_in(netns, &vf_name).map_err(vf_error)?;
+        let mut pod = vf::netlink_in(netns, vf_name).map_err(vf_error)?;
         let link = pod
             .link_by_name(&env.ifname)
             .map_err(|e| failed(e.to_string()))?

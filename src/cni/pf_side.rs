@@ -21,13 +21,14 @@ use super::error::{CniError, CODE_KERNEL, CODE_UNSUPPORTED_FIELD};
 use super::state::{Cache, OrigVfState};
 use super::vf_attr::VfAttr;
 use crate::netlink::{NetlinkError, PfOps, VfConfig, VfSetting};
+use crate::pci::PciAddress;
 use std::time::Duration;
 
 /// Where a VF's PF-side settings live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PfVf {
     /// The VF's PCI address, for messages.
-    pub vf: String,
+    pub vf: PciAddress,
     /// The PF's netdev in the host netns (empty if it has none).
     pub pf: String,
     /// The VF's index on its PF.
@@ -41,19 +42,23 @@ pub enum PfSideError {
          (to the kernel it is no SR-IOV PF, or its driver does not manage VFs through netlink)"
     )]
     NoVfInfo {
-        vf: String,
+        vf: PciAddress,
         pf: String,
         keys: String,
     },
     #[error(
         "VF {vf}: {keys} can only be set through its PF, which has no netdev in the host netns"
     )]
-    NoPfNetdev { vf: String, keys: String },
+    NoPfNetdev { vf: PciAddress, keys: String },
     #[error("VF {vf}: PF {pf} does not list VF {index} in its VF table")]
-    NotListed { vf: String, pf: String, index: u32 },
+    NotListed {
+        vf: PciAddress,
+        pf: String,
+        index: u32,
+    },
     #[error("VF {vf}: PF {pf} does not support {setting} on its VFs ({key}): {source}")]
     Unsupported {
-        vf: String,
+        vf: PciAddress,
         pf: String,
         setting: VfSetting,
         key: &'static str,
@@ -62,14 +67,14 @@ pub enum PfSideError {
     },
     #[error("VF {vf}: {step}: {source}")]
     Kernel {
-        vf: String,
+        vf: PciAddress,
         step: String,
         #[source]
         source: NetlinkError,
     },
     #[error("VF {vf}: PF {pf} vf {index}: set {wanted}, but the driver reports {found}")]
     Mismatch {
-        vf: String,
+        vf: PciAddress,
         pf: String,
         index: u32,
         wanted: VfSetting,
@@ -166,7 +171,7 @@ pub fn read_before(
             return Ok(without_pf("the PF has no netdev"));
         }
         return Err(PfSideError::NoPfNetdev {
-            vf: at.vf.clone(),
+            vf: at.vf,
             keys: keys_of(&needed),
         });
     }
@@ -178,7 +183,7 @@ pub fn read_before(
         }
         Err(source) => {
             return Err(PfSideError::Kernel {
-                vf: at.vf.clone(),
+                vf: at.vf,
                 step: format!("reading the VF table of PF {}", at.pf),
                 source,
             })
@@ -188,7 +193,7 @@ pub fn read_before(
         None if needed.is_empty() => return Ok(without_pf("the PF has no netdev")),
         None => {
             return Err(PfSideError::NoPfNetdev {
-                vf: at.vf.clone(),
+                vf: at.vf,
                 keys: keys_of(&needed),
             })
         }
@@ -197,7 +202,7 @@ pub fn read_before(
                 return Ok(without_pf("the PF reports no VF settings"));
             }
             return Err(PfSideError::NoVfInfo {
-                vf: at.vf.clone(),
+                vf: at.vf,
                 pf: at.pf.clone(),
                 keys: keys_of(&needed),
             });
@@ -214,7 +219,7 @@ pub fn read_before(
         )),
         None if settings.is_empty() => Ok((settings, None)),
         None => Err(PfSideError::NotListed {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             index: at.index,
         }),
@@ -248,13 +253,13 @@ fn read_vf(pf: &mut dyn PfOps, at: &PfVf) -> Result<(u32, VfConfig), PfSideError
     let table = pf
         .pf_vfs(&at.pf)
         .map_err(|source| PfSideError::Kernel {
-            vf: at.vf.clone(),
+            vf: at.vf,
             step: format!("reading the VF table of PF {}", at.pf),
             source,
         })?
         .filter(|t| t.vfs.is_some())
         .ok_or_else(|| PfSideError::NoVfInfo {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             keys: "PF-side settings".into(),
         })?;
@@ -262,7 +267,7 @@ fn read_vf(pf: &mut dyn PfOps, at: &PfVf) -> Result<(u32, VfConfig), PfSideError
         .vf(at.index)
         .cloned()
         .ok_or_else(|| PfSideError::NotListed {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             index: at.index,
         })?;
@@ -285,7 +290,7 @@ fn set_verified(
             Ok(()) => {}
             Err(source) if source.is_not_supported() => {
                 return Err(PfSideError::Unsupported {
-                    vf: at.vf.clone(),
+                    vf: at.vf,
                     pf: at.pf.clone(),
                     setting,
                     key: setting.key(),
@@ -300,7 +305,7 @@ fn set_verified(
             }
             Err(source) => {
                 return Err(PfSideError::Kernel {
-                    vf: at.vf.clone(),
+                    vf: at.vf,
                     step: format!("setting {setting} on PF {} vf {}", at.pf, at.index),
                     source,
                 })
@@ -316,7 +321,7 @@ fn set_verified(
             continue;
         }
         return Err(PfSideError::Mismatch {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             index: at.index,
             wanted: setting,

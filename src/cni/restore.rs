@@ -112,7 +112,7 @@ pub(crate) fn release(
     releaser: Releaser,
 ) -> Result<Released, CniError> {
     let vf_address = cache.conf.device()?;
-    let vf = vf_address.to_string();
+    let vf = vf_address;
 
     let ipam_added = cache.progress.as_ref().is_some_and(|p| p.ipam_added);
     // what ADD's IPAM call got in CNI_ARGS, with this call's on top: an
@@ -179,13 +179,13 @@ pub(crate) fn release(
                 Ok(())
             } else {
                 let mut cache = cache.clone();
-                cache.mark_vf_restored(&our_netns, mode_of(&node.sysfs, &cache, &vf));
+                cache.mark_vf_restored(&our_netns, mode_of(&node.sysfs, &cache, vf));
                 node.state.save_cache(at.container_id, at.ifname, &cache)
             }
         }
         (Ok(()), None) => {
             if releaser == Releaser::Del {
-                super::device_info::remove(&cache.conf, &vf);
+                super::device_info::remove(&cache.conf, &vf.to_string());
             }
             node.state.remove_cache(at.container_id, at.ifname)
         }
@@ -222,10 +222,9 @@ pub(crate) fn restore_attachment(
     ifname: &str,
     home_name: HomeName,
 ) -> Result<(), CniError> {
-    let vf = vf_address.to_string();
     let sysfs = &node.sysfs;
     restore_pf_then_vf(sysfs, &mut *node.pf, cache, vf_address, || {
-        restore_vf(sysfs, cache, &vf, netns, ifname, home_name)
+        restore_vf(sysfs, cache, vf_address, netns, ifname, home_name)
     })
 }
 
@@ -246,7 +245,7 @@ fn restore_pf_then_vf(
     }
     let at = match resolve(sysfs, vf_address) {
         Ok(target) => PfVf {
-            vf: vf_address.to_string(),
+            vf: vf_address,
             pf: target.pf_name,
             index: target.vf_index,
         },
@@ -260,15 +259,11 @@ fn restore_pf_then_vf(
 
 /// How the VF was attached: as ADD recorded it, or, for a cache written by
 /// sriov-cni (which does not record it), from the driver bound now.
-pub(crate) fn mode_of(sysfs: &SysfsRoot, cache: &Cache, vf: &str) -> Mode {
+pub(crate) fn mode_of(sysfs: &SysfsRoot, cache: &Cache, vf: PciAddress) -> Mode {
     if let Some(progress) = &cache.progress {
         return progress.mode;
     }
-    let driver = vf
-        .parse()
-        .ok()
-        .and_then(|address| sysfs.pci_device(address).ok())
-        .and_then(|d| d.driver);
+    let driver = sysfs.pci_device(vf).ok().and_then(|d| d.driver);
     match driver {
         Some(driver) if USERSPACE_DRIVERS.contains(&driver.as_str()) => Mode::Dpdk,
         _ => Mode::Kernel,
@@ -278,7 +273,7 @@ pub(crate) fn mode_of(sysfs: &SysfsRoot, cache: &Cache, vf: &str) -> Mode {
 fn restore_vf(
     sysfs: &SysfsRoot,
     cache: &Cache,
-    vf: &str,
+    vf: PciAddress,
     netns: &str,
     ifname: &str,
     home_name: HomeName,
@@ -321,13 +316,13 @@ fn restore_vf(
 /// A VF home with its MAC and MTU under a fallback name, its own being
 /// taken: say so, and succeed if `home_name` allows.
 fn home_under_fallback(
-    vf: &str,
+    vf: PciAddress,
     returned: Result<(), vf::VfError>,
     home_name: HomeName,
 ) -> Result<(), CniError> {
     match returned {
         Err(e @ vf::VfError::HomeNameTaken { .. }) if home_name == HomeName::FallbackOk => {
-            tracing::warn!(vf, error = %e, "VF restored under another name");
+            tracing::warn!(vf = %vf, error = %e, "VF restored under another name");
             Ok(())
         }
         other => other.map_err(vf_error),
@@ -335,10 +330,10 @@ fn home_under_fallback(
 }
 
 /// How to recognise this attachment's VF, from what ADD recorded.
-fn identity(cache: &Cache, vf: &str) -> vf::VfIdentity {
+fn identity(cache: &Cache, vf: PciAddress) -> vf::VfIdentity {
     let progress = cache.progress.as_ref();
     vf::VfIdentity {
-        pci: vf.to_owned(),
+        pci: vf,
         home: cache.orig.host_ifname.clone(),
         ifindex: progress.map(|p| p.ifindex).unwrap_or_default(),
         macs: [
@@ -357,7 +352,7 @@ fn identity(cache: &Cache, vf: &str) -> vf::VfIdentity {
 /// Restore it in place.
 fn restore_from_host(
     id: &vf::VfIdentity,
-    vf: &str,
+    vf: PciAddress,
     original: &Original,
     home_name: HomeName,
 ) -> Result<(), CniError> {
@@ -373,7 +368,7 @@ fn restore_from_host(
         }
         None => {
             tracing::warn!(
-                vf,
+                vf = %vf,
                 "the VF netdev is in neither the pod nor the host netns; a veth stand-in dies with its netns"
             );
             Ok(())
@@ -388,7 +383,7 @@ fn restore_from_host(
 /// the way home, which also covers VFs attached before it appeared.
 fn drop_home_alt_name(
     netlink: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     index: u32,
     home: &str,
 ) -> Result<(), CniError> {
@@ -405,7 +400,7 @@ fn drop_home_alt_name(
         .any(|n| n == home)
     {
         tracing::info!(
-            vf,
+            vf = %vf,
             altname = home,
             "removing the altname that equals the VF's host name"
         );

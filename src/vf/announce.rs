@@ -254,7 +254,7 @@ fn send_frames(
 /// peers just learn them a little later, by ARP).
 pub fn best_effort(
     pod_netns: &Path,
-    vf: &str,
+    vf: crate::pci::PciAddress,
     ifindex: u32,
     ifname: &str,
     mac: Option<[u8; 6]>,
@@ -263,8 +263,8 @@ pub fn best_effort(
     let Some(mac) = mac else { return };
     let (ipv4, all_primary) = ipv4_announcements(addresses);
     match gratuitous_arp(pod_netns, ifindex, ifname, mac, &ipv4, all_primary) {
-        Ok(announcer) => tracing::debug!(vf, ?announcer, "IPv4 addresses announced"),
-        Err(e) => tracing::warn!(vf, error = %e, "ADD: gratuitous ARP not sent; ignored"),
+        Ok(announcer) => tracing::debug!(vf = %vf, ?announcer, "IPv4 addresses announced"),
+        Err(e) => tracing::warn!(vf = %vf, error = %e, "ADD: gratuitous ARP not sent; ignored"),
     }
 }
 

@@ -8,14 +8,15 @@
 //! alone proves nothing: another device (a bridge, a foreign veth) may have
 //! taken it, and must never be "restored".
 
-use super::VfError;
+use super::{is_parent, VfError};
 use crate::netlink::{Link, LinkOps, Netlink};
+use crate::pci::PciAddress;
 
 /// What an attachment knows of its VF's netdev.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VfIdentity {
     /// The VF's PCI address, as the kernel prints a parent device.
-    pub pci: String,
+    pub pci: PciAddress,
     /// Its name on the host before ADD.
     pub home: String,
     /// Its ifindex (kept across namespace moves when free in the target);
@@ -37,7 +38,9 @@ impl VfIdentity {
     }
 
     fn is_hardware(&self, link: &Link) -> bool {
-        link.parent_device.as_deref() == Some(self.pci.as_str())
+        link.parent_device
+            .as_deref()
+            .is_some_and(|p| is_parent(p, self.pci))
     }
 
     /// Our VF among the links of a pod's namespace: any link whose parent is
@@ -47,7 +50,7 @@ impl VfIdentity {
     pub fn in_pod(&self, pod: &mut Netlink, ifname: &str) -> Result<Option<Link>, VfError> {
         let links = pod
             .links()
-            .map_err(VfError::netlink(&self.pci, "listing the pod's links"))?;
+            .map_err(VfError::netlink(self.pci, "listing the pod's links"))?;
         Ok(self.pick(links, |id, l| {
             (l.name == ifname && ((id.ifindex != 0 && l.index == id.ifindex) || id.carries_ours(l)))
                 || (l.name == id.home && id.carries_ours(l))
@@ -60,7 +63,7 @@ impl VfIdentity {
     pub fn on_host(&self, host: &mut Netlink) -> Result<Option<Link>, VfError> {
         let links = host
             .links()
-            .map_err(VfError::netlink(&self.pci, "listing host links"))?;
+            .map_err(VfError::netlink(self.pci, "listing host links"))?;
         Ok(self.pick(links, |id, l| {
             id.carries_ours(l) && (l.name == id.home || (id.ifindex != 0 && l.index == id.ifindex))
         }))
@@ -86,7 +89,7 @@ impl VfIdentity {
 /// (a real VF, or a veth stand-in: a link with no parent device).
 pub fn host_netdev_named(
     host: &mut Netlink,
-    pci: &str,
+    pci: PciAddress,
     names: &[String],
 ) -> Result<Option<Link>, VfError> {
     for name in names {
@@ -94,7 +97,11 @@ pub fn host_netdev_named(
             .link_by_name(name)
             .map_err(VfError::netlink(pci, "finding the VF on the host"))?
         {
-            if link.parent_device.as_deref().is_none_or(|p| p == pci) {
+            if link
+                .parent_device
+                .as_deref()
+                .is_none_or(|p| is_parent(p, pci))
+            {
                 return Ok(Some(link));
             }
         }
@@ -123,7 +130,7 @@ mod tests {
 
     fn id(stand_in: bool) -> VfIdentity {
         VfIdentity {
-            pci: "0000:3b:01.1".into(),
+            pci: "0000:3b:01.1".parse().unwrap(),
             home: "ens1f0v1".into(),
             ifindex: 40,
             macs: vec![[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]],

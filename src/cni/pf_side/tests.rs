@@ -22,7 +22,7 @@ fn conf(json: &str) -> NetConf {
 
 fn vf1() -> PfVf {
     PfVf {
-        vf: "0000:3b:01.1".into(),
+        vf: "0000:3b:01.1".parse().unwrap(),
         pf: "ens1f0".into(),
         index: 1,
     }
