@@ -15,11 +15,11 @@
 
 use super::config::NetConf;
 use super::env::CniEnv;
-use super::error::{CniError, CODE_INVALID_CONFIG, CODE_INVALID_ENV, CODE_KERNEL, CODE_VF_IN_USE};
+use super::error::{CniError, CODE_INVALID_CONFIG, CODE_INVALID_ENV, CODE_VF_IN_USE};
 use super::ipam::Ipam;
 use super::node::Node;
 use super::pf_side::{self, Found, PfVf, DRIVER_RETRY};
-use super::restore::{self, vf_error, Attachment, Releaser};
+use super::restore::{self, Attachment, Releaser};
 use super::result::{CniResult, Interface};
 use super::state::{Cache, Mode, OrigVfState, Progress, StateDir};
 use super::vf_target::{resolve, VfTarget};
@@ -65,7 +65,7 @@ pub fn add(node: &mut Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Resul
         take_over(node, vf_address, &owner, &netns_text, container_id, ifname)?;
     }
 
-    let mut host = Netlink::open().map_err(|e| CniError::new(CODE_KERNEL, e.to_string()))?;
+    let mut host = Netlink::open()?;
     let host_link = match target.mode {
         Mode::Dpdk => None,
         Mode::Kernel => Some(find_host_netdev(&mut host, &node.sysfs, &target)?),
@@ -331,7 +331,7 @@ fn find_host_netdev(
         .map_err(|e| CniError::new(CODE_INVALID_CONFIG, e.to_string()))?
         .netdevs;
     vf::host_netdev_named(host, vf, &names)
-        .map_err(vf_error)?
+        ?
         .ok_or_else(|| {
             CniError::new(
                 CODE_VF_IN_USE,
@@ -365,8 +365,7 @@ fn attach_and_configure(
         // attach returns the VF itself when it fails half-way; when that
         // return is refused (PF-side settings still applied), the rollback
         // finds it in the pod by what the cache says
-        let attached =
-            vf::attach(host, vf, link, netns, &env.ifname, mac, conf.mtu).map_err(vf_error)?;
+        let attached = vf::attach(host, vf, link, netns, &env.ifname, mac, conf.mtu)?;
         pod_ifindex = Some(attached.ifindex);
         interface.mac = Some(format_mac(&attached.mac));
         interface.mtu = Some(attached.mtu);
@@ -395,8 +394,8 @@ fn attach_and_configure(
         state.save_cache(&env.container_id, &env.ifname, cache)?;
         if let Some(ifindex) = pod_ifindex {
             let (addresses, routes) = addresses_and_routes(&ipam_result, ifindex)?;
-            let mut pod = vf::netlink_in(netns, vf).map_err(vf_error)?;
-            vf::configure_ips(&mut pod, vf, ifindex, &addresses, &routes).map_err(vf_error)?;
+            let mut pod = vf::netlink_in(netns, vf)?;
+            vf::configure_ips(&mut pod, vf, ifindex, &addresses, &routes)?;
             let mac = result.interfaces[0]
                 .mac
                 .as_deref()

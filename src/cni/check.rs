@@ -5,7 +5,6 @@ use super::env::CniEnv;
 use super::error::{CniError, CODE_UNKNOWN_CONTAINER};
 use super::ipam::Ipam;
 use super::node::Node;
-use super::restore::vf_error;
 use super::result::CniResult;
 use super::state::{Cache, Mode};
 use crate::netlink::{format_mac, AddressOps, LinkOps};
@@ -30,7 +29,7 @@ pub fn check(node: &Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<
     let progress = cache.progress.as_ref();
     if progress.is_none_or(|p| p.mode == Mode::Kernel) {
         let netns = env.netns.as_deref().unwrap_or(Path::new(""));
-        let mut pod = vf::netlink_in(netns, vf_name).map_err(vf_error)?;
+        let mut pod = vf::netlink_in(netns, vf_name)?;
         let link = pod
             .link_by_name(&env.ifname)
             .map_err(|e| failed(e.to_string()))?

@@ -89,3 +89,22 @@ impl ErrorReply {
             .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"internal error\"}}", self.code))
     }
 }
+
+/// The VF layer's errors, in the CNI's codes: an interface name taken in
+/// the pod is 104, anything else the kernel refused is 101.
+impl From<crate::vf::VfError> for CniError {
+    fn from(error: crate::vf::VfError) -> CniError {
+        let code = match error {
+            crate::vf::VfError::IfnameTaken { .. } => CODE_IFNAME_TAKEN,
+            _ => CODE_KERNEL,
+        };
+        CniError::new(code, error.to_string())
+    }
+}
+
+/// A netlink request the kernel refused, or a socket we could not open: 101.
+impl From<crate::netlink::NetlinkError> for CniError {
+    fn from(error: crate::netlink::NetlinkError) -> CniError {
+        CniError::new(CODE_KERNEL, error.to_string())
+    }
+}

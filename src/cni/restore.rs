@@ -12,7 +12,7 @@
 //! finishes the job.
 
 use super::env::CniEnv;
-use super::error::{CniError, CODE_IFNAME_TAKEN, CODE_KERNEL};
+use super::error::{CniError, CODE_KERNEL};
 use super::ipam::Ipam;
 use super::node::Node;
 use super::pf_side::{self, PfVf, DRIVER_RETRY};
@@ -24,13 +24,6 @@ use crate::sysfs::{SysfsRoot, USERSPACE_DRIVERS};
 use crate::vf::{self, Original};
 use std::os::fd::AsFd;
 use std::path::Path;
-
-pub(crate) fn vf_error(error: vf::VfError) -> CniError {
-    match error {
-        vf::VfError::IfnameTaken { .. } => CniError::new(CODE_IFNAME_TAKEN, error.to_string()),
-        other => CniError::new(CODE_KERNEL, other.to_string()),
-    }
-}
 
 /// Who releases an attachment, which decides what IPAM is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,10 +293,10 @@ fn restore_vf(
     let id = identity(cache, vf);
     // 1. In the pod netns, if it still exists.
     if !netns.is_empty() && Path::new(netns).exists() {
-        let mut pod = vf::netlink_in(Path::new(netns), vf).map_err(vf_error)?;
-        let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
+        let mut pod = vf::netlink_in(Path::new(netns), vf)?;
+        let mut host = Netlink::open()?;
         // not there: look on the host
-        if let Some(link) = id.in_pod(&mut pod, ifname).map_err(vf_error)? {
+        if let Some(link) = id.in_pod(&mut pod, ifname)? {
             drop_home_alt_name(&mut pod, vf, link.index, original.name)?;
             let returned =
                 vf::return_link_to_host(&mut pod, &mut host, host_fd.as_fd(), vf, &link, &original);
@@ -325,7 +318,7 @@ fn home_under_fallback(
             tracing::warn!(vf = %vf, error = %e, "VF restored under another name");
             Ok(())
         }
-        other => other.map_err(vf_error),
+        other => Ok(other?),
     }
 }
 
@@ -356,9 +349,8 @@ fn restore_from_host(
     original: &Original,
     home_name: HomeName,
 ) -> Result<(), CniError> {
-    let kernel = |e: String| CniError::new(CODE_KERNEL, e);
-    let mut host = Netlink::open().map_err(|e| kernel(e.to_string()))?;
-    match id.on_host(&mut host).map_err(vf_error)? {
+    let mut host = Netlink::open()?;
+    match id.on_host(&mut host)? {
         Some(link) => {
             if link.name != original.name {
                 drop_home_alt_name(&mut host, vf, link.index, original.name)?;
