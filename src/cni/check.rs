@@ -39,6 +39,12 @@ pub fn check(node: &Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<
                     env.ifname
                 ))
             })?;
+        if !super::restore::identity(&cache, vf_name).is_in_pod_as(&link, &env.ifname) {
+            return Err(failed(format!(
+                "VF {vf_name}: {} in the pod netns is another device",
+                env.ifname
+            )));
+        }
         if let Some(expected) = progress
             .map(|p| p.pod_mac.as_str())
             .filter(|m| !m.is_empty())

@@ -323,7 +323,7 @@ fn home_under_fallback(
 }
 
 /// How to recognise this attachment's VF, from what ADD recorded.
-fn identity(cache: &Cache, vf: PciAddress) -> vf::VfIdentity {
+pub(crate) fn identity(cache: &Cache, vf: PciAddress) -> vf::VfIdentity {
     let progress = cache.progress.as_ref();
     vf::VfIdentity {
         pci: vf,

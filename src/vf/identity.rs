@@ -52,9 +52,18 @@ impl VfIdentity {
             .links()
             .map_err(VfError::netlink(self.pci, "listing the pod's links"))?;
         Ok(self.pick(links, |id, l| {
-            (l.name == ifname && ((id.ifindex != 0 && l.index == id.ifindex) || id.carries_ours(l)))
-                || (l.name == id.home && id.carries_ours(l))
+            id.stand_in_as(l, ifname) || (l.name == id.home && id.carries_ours(l))
         }))
+    }
+
+    /// Is `link`, found in the pod as `ifname`, our VF (CHECK)?
+    pub fn is_in_pod_as(&self, link: &Link, ifname: &str) -> bool {
+        self.is_hardware(link) || (self.is_stand_in_link(link) && self.stand_in_as(link, ifname))
+    }
+
+    fn stand_in_as(&self, link: &Link, ifname: &str) -> bool {
+        link.name == ifname
+            && ((self.ifindex != 0 && link.index == self.ifindex) || self.carries_ours(link))
     }
 
     /// Our VF on the host: any link whose parent is the VF; a stand-in under
