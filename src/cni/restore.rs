@@ -295,7 +295,6 @@ fn restore_vf(
     if !netns.is_empty() && Path::new(netns).exists() {
         let mut pod = vf::netlink_in(Path::new(netns), vf)?;
         let mut host = Netlink::open()?;
-        // not there: look on the host
         if let Some(link) = id.in_pod(&mut pod, ifname)? {
             drop_home_alt_name(&mut pod, vf, link.index, original.name)?;
             let returned =
@@ -303,6 +302,7 @@ fn restore_vf(
             return home_under_fallback(vf, returned, home_name);
         }
     }
+    // 2. Not in the pod: on the host.
     restore_from_host(&id, vf, &original, home_name)
 }
 
