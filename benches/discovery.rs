@@ -9,7 +9,7 @@
 
 use sriov_rs::config;
 use sriov_rs::pool;
-use sriov_rs::sim::{self, layout::Layout, CreateOptions};
+use sriov_rs::sim::{self, layout::Layout, CreateOptions, Serve};
 use sriov_rs::sysfs::{ScanOptions, SysfsRoot};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ fn main() {
         root: &root,
         instance: "bench",
         layout: &layout,
-        wire: false,
+        serve: Serve::TreeOnly,
     })
     .unwrap();
     let sysfs = SysfsRoot::new(&root);

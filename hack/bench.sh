@@ -60,3 +60,8 @@ echo
 python3 hack/bench.py "$RUNS" "harness floor (/bin/true)=/bin/true" \
   "inventory of 2048 VFs=target/release/sriovctl inventory --sysfs-root $WORK/big --config-file $WORK/big.json --output json"
 target/release/sriovctl sim destroy --sysfs-root "$WORK/big" >/dev/null
+
+echo
+echo "### Discovery over the live simulated tree: 16 PFs x 256 VFs, against the same node as plain files"
+echo
+cargo bench --locked --quiet --bench live_tree 2>/dev/null | grep -v '^$' || cargo bench --locked --bench live_tree

@@ -6,7 +6,8 @@
 #   allocation, Allocate, device-info file) and restarts once -> the sriov CNI
 #   plugin gives each pod its allocated VF with a host-local address -> ping
 #   over the PF's wire -> CNI DEL puts the VFs back -> the device plugin stops
-#   on SIGTERM and removes its sockets and files -> node destroyed.
+#   on SIGTERM and removes its sockets and files -> the node lives on (VFs
+#   made through sriov_numvfs, a cable pulled) -> node destroyed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
@@ -97,6 +98,9 @@ for pair in "demo-pod-a ${ALLOCATED[0]}" "demo-pod-b ${ALLOCATED[1]}"; do
   echo "  inside $1: $(ip -n "$1" -br addr show net1)"
 done
 
+echo "  the live tree follows the kernel: $HOST_A left the host's view with its VF"
+echo "    ${ALLOCATED[0]}/net: [$(ls "$SRIOV_SYSFS_ROOT/bus/pci/devices/${ALLOCATED[0]}/net")]  class/net/$HOST_A: $([ -e "$SRIOV_SYSFS_ROOT/class/net/$HOST_A" ] && echo present || echo absent)"
+
 log "6. pod A pings pod B over the PF's wire"
 ip netns exec demo-pod-a ping -c 3 -W 2 10.56.217.3
 
@@ -107,6 +111,7 @@ for pair in "demo-pod-a ${ALLOCATED[0]} $HOST_A" "demo-pod-b ${ALLOCATED[1]} $HO
   ip netns del "$1"
   echo "  $(ip -br link show "$3")"
 done
+echo "  back in the tree: ${ALLOCATED[0]}/net: [$(host_name "${ALLOCATED[0]}")]"
 echo "  addresses still held by host-local: $(ls "$WORK/ipam/sriov-net" | grep -c '^10\.' || true)"
 
 log "8. SIGTERM: the device plugin removes its sockets and device-info files and exits 0"
@@ -117,7 +122,17 @@ echo "  left in the kubelet dir: $(ls "$WORK/kubelet")  (the stand-in kubelet's 
 echo "  device-info files left: $(ls "$WORK/devinfo" | wc -l)"
 grep -E "registered with the kubelet|kubelet.sock|stopped" "$WORK/device-plugin.log" | sed 's/^/  log: /' | tail -n 8
 
-log "9. destroy: every namespace, link and file goes away"
+log "9. the node lives: VFs made and destroyed through sriov_numvfs, a cable pulled"
+PF4=$SRIOV_SYSFS_ROOT/bus/pci/devices/0000:86:00.0
+echo 0 > "$PF4/sriov_numvfs"
+echo 6 > "$PF4/sriov_numvfs"
+echo "  ens4f0: sriov_numvfs=$(cat "$PF4/sriov_numvfs"), $(ls -d "$PF4"/virtfn* | wc -l) virtfn links, links: $(ip -br link | grep -c '^ens4f0v')"
+echo 3 > "$PF4/sriov_numvfs" 2>/dev/null || echo "  3 while 6 exist: refused as the kernel refuses it (EBUSY)"
+"$SRIOVCTL" sim carrier ens4f0 off >/dev/null
+echo "  cable pulled: carrier=$(cat "$SRIOV_SYSFS_ROOT/class/net/ens4f0/carrier"), $(ip -br link show ens4f0 | awk '{print $2, $4}')"
+"$SRIOVCTL" sim carrier ens4f0 on >/dev/null
+
+log "10. destroy: every namespace, link and file goes away"
 "$SRIOVCTL" sim destroy
 ip -br link | grep -E 'ens(1|4)f0' && { log "links left behind!"; exit 1; }
 [ -e "$SRIOV_SYSFS_ROOT" ] && { log "tree left behind!"; exit 1; }

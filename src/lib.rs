@@ -5,6 +5,7 @@
 //! - `sim`: the simulated SR-IOV node (fake sysfs tree + veth wiring) for demos and tests;
 //! - `sysfs`: reads the machine's PCI/SR-IOV tree under an injectable root;
 //! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
+//! - `uevent`: kernel device events (NETLINK_KOBJECT_UEVENT), heard and, for simulated nodes, sent;
 //! - `pci`: PCI addresses.
 //! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport.
 
@@ -23,4 +24,5 @@ pub mod pci;
 pub mod pool;
 pub mod sim;
 pub mod sysfs;
+pub mod uevent;
 pub mod vf;

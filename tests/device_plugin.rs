@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
 use sriov_rs::kubelet_api::deviceplugin::v1beta1::{Device, DeviceSpec};
 use sriov_rs::kubelet_sim::{KubeletSim, SimError};
-use sriov_rs::sim::{self, CreateOptions};
+use sriov_rs::sim::{self, CreateOptions, Serve};
 use sriov_rs::sysfs::SysfsRoot;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -51,7 +51,7 @@ impl Node {
             root: &sysfs,
             instance: &tag,
             layout: &common::two_pf_layout(&tag),
-            wire: false,
+            serve: Serve::TreeOnly,
         })
         .unwrap();
         for sub in [

@@ -11,7 +11,7 @@ use serde_json::json;
 use sriov_rs::config;
 use sriov_rs::pool::{self, Exclusion};
 use sriov_rs::sim::layout::{Layout, VfSpec};
-use sriov_rs::sim::{self, CreateOptions};
+use sriov_rs::sim::{self, CreateOptions, Serve};
 use sriov_rs::sysfs::{ScanOptions, SysfsRoot};
 use std::path::PathBuf;
 use sysfs_extras::Extras;
@@ -99,7 +99,7 @@ impl Node {
             root: &root,
             instance: "t",
             layout,
-            wire: false,
+            serve: Serve::TreeOnly,
         })
         .unwrap();
         Node { _dir: dir, root }

@@ -14,13 +14,6 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn read_trimmed(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim_end()
-        .to_owned()
-}
-
 #[test]
 fn simulated_netdev_attributes_match_the_kernels_sysfs() {
     if !require_root("simulated_netdev_attributes_match_the_kernels_sysfs") {
@@ -32,10 +25,25 @@ fn simulated_netdev_attributes_match_the_kernels_sysfs() {
         for netdev in pf.netdevs() {
             let fake = fixture.root.join("class/net").join(&netdev.name);
             let real = Path::new("/sys/class/net").join(&netdev.name);
-            for attribute in ["address", "mtu", "ifindex", "type", "addr_len", "operstate"] {
+            for attribute in [
+                "address",
+                "mtu",
+                "ifindex",
+                "type",
+                "addr_len",
+                "operstate",
+                "flags",
+                "carrier",
+            ] {
+                // the same text, or the same refusal (carrier of a link that is down)
+                let read = |path: &Path| {
+                    std::fs::read_to_string(path)
+                        .map(|text| text.trim_end().to_owned())
+                        .map_err(|e| e.raw_os_error())
+                };
                 assert_eq!(
-                    read_trimmed(&fake.join(attribute)),
-                    read_trimmed(&real.join(attribute)),
+                    read(&fake.join(attribute)),
+                    read(&real.join(attribute)),
                     "{}/{attribute}: simulated tree vs kernel",
                     netdev.name
                 );
@@ -195,7 +203,7 @@ fn create_fails_cleanly_when_a_netdev_name_is_taken() {
         root: &root,
         instance: &tag,
         layout: &layout,
-        wire: true,
+        serve: common::live(),
     })
     .unwrap_err();
     assert!(matches!(err, SimError::Wiring(_)), "{err}");

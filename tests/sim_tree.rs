@@ -6,7 +6,7 @@
 mod common;
 
 use common::{sysfs_shape, two_pf_layout, SimFixture};
-use sriov_rs::sim::{self, CreateOptions, Layout, SimError};
+use sriov_rs::sim::{self, CreateOptions, Layout, Serve, SimError};
 use std::path::Path;
 
 fn link(root: &Path, path: &str) -> String {
@@ -189,7 +189,7 @@ fn invalid_layouts_are_rejected_with_the_pf_and_key() {
             root: dir.path(),
             instance: "t",
             layout: &layout,
-            wire: false,
+            serve: Serve::TreeOnly,
         })
         .expect_err(expected);
         let message = err.to_string();
@@ -221,7 +221,7 @@ fn create_refuses_a_non_empty_root_and_the_real_sysfs() {
         root: dir.path(),
         instance: "t",
         layout: &layout,
-        wire: false,
+        serve: Serve::TreeOnly,
     })
     .unwrap_err();
     assert!(matches!(err, SimError::NotEmpty(_)), "{err}");
@@ -233,7 +233,7 @@ fn create_refuses_a_non_empty_root_and_the_real_sysfs() {
         root: Path::new("/sys"),
         instance: "t",
         layout: &layout,
-        wire: false,
+        serve: Serve::TreeOnly,
     })
     .unwrap_err();
     assert!(matches!(err, SimError::RealSysfs(_)), "{err}");
@@ -252,7 +252,7 @@ fn destroy_restores_the_directory_and_is_idempotent() {
         root: &root,
         instance: "t",
         layout: &layout,
-        wire: false,
+        serve: Serve::TreeOnly,
     })
     .unwrap();
     assert!(root.join("bus/pci/devices/0000:3b:00.0").exists());

@@ -2,9 +2,15 @@
 
 use super::CtlError;
 use crate::netlink::format_mac;
-use crate::sim::{self, CreateOptions, Destroyed, Layout};
+use crate::sim::{self, CreateOptions, Destroyed, Layout, Serve};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CarrierState {
+    On,
+    Off,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
@@ -22,6 +28,17 @@ pub enum SimCommand {
     },
     /// Remove every namespace, link and file the node made (safe to repeat)
     Destroy,
+    /// Pull (off) or plug (on) the cable of a simulated PF: its wire side goes
+    /// down or up, so the PF netdev loses or regains carrier as a real one does
+    Carrier {
+        /// The PF's netdev name as the layout gives it (e.g. ens1f0)
+        pf: String,
+        #[arg(value_enum)]
+        state: CarrierState,
+    },
+    /// Serve the live tree of the node at the root (started by create)
+    #[command(hide = true)]
+    Serve,
     /// Print the built-in layout, a starting point for your own
     Layout,
 }
@@ -48,13 +65,42 @@ pub fn run(command: SimCommand, sysfs_root: Option<&Path>) -> Result<(), CtlErro
                 Some(path) => Layout::load(&path).map_err(sim::SimError::from)?,
                 None => Layout::default_layout().map_err(sim::SimError::from)?,
             };
+            let server = std::env::current_exe().map_err(|source| sim::SimError::Io {
+                path: PathBuf::from("/proc/self/exe"),
+                step: "find sriovctl to serve the node",
+                source,
+            })?;
+            let serve = if tree_only {
+                Serve::TreeOnly
+            } else {
+                Serve::Live { server: &server }
+            };
             let node = sim::create(&CreateOptions {
                 root: &root,
                 instance: &name,
                 layout: &layout,
-                wire: !tree_only,
+                serve,
             })?;
             print_summary(&node, &root);
+            if !tree_only {
+                println!(
+                    "device nodes (the daemon's --dev-root): {}",
+                    sim::dev_root_for(&root).display()
+                );
+            }
+            Ok(())
+        }
+        SimCommand::Serve => Ok(sim::live::serve(&root)?),
+        SimCommand::Carrier { pf, state } => {
+            sim::set_carrier(&root, &pf, matches!(state, CarrierState::On))?;
+            println!(
+                "{pf}: cable {}",
+                if matches!(state, CarrierState::On) {
+                    "plugged in"
+                } else {
+                    "pulled"
+                }
+            );
             Ok(())
         }
         SimCommand::Destroy => {
@@ -92,13 +138,15 @@ fn print_summary(node: &sim::SimNode, root: &Path) {
                     "    VF {} {} driver {} netdev {} mac {}",
                     vf.index,
                     vf.address,
-                    vf.driver,
+                    vf.driver.as_deref().unwrap_or("-"),
                     netdev.name,
                     format_mac(&netdev.mac)
                 ),
                 None => println!(
                     "    VF {} {} driver {} (no netdev)",
-                    vf.index, vf.address, vf.driver
+                    vf.index,
+                    vf.address,
+                    vf.driver.as_deref().unwrap_or("-")
                 ),
             }
         }

@@ -8,6 +8,7 @@
 
 mod address;
 mod link;
+mod monitor;
 mod neighbour;
 mod route;
 mod socket;
@@ -15,6 +16,7 @@ mod vf;
 
 pub use address::{AddressOps, IfAddress};
 pub use link::{format_mac, parse_mac, Link, LinkOps};
+pub use monitor::{LinkCounters, LinkEvent, LinkStatus, LinkTable};
 pub use neighbour::NeighbourOps;
 pub use route::{Route, RouteOps};
 pub use socket::Netlink;

@@ -23,6 +23,12 @@ pub struct SimNode {
 pub struct SimPf {
     pub address: PciAddress,
     pub spec: PfSpec,
+    /// None while no driver is bound (after an unbind).
+    pub driver: Option<String>,
+    /// `driver_override`: the one driver that may bind this function next.
+    pub driver_override: Option<String>,
+    /// `sriov_drivers_autoprobe`: new VFs are bound to their driver.
+    pub drivers_autoprobe: bool,
     pub iommu_group: u32,
     pub netdev: Option<SimNetdev>,
     pub rdma_device: Option<String>,
@@ -35,7 +41,10 @@ pub struct SimPf {
 pub struct SimVf {
     pub index: u16,
     pub address: PciAddress,
-    pub driver: String,
+    /// None while no driver is bound (after an unbind).
+    pub driver: Option<String>,
+    /// `driver_override`: the one driver that may bind this function next.
+    pub driver_override: Option<String>,
     pub iommu_group: u32,
     pub netdev: Option<SimNetdev>,
     pub rdma_device: Option<String>,
@@ -74,7 +83,6 @@ impl SimNode {
             if !addresses.insert(spec.pci_address) {
                 return Err(invalid("PCI address used twice".into()));
             }
-            let is_network = spec.class.starts_with("0x02");
             let mut take_rdma = |has_netdev: bool| {
                 (spec.rdma && has_netdev).then(|| {
                     next_rdma += 1;
@@ -100,54 +108,15 @@ impl SimNode {
 
             let mut vfs = Vec::new();
             for index in 0..spec.num_vfs {
-                let rid = u32::from(spec.pci_address.routing_id())
-                    + u32::from(spec.sriov_offset)
-                    + u32::from(index) * u32::from(spec.sriov_stride);
-                let rid = u16::try_from(rid)
-                    .map_err(|_| invalid(format!("VF {index} falls beyond bus ff")))?;
-                let address = PciAddress::from_routing_id(spec.pci_address.domain, rid);
-                if !addresses.insert(address) {
+                let vf =
+                    make_vf(spec, instance, index, next_group, &mut take_rdma).map_err(&invalid)?;
+                if !addresses.insert(vf.address) {
                     return Err(invalid(format!(
-                        "VF {index} address {address} is used twice"
+                        "VF {index} address {} is used twice",
+                        vf.address
                     )));
                 }
-                let overrides = spec.vfs.iter().find(|vf| vf.index == index);
-                let driver = overrides
-                    .and_then(|vf| vf.driver.clone())
-                    .unwrap_or_else(|| spec.vf_driver.clone());
-                validate_driver(&driver).map_err(&invalid)?;
-                let has_netdev = overrides.and_then(|vf| vf.has_netdev).unwrap_or(
-                    is_network
-                        && spec.name.is_some()
-                        && !USERSPACE_DRIVERS.contains(&driver.as_str()),
-                );
-                let netdev = if has_netdev {
-                    let name = overrides
-                        .and_then(|vf| vf.netdev.clone())
-                        .or_else(|| spec.name.as_ref().map(|pf| format!("{pf}v{index}")))
-                        .ok_or_else(|| {
-                            invalid(format!("VF {index} needs a netdev name (the PF has none)"))
-                        })?;
-                    validate_ifname(&name).map_err(&invalid)?;
-                    Some(SimNetdev {
-                        name,
-                        mac: derive_mac(instance, address),
-                        mtu: spec.mtu,
-                        wire_peer: format!("vf{index}"),
-                        up: false,
-                    })
-                } else {
-                    None
-                };
-                let rdma_device = take_rdma(netdev.is_some());
-                vfs.push(SimVf {
-                    index,
-                    address,
-                    driver,
-                    iommu_group: next_group,
-                    netdev,
-                    rdma_device,
-                });
+                vfs.push(vf);
                 next_group += 1;
             }
             if let Some(vf) = spec.vfs.iter().find(|vf| vf.index >= spec.num_vfs) {
@@ -165,6 +134,9 @@ impl SimNode {
             pfs.push(SimPf {
                 address: spec.pci_address,
                 spec: spec.clone(),
+                driver: Some(spec.driver.clone()),
+                driver_override: None,
+                drivers_autoprobe: true,
                 iommu_group: pf_group,
                 netdev,
                 rdma_device: pf_rdma,
@@ -198,6 +170,70 @@ impl SimPf {
             .iter()
             .chain(self.vfs.iter().filter_map(|vf| vf.netdev.as_ref()))
     }
+}
+
+/// The address of VF `index` of a PF by the SR-IOV routing-ID arithmetic.
+pub fn vf_address(spec: &PfSpec, index: u16) -> Result<PciAddress, String> {
+    let rid = u32::from(spec.pci_address.routing_id())
+        + u32::from(spec.sriov_offset)
+        + u32::from(index) * u32::from(spec.sriov_stride);
+    let rid = u16::try_from(rid).map_err(|_| format!("VF {index} falls beyond bus ff"))?;
+    Ok(PciAddress::from_routing_id(spec.pci_address.domain, rid))
+}
+
+/// VF `index` of the PF `spec` as the PF driver creates it: the layout's
+/// per-VF overrides, else the PF's VF driver, a netdev named `<pf>v<index>`
+/// unless the driver is a user-space one. `take_rdma` hands out the RDMA
+/// device name of a netdev function.
+pub fn make_vf(
+    spec: &PfSpec,
+    instance: &str,
+    index: u16,
+    iommu_group: u32,
+    take_rdma: &mut dyn FnMut(bool) -> Option<String>,
+) -> Result<SimVf, String> {
+    let address = vf_address(spec, index)?;
+    let overrides = spec.vfs.iter().find(|vf| vf.index == index);
+    let driver = overrides
+        .and_then(|vf| vf.driver.clone())
+        .unwrap_or_else(|| spec.vf_driver.clone());
+    validate_driver(&driver)?;
+    let has_netdev = overrides
+        .and_then(|vf| vf.has_netdev)
+        .unwrap_or_else(|| driver_has_netdev(spec, &driver));
+    let netdev = if has_netdev {
+        let name = overrides
+            .and_then(|vf| vf.netdev.clone())
+            .or_else(|| spec.name.as_ref().map(|pf| format!("{pf}v{index}")))
+            .ok_or_else(|| format!("VF {index} needs a netdev name (the PF has none)"))?;
+        validate_ifname(&name)?;
+        Some(SimNetdev {
+            name,
+            mac: derive_mac(instance, address),
+            mtu: spec.mtu,
+            wire_peer: format!("vf{index}"),
+            up: false,
+        })
+    } else {
+        None
+    };
+    let rdma_device = take_rdma(netdev.is_some());
+    Ok(SimVf {
+        index,
+        address,
+        driver: Some(driver),
+        driver_override: None,
+        iommu_group,
+        netdev,
+        rdma_device,
+    })
+}
+
+/// Whether a function of this PF bound to `driver` gets a netdev: network
+/// functions on a kernel driver do, user-space drivers (vfio-pci, uio)
+/// never do.
+pub fn driver_has_netdev(spec: &PfSpec, driver: &str) -> bool {
+    spec.class.starts_with("0x02") && spec.name.is_some() && !USERSPACE_DRIVERS.contains(&driver)
 }
 
 fn validate_instance(instance: &str) -> Result<(), LayoutError> {

@@ -14,7 +14,7 @@ pub mod sysfs_shape;
 
 use sriov_rs::netns;
 use sriov_rs::sim::layout::{Layout, PfSpec, VfSpec};
-use sriov_rs::sim::{self, CreateOptions, SimNode};
+use sriov_rs::sim::{self, CreateOptions, Serve, SimNode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -79,7 +79,15 @@ pub fn base_pf(address: &str, name: &str) -> PfSpec {
     pf
 }
 
-/// A simulated node in its own temp dir; destroyed on drop.
+/// The live node, served by this build's `sriovctl`.
+pub fn live() -> Serve<'static> {
+    Serve::Live {
+        server: Path::new(env!("CARGO_BIN_EXE_sriovctl")),
+    }
+}
+
+/// A simulated node in its own temp dir; destroyed on drop. `wire`: a live
+/// node with links (root), else the tree alone as plain files.
 pub struct SimFixture {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
@@ -97,7 +105,7 @@ impl SimFixture {
             root: &root,
             instance: &tag,
             layout: &layout,
-            wire,
+            serve: if wire { live() } else { Serve::TreeOnly },
         })
         .unwrap_or_else(|e| panic!("creating simulated node {tag}: {e}"));
         SimFixture {

@@ -24,7 +24,7 @@ use crate::netlink::{
     Link, LinkOps, LinkState, Netlink, NetlinkError, PfOps, PfVfs, VfConfig, VfSetting, VlanProto,
 };
 use crate::pci::PciAddress;
-use crate::sim::{self, CreateOptions, Layout};
+use crate::sim::{self, CreateOptions, Layout, Serve};
 use crate::sysfs::SysfsRoot;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -177,7 +177,7 @@ impl Node {
             root: &root,
             instance: &tag,
             layout: &layout,
-            wire: true,
+            serve: Serve::Snapshot,
         })
         .unwrap();
         let pod_name = format!("{tag}-pod");
