@@ -29,6 +29,7 @@ use crate::vf;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub fn add(node: &mut Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<Value, CniError> {
     conf.validate()?;
@@ -320,24 +321,45 @@ fn apply_pf_side(
     pf_side::apply(pf, at, found, settings, &DRIVER_RETRY).map_err(CniError::from)
 }
 
+/// How long ADD keeps re-reading the VF's netdev name when sysfs names one
+/// the host netns does not have.
+const RENAME_SETTLE: Duration = Duration::from_secs(1);
+
+/// The VF's netdev on the host, by the name sysfs gives it. sysfs can name
+/// a netdev the host does not have for a moment: a rename in flight (udev
+/// naming a VF that just came home; the simulated node's served tree
+/// follows renames a moment late). Then a real VF is found by its PCI
+/// parent, and the name is read again for up to a second. A VF whose
+/// sysfs lists no netdev in this netns is in a pod: refused at once.
 fn find_host_netdev(
     host: &mut Netlink,
     sysfs: &SysfsRoot,
     target: &VfTarget,
 ) -> Result<crate::netlink::Link, CniError> {
     let vf = target.address;
-    let names = sysfs
-        .pci_device(target.address)
-        .map_err(|e| CniError::new(CODE_INVALID_CONFIG, e.to_string()))?
-        .netdevs;
-    vf::host_netdev_named(host, vf, &names)
-        ?
-        .ok_or_else(|| {
-            CniError::new(
+    let deadline = Instant::now() + RENAME_SETTLE;
+    loop {
+        let names = sysfs
+            .pci_device(vf)
+            .map_err(|e| CniError::new(CODE_INVALID_CONFIG, e.to_string()))?
+            .netdevs;
+        if let Some(link) = vf::host_netdev_named(host, vf, &names)? {
+            return Ok(link);
+        }
+        if names.is_empty() || Instant::now() >= deadline {
+            return Err(CniError::new(
                 CODE_VF_IN_USE,
-                format!("VF {vf}: its netdev is not in the host netns (in use by another pod, or not yet back from one)"),
-            )
-        })
+                format!(
+                    "VF {vf}: its netdev is not in the host netns (in use by another pod, or not yet back from one)"
+                ),
+            ));
+        }
+        if let Some(link) = vf::host_netdev_by_parent(host, vf)? {
+            return Ok(link);
+        }
+        tracing::debug!(vf = %vf, ?names, "sysfs names a netdev the host does not have; reading it again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one transaction's context; splitting it would hide the order

@@ -118,6 +118,20 @@ pub fn host_netdev_named(
     Ok(None)
 }
 
+/// The host link whose PCI parent is the VF `pci` (a real VF, whatever
+/// its name).
+pub fn host_netdev_by_parent(host: &mut Netlink, pci: PciAddress) -> Result<Option<Link>, VfError> {
+    Ok(host
+        .links()
+        .map_err(VfError::netlink(pci, "listing host links"))?
+        .into_iter()
+        .find(|l| {
+            l.parent_device
+                .as_deref()
+                .is_some_and(|p| is_parent(p, pci))
+        }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

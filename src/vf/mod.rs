@@ -17,7 +17,7 @@
 pub mod announce;
 mod identity;
 
-pub use identity::{host_netdev_named, VfIdentity};
+pub use identity::{host_netdev_by_parent, host_netdev_named, VfIdentity};
 
 use crate::netlink::{
     format_mac, AddressOps, IfAddress, Link, LinkOps, Netlink, NetlinkError, Route, RouteOps,
