@@ -91,6 +91,9 @@ impl Node {
             pod_resources_socket: Some(self.path("pod-resources.sock")),
             held_recheck: Duration::from_millis(100),
             watch_config: true,
+            watch_node: true,
+            link_health: true,
+            rescan_interval: None,
         }
     }
 

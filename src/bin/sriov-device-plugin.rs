@@ -71,6 +71,14 @@ struct Args {
     /// Do not watch the config file's directory; reload on SIGHUP only
     #[arg(long)]
     no_config_watch: bool,
+    /// Do not mark devices Unhealthy when their PF loses carrier (pools can
+    /// also opt out one by one with "linkHealth": false)
+    #[arg(long)]
+    no_link_health: bool,
+    /// Rescan the node this often (seconds) whatever events said: the
+    /// safety net for lost kernel events; 0 turns it off
+    #[arg(long, default_value_t = 60)]
+    rescan_interval: u64,
     /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
     /// in a container, where the node's /dev is mounted (e.g. /host)
     #[arg(long, default_value = "/")]
@@ -177,6 +185,10 @@ fn main() {
             .then(|| PathBuf::from(args.pod_resources_socket)),
         held_recheck: DEFAULT_HELD_RECHECK,
         watch_config: !args.no_config_watch,
+        watch_node: true,
+        link_health: !args.no_link_health,
+        rescan_interval: (args.rescan_interval > 0)
+            .then(|| std::time::Duration::from_secs(args.rescan_interval)),
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

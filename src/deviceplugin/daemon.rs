@@ -6,6 +6,8 @@ use super::configwatch::ConfigWatch;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
 use super::held::{self, HeldDevices, Retained};
+use super::link_health::{self, LinkStates};
+use super::node_watch::{self, NodeEvent};
 use super::probes::{self, ProbeState};
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
@@ -13,7 +15,7 @@ use super::service::DeviceOwners;
 use crate::config::{self, ConfigError};
 use crate::pool;
 use crate::sysfs::{SysfsError, SysfsRoot};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -55,6 +57,14 @@ pub struct Settings {
     /// Watch the config file's directory and reload on a change (a
     /// ConfigMap's `..data` swap, an edit), as SIGHUP does.
     pub watch_config: bool,
+    /// Follow the node as it changes: link state (device health) from
+    /// rtnetlink, PCI devices from kernel uevents (see [`node_watch`]).
+    pub watch_node: bool,
+    /// Devices follow their links' state (unless their pool opts out).
+    pub link_health: bool,
+    /// A rescan this often whatever events said: the safety net for lost
+    /// events. None: never.
+    pub rescan_interval: Option<Duration>,
 }
 
 /// Default of [`Settings::held_recheck`].
@@ -105,8 +115,9 @@ pub enum Control {
     Shutdown,
 }
 
-/// Config + discovery → the pools to serve.
-pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
+/// Config + discovery → the pools to serve (non-empty ones), and the full
+/// names of every configured resource.
+pub fn scan(settings: &Settings) -> Result<(Vec<ServedPool>, BTreeSet<String>), DaemonError> {
     let loaded = config::load(&settings.config_file, &settings.resource_prefix)?;
     for warning in &loaded.warnings {
         tracing::warn!(config = %settings.config_file.display(), "{warning}");
@@ -144,7 +155,13 @@ pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
             tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
         }
     }
-    Ok(served)
+    let configured = loaded
+        .config
+        .resources
+        .iter()
+        .map(|r| r.full_name())
+        .collect();
+    Ok((served, configured))
 }
 
 struct RunningPool {
@@ -176,6 +193,18 @@ pub struct Daemon {
     /// The config file's bytes at the last load, refused or not: a watch
     /// event without a change in them is no reload.
     config_seen: Option<Vec<u8>>,
+    /// What the node watch reports; None when not watching (or it ended).
+    node_events: Option<mpsc::UnboundedReceiver<NodeEvent>>,
+    /// The host's links, for device health.
+    links: LinkStates,
+    /// Each running pool as `apply` was given it, before link health.
+    base: BTreeMap<String, ServedPool>,
+    /// The periodic rescan's clock.
+    rescan: Option<tokio::time::Interval>,
+    /// Every configured resource: a running pool whose devices all went
+    /// stays registered with an empty list (the kubelet sees capacity 0 at
+    /// once, rather than keeping the devices through a 5-minute grace).
+    configured: BTreeSet<String>,
 }
 
 /// What woke the daemon's loop.
@@ -183,13 +212,32 @@ enum Wake {
     Command(Option<Control>),
     HeldRecheck,
     ConfigDirChanged,
+    Node(Option<NodeEvent>),
+    Rescan,
 }
 
 impl Daemon {
     /// Scan, write the files, start one runner per pool. Fails only on what
     /// the operator must fix: an unreadable or invalid config, unreadable sysfs.
     pub async fn start(settings: Settings) -> Result<Daemon, DaemonError> {
-        let pools = scan(&settings)?;
+        // Watching starts before the scan: a change during it is not missed.
+        let mut node_events = None;
+        let mut links = LinkStates::default();
+        if settings.watch_node {
+            match node_watch::spawn(settings.sysfs.path(), node_watch::Debounce::default()) {
+                Ok(mut receiver) => {
+                    // the links as they are now come first
+                    if let Ok(event) = receiver.try_recv() {
+                        links.update(&event);
+                    }
+                    node_events = Some(receiver);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot watch the node: no device health, rescans only on reload")
+                }
+            }
+        }
+        let (pools, configured) = scan(&settings)?;
         let registration = settings.resolve_registration();
         tracing::info!(?registration, pools = pools.len(), "starting");
         if settings.cdi != CdiMode::Off {
@@ -227,7 +275,17 @@ impl Daemon {
             kept: Retained::new(),
             config_watch: None,
             config_seen,
+            node_events,
+            links,
+            base: BTreeMap::new(),
+            rescan: None,
+            configured,
         };
+        if let Some(every) = daemon.settings.rescan_interval {
+            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            daemon.rescan = Some(interval);
+        }
         if daemon.settings.watch_config {
             daemon.config_watch = Some(ConfigWatch::start(&daemon.settings.config_file));
         }
@@ -236,6 +294,7 @@ impl Daemon {
         // that is unknown): the rest are written at Allocate
         let held = daemon.held_devices().await;
         for pool in pools {
+            let pool = daemon.shown(pool);
             if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
                 // leave nothing behind: the pools started so far go, files included
                 daemon.shutdown().await;
@@ -375,7 +434,10 @@ impl Daemon {
     pub async fn reload(&mut self) {
         self.config_seen = std::fs::read(&self.settings.config_file).ok();
         let pools = match scan(&self.settings) {
-            Ok(pools) => pools,
+            Ok((pools, configured)) => {
+                self.configured = configured;
+                pools
+            }
             Err(error) => {
                 tracing::error!(%error, "reload refused: keeping the current pools");
                 self.set_refusal(Some(error.to_string()));
@@ -458,6 +520,7 @@ impl Daemon {
     /// ones stop.
     async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
         self.update_owners(&pools);
+        let pools: Vec<ServedPool> = pools.into_iter().map(|pool| self.shown(pool)).collect();
         let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
         let gone: Vec<String> = self
             .running
@@ -466,8 +529,12 @@ impl Daemon {
             .cloned()
             .collect();
         for name in gone {
-            tracing::info!(pool = %name, "pool no longer in config or empty: stopping it");
-            self.stop_pool(&name).await;
+            if self.configured.contains(&name) {
+                self.empty_pool(&name);
+            } else {
+                tracing::info!(pool = %name, "pool no longer in config: stopping it");
+                self.stop_pool(&name).await;
+            }
         }
         for pool in pools {
             let current = self
@@ -492,6 +559,65 @@ impl Daemon {
                 }
                 Some(_) => {}
             }
+        }
+    }
+
+    /// A running pool whose devices are all gone: an empty list for the
+    /// kubelet, its device-info files removed.
+    fn empty_pool(&mut self, name: &str) {
+        let Some(running) = self.running.get(name) else {
+            return;
+        };
+        let current = running.pool.borrow().clone();
+        if current.devices.is_empty() {
+            return;
+        }
+        let empty = current.with_devices(Vec::new());
+        if let Err(error) = self.write_files(Some(&current), &empty) {
+            tracing::error!(pool = %name, %error, "cannot update the pool's files");
+        }
+        tracing::info!(pool = %name, "no device left: the kubelet gets an empty list");
+        self.base.insert(name.to_owned(), empty.clone());
+        running.pool.send_replace(Arc::new(empty));
+    }
+
+    /// `pool` as the kubelet sees it: with link health on top. Remembers
+    /// the pool as given, to apply link changes to later.
+    fn shown(&mut self, pool: ServedPool) -> ServedPool {
+        let shown = if self.settings.link_health {
+            link_health::apply(&pool, &self.links)
+        } else {
+            pool.clone()
+        };
+        self.base.insert(pool.resource_name.clone(), pool);
+        shown
+    }
+
+    /// Links changed: push every pool whose devices' health changed.
+    fn refresh_health(&mut self) {
+        if !self.settings.link_health {
+            return;
+        }
+        for (name, base) in &self.base {
+            let Some(running) = self.running.get(name) else {
+                continue;
+            };
+            let shown = link_health::apply(base, &self.links);
+            let current = running.pool.borrow().clone();
+            if *current == shown {
+                continue;
+            }
+            for (before, after) in current.devices.iter().zip(&shown.devices) {
+                if before.id == after.id && before.healthy != after.healthy {
+                    let health = if after.healthy {
+                        "Healthy"
+                    } else {
+                        "Unhealthy"
+                    };
+                    tracing::info!(pool = %name, device = %after.id, health, "link state changed");
+                }
+            }
+            running.pool.send_replace(Arc::new(shown));
         }
     }
 
@@ -532,10 +658,26 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            let node_events = self.node_events.as_mut();
+            let node_changed = async {
+                match node_events {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let rescan_clock = self.rescan.as_mut();
+            let rescan = async {
+                match rescan_clock {
+                    Some(clock) => drop(clock.tick().await),
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 command = control.recv() => Wake::Command(command),
                 _ = recheck => Wake::HeldRecheck,
                 _ = config_changed => Wake::ConfigDirChanged,
+                event = node_changed => Wake::Node(event),
+                _ = rescan => Wake::Rescan,
             };
             match wake {
                 Wake::Command(Some(Control::Reload)) => {
@@ -544,6 +686,28 @@ impl Daemon {
                 }
                 Wake::Command(Some(Control::Shutdown) | None) => break,
                 Wake::HeldRecheck => self.reconcile().await,
+                Wake::Node(None) => {
+                    tracing::error!(
+                        "the node watch ended: no device health, rescans only on reload"
+                    );
+                    self.node_events = None;
+                }
+                Wake::Node(Some(event)) => match event {
+                    NodeEvent::DevicesChanged { events } => {
+                        tracing::info!(events, "PCI devices changed: rescanning");
+                        self.reload().await;
+                    }
+                    NodeEvent::Lost => self.reload().await,
+                    links => {
+                        if self.links.update(&links) {
+                            self.refresh_health();
+                        }
+                    }
+                },
+                Wake::Rescan => {
+                    tracing::debug!("periodic rescan");
+                    self.reload().await;
+                }
                 Wake::ConfigDirChanged => {
                     let now = std::fs::read(&self.settings.config_file).ok();
                     if now != self.config_seen {

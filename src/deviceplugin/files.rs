@@ -217,6 +217,7 @@ mod tests {
         ServedDevice {
             id: id.into(),
             healthy: true,
+            links: Default::default(),
             numa_node: None,
             pf: Some("0000:3b:00.0".into()),
             vf_index: Some(0),

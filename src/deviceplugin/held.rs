@@ -231,6 +231,7 @@ mod tests {
         ServedDevice {
             id: id.into(),
             healthy: true,
+            links: Default::default(),
             numa_node: None,
             pf: None,
             vf_index: None,

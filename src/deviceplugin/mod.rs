@@ -12,6 +12,7 @@
 //!   (not device health, which ListAndWatch carries);
 //! - [`configwatch`]: the config file's directory, watched for edits;
 //! - [`node_watch`]: link state and device changes as they happen;
+//! - [`link_health`]: device health from link state (pure);
 //! - [`daemon`]: everything together, with reload and shutdown.
 
 pub mod allocate;
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod dirwatch;
 pub mod files;
 pub mod held;
+pub mod link_health;
 pub mod node_watch;
 pub mod preferred;
 pub mod probes;

@@ -198,6 +198,7 @@ mod tests {
                 devices.push(ServedDevice {
                     id: format!("0000:{bus}:01.{vf}"),
                     healthy: true,
+                    links: Default::default(),
                     numa_node: Some(numa),
                     pf: Some(pf.into()),
                     vf_index: Some(vf),

@@ -86,6 +86,8 @@ impl DeviceInfo {
 pub struct ServedDevice {
     pub id: String,
     pub healthy: bool,
+    /// The links its health follows (see [`super::link_health`]).
+    pub links: DeviceLinks,
     /// Reported to the kubelet unless the pool excludes topology.
     pub numa_node: Option<u32>,
     /// PF PCI address: the unit `pack`/`spread` count in.
@@ -106,6 +108,15 @@ pub fn cdi_kind_short(device_type: DeviceType) -> &'static str {
     }
 }
 
+/// The netdevs a device's traffic depends on, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceLinks {
+    /// Its PF's netdev.
+    pub pf: Option<String>,
+    /// Its own netdev on the host (a VF's, a PF's own).
+    pub own: Option<String>,
+}
+
 /// A pool ready to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedPool {
@@ -117,6 +128,8 @@ pub struct ServedPool {
     pub exclude_topology: bool,
     /// `pack` unless the config asks for `spread` (see docs/device-plugin.md).
     pub spread: bool,
+    /// Devices follow their links' state (`linkHealth`, default true).
+    pub link_health: bool,
     pub devices: Vec<ServedDevice>,
     index: HashMap<String, usize>,
 }
@@ -246,6 +259,7 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
         device_type: resource.device_type,
         exclude_topology: pool.exclude_topology,
         spread: resource.allocation_policy == Some(crate::config::AllocationPolicy::Spread),
+        link_health: resource.link_health,
         devices,
         index,
     }
@@ -403,6 +417,10 @@ fn serve_device(
     ServedDevice {
         id: device.id.clone(),
         healthy: true,
+        links: DeviceLinks {
+            pf: device.pf_name.clone(),
+            own: device.netdev.clone(),
+        },
         numa_node: device.numa_node.filter(|_| !pool.exclude_topology),
         pf: device.pf_pci_address.clone(),
         vf_index: device.vf_index,
@@ -423,6 +441,7 @@ pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool 
         device_type: DeviceType::NetDevice,
         exclude_topology: false,
         spread,
+        link_health: true,
         devices,
         index,
     }
