@@ -223,3 +223,88 @@ async fn a_vf_rebound_to_vfio_pci_moves_from_the_netdev_pool_to_the_dpdk_pool() 
     assert!(e810.iter().all(|d| d.id != vf));
     setup.stop().await;
 }
+
+/// The daemon binary, as a DaemonSet runs it, on the node and dirs.
+fn daemon_binary(node: &SimFixture, dir: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
+        .arg(format!(
+            "--config-file={}",
+            dir.join("config.json").display()
+        ))
+        .arg(format!("--sysfs-root={}", node.root.display()))
+        .arg(format!(
+            "--device-plugin-path={}",
+            dir.join("device-plugins").display()
+        ))
+        .arg(format!("--devinfo-dir={}", dir.join("devinfo").display()))
+        .arg(format!("--cdi-spec-dir={}", dir.join("cdi").display()))
+        .arg("--registration-mode=kubelet-socket")
+        .arg("--pod-resources-socket=")
+        .arg("--no-config-watch")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_while_pods_hold_vfs_comes_back_with_the_same_devices() {
+    if !require_root("a_daemon_killed_while_pods_hold_vfs_comes_back_with_the_same_devices") {
+        return;
+    }
+    let node = SimFixture::new(two_pf_layout, true);
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["device-plugins", "devinfo", "cdi"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), config(&node.tag)).unwrap();
+    let kubelet = KubeletSim::start(&dir.path().join("device-plugins"))
+        .await
+        .unwrap();
+    let mut daemon = daemon_binary(&node, dir.path());
+    let before = kubelet
+        .wait_for_devices(E810, WAIT, |d| d.len() == 3)
+        .await
+        .unwrap();
+
+    // two VFs go into pods: their netdevs leave the host's sysfs
+    let pods = [
+        common::TestNetns::new(&format!("{}-h1", node.tag)),
+        common::TestNetns::new(&format!("{}-h2", node.tag)),
+    ];
+    for (n, pod) in pods.iter().enumerate() {
+        common::plug_into_pod(
+            &format!("{}av{n}", node.tag),
+            pod,
+            std::net::Ipv4Addr::new(10, 81, 0, n as u8 + 1),
+        );
+    }
+    let vf0_net = node.root.join("bus/pci/devices/0000:3b:01.0/net");
+    assert_eq!(std::fs::read_dir(&vf0_net).unwrap().count(), 0);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let _ = daemon.wait();
+    daemon = daemon_binary(&node, dir.path());
+    let plugins = kubelet
+        .wait_until("the restarted daemon registered again", WAIT, |p| {
+            p.get(E810).is_some_and(|v| {
+                v.registrations >= 2 && v.devices.as_ref().is_some_and(|d| d.len() == 3)
+            })
+        })
+        .await
+        .unwrap();
+    let window = killed.elapsed();
+    eprintln!("daemon SIGKILLed -> full list again: {window:?}");
+    let after = plugins[E810].devices.clone().unwrap();
+    assert_eq!(health(&after), health(&before), "same IDs, same health");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = daemon.wait();
+}

@@ -325,12 +325,12 @@ fn apply_pf_side(
 /// the host netns does not have.
 const RENAME_SETTLE: Duration = Duration::from_secs(1);
 
-/// The VF's netdev on the host, by the name sysfs gives it. sysfs can name
-/// a netdev the host does not have for a moment: a rename in flight (udev
-/// naming a VF that just came home; the simulated node's served tree
-/// follows renames a moment late). Then a real VF is found by its PCI
-/// parent, and the name is read again for up to a second. A VF whose
-/// sysfs lists no netdev in this netns is in a pod: refused at once.
+/// The VF's netdev on the host, by the name sysfs gives it. The name can
+/// change between our sysfs read and our netlink lookup: a rename in
+/// flight (udev naming a VF that just came home from a dead pod). Then a
+/// real VF is found by its PCI parent, and the name is read again for up
+/// to a second. A VF whose sysfs lists no netdev in this netns is in a
+/// pod: refused at once.
 fn find_host_netdev(
     host: &mut Netlink,
     sysfs: &SysfsRoot,
