@@ -133,9 +133,7 @@ mod tests {
             cdi_device_ids: vec!["c".to_owned()],
         };
         // 1:"r" 2:"p" 3:"d" 4:"c"
-        let want = [
-            0x0a, 1, b'r', 0x12, 1, b'p', 0x1a, 1, b'd', 0x22, 1, b'c',
-        ];
+        let want = [0x0a, 1, b'r', 0x12, 1, b'p', 0x1a, 1, b'd', 0x22, 1, b'c'];
         assert_eq!(device.encode_to_vec(), want);
         let beta = v1beta1::Device::decode(&want[..]).unwrap_or_default();
         assert_eq!(beta.cdi_device_ids, ["c"]);
@@ -158,11 +156,18 @@ mod tests {
             error: "e".to_owned(),
         };
         assert_eq!(unprepared.encode_to_vec(), [0x0a, 1, b'e']);
-        // map<string, ...> claims = 1: one entry {1:"u" 2:{}}
+        // map<string, ...> claims = 1: one entry {1:"u" 2:{1:"e"}}
         let response = v1::NodeUnprepareResourcesResponse {
-            claims: [("u".to_owned(), v1::NodeUnprepareResourceResponse::default())].into(),
+            claims: [("u".to_owned(), unprepared_v1("e"))].into(),
         };
-        assert_eq!(response.encode_to_vec(), [0x0a, 5, 0x0a, 1, b'u', 0x12, 0]);
+        let want = [0x0a, 8, 0x0a, 1, b'u', 0x12, 3, 0x0a, 1, b'e'];
+        assert_eq!(response.encode_to_vec(), want);
+    }
+
+    fn unprepared_v1(error: &str) -> super::dra::v1::NodeUnprepareResourceResponse {
+        super::dra::v1::NodeUnprepareResourceResponse {
+            error: error.to_owned(),
+        }
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //! - `netlink`, `netns`: the kernel boundary for links and network namespaces;
 //! - `uevent`: kernel device events (NETLINK_KOBJECT_UEVENT), heard and, for simulated nodes, sent;
 //! - `pci`: PCI addresses.
-//! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport.
+//! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport;
+//! - `dra`: serving VFs through Dynamic Resource Allocation (slices, claims, prepare).
 
 pub mod atomic_file;
 pub mod cni;
 pub mod config;
 pub mod ctl;
 pub mod deviceplugin;
+pub mod dra;
 pub mod install_cni;
 pub mod kubelet_api;
 pub mod kubelet_sim;

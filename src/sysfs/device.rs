@@ -165,6 +165,22 @@ impl SysfsRoot {
         Ok(device)
     }
 
+    /// The PCI root complex a function sits under, as the kernel names its
+    /// directory below `devices/` (`pci0000:3a`): the value of DRA's
+    /// standard `resource.kubernetes.io/pcieRoot` attribute. None when the
+    /// function's directory is not below such a root (a hand-built tree).
+    pub fn pcie_root(&self, address: PciAddress) -> Result<Option<String>, SysfsError> {
+        let dir = self.real_device_dir(address)?;
+        let devices = self.path().join("devices");
+        let root = dir
+            .strip_prefix(&devices)
+            .ok()
+            .and_then(|below| below.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("pci"));
+        Ok(root)
+    }
+
     /// The directory `bus/pci/devices/<BDF>` links to, found with one
     /// readlink (not canonicalize, which would readlink every component), so
     /// reads below it skip the symlink walk.

@@ -1,0 +1,27 @@
+//! Dynamic Resource Allocation: serving a node's VFs as DRA devices
+//! (docs/dra.md). Self-contained building blocks the daemon wires in:
+//!
+//! - [`names`]: the API's name rules and the names we derive (pure);
+//! - [`slices`]: a pool as ResourceSlices of at most 128 devices (pure);
+//! - [`claims`]: reading a claim and the checks before preparing it (pure);
+//! - [`inventory`]: (DRA pool, device name) → the served device (pure);
+//! - [`cdi`]: a claim's CDI spec and device-info files, from the device
+//!   plugin's Allocate content;
+//! - [`checkpoint`]: the prepared claims on disk;
+//! - [`prepare`]: NodePrepareResources / NodeUnprepareResources;
+//! - [`service`]: the kubelet-facing gRPC services and registration info;
+//! - `standin` (tests and the `dra-standin` feature): an in-process API
+//!   server stand-in for ResourceSlices and ResourceClaims.
+
+pub mod cdi;
+pub mod checkpoint;
+pub mod claims;
+pub mod inventory;
+pub mod names;
+pub mod prepare;
+pub mod service;
+pub mod slices;
+
+/// The driver name when `--dra-driver-name` is not given (docs/dra.md says
+/// why this one).
+pub const DEFAULT_DRIVER_NAME: &str = "sriov-rs.invalid";

@@ -1,0 +1,258 @@
+//! NodePrepareResources and NodeUnprepareResources, as logic over a
+//! [`ClaimSource`], the node's [`DraInventory`] and the checkpoint: every
+//! claim gets its own answer, and one bad claim never fails the others.
+
+use super::cdi::{cdi_device_id, remove_claim_files, write_claim_files, CdiError};
+use super::checkpoint::{Checkpoint, CheckpointError, Mismatch, PreparedClaim, PreparedDevice};
+use super::claims::{our_devices, ClaimError, ClaimRef, ClaimSource};
+use super::inventory::{DraDevice, DraInventory};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where Prepare writes, and who we are.
+#[derive(Debug, Clone)]
+pub struct PrepareSettings {
+    /// The DRA driver name (a DNS subdomain).
+    pub driver: String,
+    pub node: String,
+    /// `--cdi-spec-dir`
+    pub cdi_dir: PathBuf,
+    /// The device-info directory the CNI reads (`--devinfo-dir`).
+    pub devinfo_dir: PathBuf,
+    /// The prepared-claims checkpoint, e.g.
+    /// `/var/lib/kubelet/plugins/<driver>/checkpoint.json`.
+    pub checkpoint: PathBuf,
+}
+
+/// Why one claim could not be prepared or unprepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error("claim {claim}: {source}")]
+    Files {
+        claim: ClaimRef,
+        #[source]
+        source: CdiError,
+    },
+    #[error("claim {claim}: {source}")]
+    Checkpoint {
+        claim: ClaimRef,
+        #[source]
+        source: CheckpointError,
+    },
+    #[error("claim {claim}: {}", .errors.join("; "))]
+    Cleanup {
+        claim: ClaimRef,
+        errors: Vec<String>,
+    },
+}
+
+/// The prepared claims of this node, and how to prepare more.
+#[derive(Debug)]
+pub struct Preparer {
+    settings: PrepareSettings,
+    inventory: DraInventory,
+    checkpoint: Checkpoint,
+}
+
+impl Preparer {
+    /// Read the checkpoint and check it against `inventory`. The mismatches
+    /// are for the caller to report: such a claim stays recorded (its
+    /// Unprepare still removes its files) but Prepare refuses it.
+    pub fn start(
+        settings: PrepareSettings,
+        inventory: DraInventory,
+    ) -> Result<(Self, Vec<Mismatch>), CheckpointError> {
+        let checkpoint = Checkpoint::load(&settings.checkpoint, &settings.driver, &settings.node)?;
+        let mismatches = checkpoint.mismatches(&inventory);
+        Ok((
+            Preparer {
+                settings,
+                inventory,
+                checkpoint,
+            },
+            mismatches,
+        ))
+    }
+
+    /// The node's pools changed (rescan, reload): returns the prepared
+    /// devices the new inventory no longer serves as recorded.
+    pub fn set_inventory(&mut self, inventory: DraInventory) -> Vec<Mismatch> {
+        self.inventory = inventory;
+        self.checkpoint.mismatches(&self.inventory)
+    }
+
+    pub fn settings(&self) -> &PrepareSettings {
+        &self.settings
+    }
+
+    /// The prepared claims, keyed by UID.
+    pub fn prepared(&self) -> &BTreeMap<String, PreparedClaim> {
+        &self.checkpoint.claims
+    }
+
+    /// Prepare every claim; the answer has one entry per claim UID.
+    pub async fn prepare(
+        &mut self,
+        source: &impl ClaimSource,
+        claims: &[ClaimRef],
+    ) -> BTreeMap<String, Result<Vec<PreparedDevice>, PrepareError>> {
+        let mut answers = BTreeMap::new();
+        for claim in claims {
+            let answer = self.prepare_one(source, claim).await;
+            match &answer {
+                Ok(devices) => {
+                    tracing::info!(claim = %claim, devices = devices.len(), "claim prepared")
+                }
+                Err(error) => tracing::warn!(claim = %claim, %error, "claim not prepared"),
+            }
+            answers.insert(claim.uid.clone(), answer);
+        }
+        answers
+    }
+
+    async fn prepare_one(
+        &mut self,
+        source: &impl ClaimSource,
+        claim: &ClaimRef,
+    ) -> Result<Vec<PreparedDevice>, PrepareError> {
+        // Prepared before (a kubelet retry or restart): the same answer,
+        // without asking the API server, as long as the devices are still
+        // here; the files are written again in case they were lost.
+        if let Some(known) = self.checkpoint.claims.get(&claim.uid) {
+            let devices = known.devices.clone();
+            self.write_files(claim, &devices)?;
+            return Ok(devices);
+        }
+        let view = source
+            .get(&claim.namespace, &claim.name)
+            .await
+            .map_err(ClaimError::from)?;
+        let allocated = our_devices(claim, view, &self.settings.driver)?;
+        let devices = allocated
+            .into_iter()
+            .map(|a| {
+                let dra = self.inventory.get(&a.pool, &a.device).ok_or_else(|| {
+                    ClaimError::NotOnThisNode {
+                        claim: claim.clone(),
+                        pool: a.pool.clone(),
+                        device: a.device.clone(),
+                        node: self.settings.node.clone(),
+                    }
+                })?;
+                Ok(PreparedDevice {
+                    cdi_device_id: cdi_device_id(&self.settings.driver, &claim.uid, &a.device),
+                    request: a.request,
+                    pool: a.pool,
+                    device: a.device,
+                    id: dra.id.clone(),
+                    resource_name: dra.pool.resource_name.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ClaimError>>()?;
+        self.write_files(claim, &devices)?;
+        self.checkpoint.claims.insert(
+            claim.uid.clone(),
+            PreparedClaim {
+                namespace: claim.namespace.clone(),
+                name: claim.name.clone(),
+                devices: devices.clone(),
+            },
+        );
+        if let Err(source) = self.checkpoint.save(&self.settings.checkpoint) {
+            // Not recorded means not prepared: take the files back.
+            self.checkpoint.claims.remove(&claim.uid);
+            let _ = remove_claim_files(
+                &self.settings.cdi_dir,
+                &self.settings.devinfo_dir,
+                &claim.uid,
+                &devices,
+            );
+            return Err(PrepareError::Checkpoint {
+                claim: claim.clone(),
+                source,
+            });
+        }
+        Ok(devices)
+    }
+
+    /// Each device must still be served as recorded: a claim whose VF left
+    /// the node (or whose name now means another VF) is refused.
+    fn write_files(
+        &self,
+        claim: &ClaimRef,
+        devices: &[PreparedDevice],
+    ) -> Result<(), PrepareError> {
+        let mut served: Vec<(&PreparedDevice, &DraDevice)> = Vec::new();
+        for device in devices {
+            match self.inventory.get(&device.pool, &device.device) {
+                Some(dra) if dra.id == device.id => served.push((device, dra)),
+                _ => {
+                    return Err(ClaimError::NotOnThisNode {
+                        claim: claim.clone(),
+                        pool: device.pool.clone(),
+                        device: device.device.clone(),
+                        node: self.settings.node.clone(),
+                    }
+                    .into())
+                }
+            }
+        }
+        write_claim_files(
+            &self.settings.cdi_dir,
+            &self.settings.devinfo_dir,
+            &self.settings.driver,
+            &claim.uid,
+            &served,
+        )
+        .map_err(|source| PrepareError::Files {
+            claim: claim.clone(),
+            source,
+        })
+    }
+
+    /// Unprepare every claim; an unknown claim is a success.
+    pub fn unprepare(&mut self, claims: &[ClaimRef]) -> BTreeMap<String, Result<(), PrepareError>> {
+        let mut answers = BTreeMap::new();
+        for claim in claims {
+            let answer = self.unprepare_one(claim);
+            if let Err(error) = &answer {
+                tracing::warn!(claim = %claim, %error, "claim not unprepared");
+            }
+            answers.insert(claim.uid.clone(), answer);
+        }
+        answers
+    }
+
+    fn unprepare_one(&mut self, claim: &ClaimRef) -> Result<(), PrepareError> {
+        let Some(known) = self.checkpoint.claims.get(&claim.uid) else {
+            return Ok(());
+        };
+        let errors = remove_claim_files(
+            &self.settings.cdi_dir,
+            &self.settings.devinfo_dir,
+            &claim.uid,
+            &known.devices,
+        );
+        if !errors.is_empty() {
+            // still recorded, so a retry tries again
+            return Err(PrepareError::Cleanup {
+                claim: claim.clone(),
+                errors: errors.iter().map(ToString::to_string).collect(),
+            });
+        }
+        let removed = self.checkpoint.claims.remove(&claim.uid);
+        if let Err(source) = self.checkpoint.save(&self.settings.checkpoint) {
+            if let Some(removed) = removed {
+                self.checkpoint.claims.insert(claim.uid.clone(), removed);
+            }
+            return Err(PrepareError::Checkpoint {
+                claim: claim.clone(),
+                source,
+            });
+        }
+        tracing::info!(claim = %claim, "claim unprepared");
+        Ok(())
+    }
+}
