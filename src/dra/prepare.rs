@@ -256,3 +256,155 @@ impl Preparer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::deviceplugin::served::{test_pool, ServedDevice};
+    use crate::dra::claims::{ClaimSourceError, ClaimView};
+    use std::sync::Arc;
+
+    /// The API server is down: only the checkpoint can answer.
+    struct Down;
+
+    impl ClaimSource for Down {
+        async fn get(&self, ns: &str, name: &str) -> Result<Option<ClaimView>, ClaimSourceError> {
+            Err(ClaimSourceError::Unavailable {
+                namespace: ns.into(),
+                name: name.into(),
+                message: "connection refused".into(),
+            })
+        }
+    }
+
+    fn device(id: &str) -> ServedDevice {
+        ServedDevice {
+            id: id.into(),
+            healthy: true,
+            numa_node: None,
+            pf: None,
+            vf_index: None,
+            nodes: vec![],
+            info: Default::default(),
+            device_info: None,
+        }
+    }
+
+    fn inventory(ids: &[&str]) -> DraInventory {
+        let pool = test_pool(ids.iter().map(|id| device(id)).collect(), false);
+        DraInventory::new("worker-1", &[Arc::new(pool)])
+    }
+
+    fn settings(dir: &std::path::Path) -> PrepareSettings {
+        PrepareSettings {
+            driver: "sriov-rs.invalid".into(),
+            node: "worker-1".into(),
+            cdi_dir: dir.join("cdi"),
+            devinfo_dir: dir.join("devinfo"),
+            checkpoint: dir.join("checkpoint.json"),
+        }
+    }
+
+    fn claim() -> ClaimRef {
+        ClaimRef {
+            namespace: "ns".into(),
+            name: "c".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    fn record(checkpoint: &mut Checkpoint, device: &str, id: &str) {
+        checkpoint.claims.insert(
+            "uid-1".into(),
+            PreparedClaim {
+                namespace: "ns".into(),
+                name: "c".into(),
+                devices: vec![PreparedDevice {
+                    request: "vf".into(),
+                    pool: "worker-1/intel.com/sriov-net".into(),
+                    device: device.into(),
+                    id: id.into(),
+                    resource_name: "intel.com/sriov_net".into(),
+                    cdi_device_id: format!("sriov-rs.invalid/vf=uid-1-{device}"),
+                }],
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_naming_a_device_the_node_lost_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path());
+        let mut checkpoint = Checkpoint::empty("sriov-rs.invalid", "worker-1");
+        record(&mut checkpoint, "0000-3b-02-7", "0000:3b:02.7");
+        checkpoint.save(&settings.checkpoint).unwrap();
+        std::fs::create_dir_all(&settings.cdi_dir).unwrap();
+        std::fs::write(settings.cdi_dir.join("sriov-dra-uid-1.json"), "{}").unwrap();
+
+        let (mut preparer, mismatches) =
+            Preparer::start(settings.clone(), inventory(&["0000:3b:02.0"])).unwrap();
+        assert_eq!(mismatches.len(), 1);
+        assert_eq!(mismatches[0].id, "0000:3b:02.7");
+        assert_eq!(mismatches[0].now, None);
+        assert!(mismatches[0].to_string().contains("no longer served"));
+
+        // Prepare refuses it (per claim), Unprepare still cleans up.
+        let answers = preparer.prepare(&Down, &[claim()]).await;
+        let error = answers["uid-1"].as_ref().unwrap_err().to_string();
+        assert!(
+            error.contains("is not a device of node worker-1"),
+            "{error}"
+        );
+        let answers = preparer.unprepare(&[claim()]);
+        assert!(answers["uid-1"].is_ok());
+        assert!(!settings.cdi_dir.join("sriov-dra-uid-1.json").exists());
+        assert!(preparer.prepared().is_empty());
+        let reread =
+            Checkpoint::load(&settings.checkpoint, "sriov-rs.invalid", "worker-1").unwrap();
+        assert!(reread.claims.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_now_means_another_vf_is_a_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path());
+        let (mut preparer, _) = Preparer::start(settings, inventory(&["0000:3b:02.0"])).unwrap();
+        let mut checkpoint = Checkpoint::empty("sriov-rs.invalid", "worker-1");
+        record(&mut checkpoint, "0000-3b-02-0", "0000:3b:02.1");
+        preparer.checkpoint = checkpoint;
+        let mismatches = preparer.set_inventory(inventory(&["0000:3b:02.0"]));
+        assert_eq!(mismatches[0].now.as_deref(), Some("0000:3b:02.0"));
+    }
+
+    #[test]
+    fn a_foreign_or_corrupt_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        Checkpoint::empty("other.example.com", "worker-1")
+            .save(&path)
+            .unwrap();
+        assert!(matches!(
+            Checkpoint::load(&path, "sriov-rs.invalid", "worker-1"),
+            Err(CheckpointError::Foreign { .. })
+        ));
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(matches!(
+            Checkpoint::load(&path, "sriov-rs.invalid", "worker-1"),
+            Err(CheckpointError::Parse { .. })
+        ));
+        let missing = dir.path().join("absent.json");
+        let empty = Checkpoint::load(&missing, "sriov-rs.invalid", "worker-1").unwrap();
+        assert!(empty.claims.is_empty());
+    }
+
+    #[tokio::test]
+    async fn api_server_down_is_a_per_claim_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut preparer, _) =
+            Preparer::start(settings(dir.path()), inventory(&["0000:3b:02.0"])).unwrap();
+        let answers = preparer.prepare(&Down, &[claim()]).await;
+        let error = answers["uid-1"].as_ref().unwrap_err().to_string();
+        assert!(error.contains("connection refused"), "{error}");
+    }
+}
