@@ -21,6 +21,8 @@ pub mod names;
 pub mod prepare;
 pub mod service;
 pub mod slices;
+#[cfg(any(test, feature = "dra-standin"))]
+pub mod standin;
 
 /// The driver name when `--dra-driver-name` is not given (docs/dra.md says
 /// why this one).
