@@ -92,18 +92,21 @@ pub trait ClaimSource: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
     #[error("claim {claim}: not found")]
-    NotFound { claim: ClaimRef },
+    NotFound { claim: Box<ClaimRef> },
     #[error(
         "claim {claim}: the API server has UID {found}: the claim was deleted and created again"
     )]
-    UidMismatch { claim: ClaimRef, found: String },
+    UidMismatch { claim: Box<ClaimRef>, found: String },
     #[error("claim {claim}: not allocated")]
-    NotAllocated { claim: ClaimRef },
+    NotAllocated { claim: Box<ClaimRef> },
     #[error("claim {claim}: its allocation has no device of driver {driver}")]
-    NoDeviceOfDriver { claim: ClaimRef, driver: String },
+    NoDeviceOfDriver {
+        claim: Box<ClaimRef>,
+        driver: String,
+    },
     #[error("claim {claim}: device {pool}/{device} is not a device of node {node}")]
     NotOnThisNode {
-        claim: ClaimRef,
+        claim: Box<ClaimRef>,
         pool: String,
         device: String,
         node: String,
@@ -122,17 +125,17 @@ pub fn our_devices(
     driver: &str,
 ) -> Result<Vec<AllocatedDevice>, ClaimError> {
     let view = view.ok_or_else(|| ClaimError::NotFound {
-        claim: claim.clone(),
+        claim: Box::new(claim.clone()),
     })?;
     if view.uid != claim.uid {
         return Err(ClaimError::UidMismatch {
-            claim: claim.clone(),
+            claim: Box::new(claim.clone()),
             found: view.uid,
         });
     }
     if !view.allocated {
         return Err(ClaimError::NotAllocated {
-            claim: claim.clone(),
+            claim: Box::new(claim.clone()),
         });
     }
     let ours: Vec<AllocatedDevice> = view
@@ -142,7 +145,7 @@ pub fn our_devices(
         .collect();
     if ours.is_empty() {
         return Err(ClaimError::NoDeviceOfDriver {
-            claim: claim.clone(),
+            claim: Box::new(claim.clone()),
             driver: driver.to_owned(),
         });
     }

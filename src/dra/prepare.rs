@@ -31,19 +31,19 @@ pub enum PrepareError {
     Claim(#[from] ClaimError),
     #[error("claim {claim}: {source}")]
     Files {
-        claim: ClaimRef,
+        claim: Box<ClaimRef>,
         #[source]
         source: CdiError,
     },
     #[error("claim {claim}: {source}")]
     Checkpoint {
-        claim: ClaimRef,
+        claim: Box<ClaimRef>,
         #[source]
         source: CheckpointError,
     },
     #[error("claim {claim}: {}", .errors.join("; "))]
     Cleanup {
-        claim: ClaimRef,
+        claim: Box<ClaimRef>,
         errors: Vec<String>,
     },
 }
@@ -135,7 +135,7 @@ impl Preparer {
             .map(|a| {
                 let dra = self.inventory.get(&a.pool, &a.device).ok_or_else(|| {
                     ClaimError::NotOnThisNode {
-                        claim: claim.clone(),
+                        claim: Box::new(claim.clone()),
                         pool: a.pool.clone(),
                         device: a.device.clone(),
                         node: self.settings.node.clone(),
@@ -170,7 +170,7 @@ impl Preparer {
                 &devices,
             );
             return Err(PrepareError::Checkpoint {
-                claim: claim.clone(),
+                claim: Box::new(claim.clone()),
                 source,
             });
         }
@@ -190,7 +190,7 @@ impl Preparer {
                 Some(dra) if dra.id == device.id => served.push((device, dra)),
                 _ => {
                     return Err(ClaimError::NotOnThisNode {
-                        claim: claim.clone(),
+                        claim: Box::new(claim.clone()),
                         pool: device.pool.clone(),
                         device: device.device.clone(),
                         node: self.settings.node.clone(),
@@ -207,7 +207,7 @@ impl Preparer {
             &served,
         )
         .map_err(|source| PrepareError::Files {
-            claim: claim.clone(),
+            claim: Box::new(claim.clone()),
             source,
         })
     }
@@ -238,7 +238,7 @@ impl Preparer {
         if !errors.is_empty() {
             // still recorded, so a retry tries again
             return Err(PrepareError::Cleanup {
-                claim: claim.clone(),
+                claim: Box::new(claim.clone()),
                 errors: errors.iter().map(ToString::to_string).collect(),
             });
         }
@@ -248,7 +248,7 @@ impl Preparer {
                 self.checkpoint.claims.insert(claim.uid.clone(), removed);
             }
             return Err(PrepareError::Checkpoint {
-                claim: claim.clone(),
+                claim: Box::new(claim.clone()),
                 source,
             });
         }
