@@ -16,9 +16,13 @@ use sriov_rs::dra::claims::{AllocatedDevice, ClaimSource, ClaimSourceError, Clai
 use sriov_rs::dra::inventory::DraInventory;
 use sriov_rs::dra::prepare::{PrepareSettings, Preparer};
 use sriov_rs::dra::service::{
-    dra_socket_path, registration_socket_path, DraPluginService, DraRegistration,
+    dra_socket_path, health_server, registration_socket_path, DeviceHealthReport, DraHealthService,
+    DraPluginService, DraRegistration,
 };
 use sriov_rs::kubelet_api::dra::{v1, v1beta1};
+use sriov_rs::kubelet_api::dra_health::v1alpha1::{
+    dra_resource_health_client::DraResourceHealthClient, HealthStatus, NodeWatchResourcesRequest,
+};
 use sriov_rs::kubelet_api::pluginregistration::{
     registration_client::RegistrationClient, registration_server::RegistrationServer, InfoRequest,
     RegistrationStatus,
@@ -552,6 +556,88 @@ async fn registration_offers_both_versions_and_the_endpoint() -> TestResult {
         assert_eq!(verdict.error, "no");
         let _ = stop.send(());
         server.await??;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn health_stream_sends_the_list_then_every_change() -> TestResult {
+    within_timeout(async {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("dra.sock");
+        let report = |healthy: bool| DeviceHealthReport {
+            pool: NETDEV_POOL.into(),
+            device: "0000-3b-02-0".into(),
+            healthy,
+            checked_at: 1_700_000_000,
+            message: if healthy {
+                String::new()
+            } else {
+                "PF ens1f0 has no carrier".into()
+            },
+        };
+        let (reports, watched) = tokio::sync::watch::channel(Arc::new(vec![report(true)]));
+        let listener = UdsListener::bind(&socket)?;
+        let router =
+            Server::builder().add_service(health_server(DraHealthService { reports: watched }));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(uds::serve(router, listener, async {
+            let _ = stopped.await;
+        }));
+        let mut client = DraResourceHealthClient::new(uds::connect(&socket).await?);
+        let mut stream = client
+            .node_watch_resources(NodeWatchResourcesRequest {})
+            .await?
+            .into_inner();
+        let first = stream.message().await?.ok_or("stream ended")?;
+        assert_eq!(first.devices.len(), 1);
+        let device = &first.devices[0];
+        assert_eq!(device.health, i32::from(HealthStatus::Healthy));
+        let id = device.device.as_ref().ok_or("no device id")?;
+        assert_eq!(
+            (id.pool_name.as_str(), id.device_name.as_str()),
+            (NETDEV_POOL, "0000-3b-02-0")
+        );
+        assert_eq!(device.last_updated_time, 1_700_000_000);
+
+        reports.send(Arc::new(vec![report(false)]))?;
+        let second = stream.message().await?.ok_or("stream ended")?;
+        assert_eq!(second.devices[0].health, i32::from(HealthStatus::Unhealthy));
+        assert_eq!(second.devices[0].message, "PF ens1f0 has no carrier");
+        drop(stream);
+        let _ = stop.send(());
+        server.await??;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_devices_of_one_request_share_the_env_list() -> TestResult {
+    within_timeout(async {
+        let node = Node::new().await?;
+        node.claims.put(
+            "pair",
+            "uid-pair",
+            &[
+                (DRIVER, NETDEV_POOL, "0000-3b-02-0"),
+                (DRIVER, NETDEV_POOL, "0000-3b-02-1"),
+            ],
+        );
+        let answers = prepare(&node, vec![claim("pair", "uid-pair")]).await?;
+        assert_eq!(answers["uid-pair"].error, "");
+        assert_eq!(answers["uid-pair"].devices.len(), 2);
+        let spec = node.spec("uid-pair")?;
+        let devices = spec["devices"].as_array().ok_or("no devices")?;
+        assert_eq!(devices.len(), 2);
+        for device in devices {
+            // as Allocate gives one container both devices of the pool
+            assert_eq!(
+                device["containerEdits"]["env"][0],
+                "PCIDEVICE_INTEL_COM_SRIOV_NET=0000:3b:02.0,0000:3b:02.1"
+            );
+        }
         Ok(())
     })
     .await
