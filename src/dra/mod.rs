@@ -9,6 +9,7 @@
 //!   plugin's Allocate content;
 //! - [`checkpoint`]: the prepared claims on disk;
 //! - [`prepare`]: NodePrepareResources / NodeUnprepareResources;
+//! - [`publish`]: the ResourceSlice writes from published to desired (pure);
 //! - [`service`]: the kubelet-facing gRPC services and registration info;
 //! - `standin` (tests and the `dra-standin` feature): an in-process API
 //!   server stand-in for ResourceSlices and ResourceClaims.
@@ -19,6 +20,7 @@ pub mod claims;
 pub mod inventory;
 pub mod names;
 pub mod prepare;
+pub mod publish;
 pub mod service;
 pub mod slices;
 #[cfg(any(test, feature = "dra-standin"))]
