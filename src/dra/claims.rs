@@ -66,6 +66,34 @@ impl ClaimView {
     }
 }
 
+impl ClaimView {
+    /// From a `resource.k8s.io/v1beta1` claim (Kubernetes 1.32 and 1.33
+    /// serve claims only in that version).
+    pub fn from_v1beta1(claim: &k8s_openapi::api::resource::v1beta1::ResourceClaim) -> Self {
+        let allocation = claim.status.as_ref().and_then(|s| s.allocation.as_ref());
+        let devices = allocation
+            .and_then(|a| a.devices.as_ref())
+            .and_then(|d| d.results.as_ref())
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| AllocatedDevice {
+                        request: r.request.clone(),
+                        driver: r.driver.clone(),
+                        pool: r.pool.clone(),
+                        device: r.device.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ClaimView {
+            uid: claim.metadata.uid.clone().unwrap_or_default(),
+            devices,
+            allocated: allocation.is_some(),
+        }
+    }
+}
+
 /// Why a claim could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimSourceError {
@@ -206,6 +234,32 @@ mod tests {
         assert_eq!(ours.len(), 1);
         assert_eq!(ours[0].device, "0000-3b-01-0");
         assert_eq!(ours[0].request, "vf");
+    }
+
+    #[test]
+    fn a_v1beta1_claim_reads_the_same() {
+        use k8s_openapi::api::resource::v1beta1;
+        let mut claim = v1beta1::ResourceClaim::default();
+        claim.metadata.uid = Some("uid-1".into());
+        claim.status = Some(v1beta1::ResourceClaimStatus {
+            allocation: Some(v1beta1::AllocationResult {
+                devices: Some(v1beta1::DeviceAllocationResult {
+                    results: Some(vec![v1beta1::DeviceRequestAllocationResult {
+                        request: "vf".into(),
+                        driver: "ours".into(),
+                        pool: "worker-1/intel.com/sriov-net".into(),
+                        device: "0000-3b-01-0".into(),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let beta = ClaimView::from_v1beta1(&claim);
+        let v1 = ClaimView::from_v1(&v1_claim("uid-1", &[("ours", "0000-3b-01-0")]));
+        assert_eq!(beta, v1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`prepare`]: NodePrepareResources / NodeUnprepareResources;
 //! - [`publish`]: the ResourceSlice writes from published to desired (pure);
 //! - [`service`]: the kubelet-facing gRPC services and registration info;
+//! - [`v1beta1`]: our slices as `resource.k8s.io/v1beta1` objects (1.32, 1.33);
 //! - `standin` (tests and the `dra-standin` feature): an in-process API
 //!   server stand-in for ResourceSlices and ResourceClaims.
 
@@ -25,6 +26,7 @@ pub mod service;
 pub mod slices;
 #[cfg(any(test, feature = "dra-standin"))]
 pub mod standin;
+pub mod v1beta1;
 
 /// The driver name when `--dra-driver-name` is not given (docs/dra.md says
 /// why this one).

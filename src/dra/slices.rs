@@ -92,7 +92,7 @@ fn boolean(value: bool) -> DeviceAttribute {
 }
 
 /// A device's attributes. Unqualified names are in the driver's domain
-/// (`device.attributes["<driver>"].vfIndex` in CEL). At most 14, far below
+/// (`device.attributes["<driver>"].vfIndex` in CEL). At most 15, far below
 /// [`MAX_ATTRIBUTES_PER_DEVICE`].
 pub fn device_attributes(
     pool: &Pool,
@@ -391,6 +391,8 @@ mod tests {
         device.rdma_devices = vec!["mlx5_0".into()];
         let p = pool(vec![device.clone()]);
         let attrs = device_attributes(&p, &device, Some("pci0000:3a"));
+        // every attribute this driver publishes, within the API's limit
+        assert_eq!(attrs.len(), 15);
         assert!(attrs.len() <= MAX_ATTRIBUTES_PER_DEVICE);
         assert!(
             attrs.keys().all(|k| is_qualified_attribute_name(k)),
