@@ -16,22 +16,20 @@ use sriov_rs::dra::claims::{AllocatedDevice, ClaimSource, ClaimSourceError, Clai
 use sriov_rs::dra::inventory::DraInventory;
 use sriov_rs::dra::prepare::{PrepareSettings, Preparer};
 use sriov_rs::dra::service::{
-    dra_socket_path, health_server, registration_socket_path, DeviceHealthReport, DraHealthService,
-    DraPluginService, DraRegistration,
+    dra_router, dra_socket_path, registration_router, registration_socket_path, DeviceHealthReport,
+    DraHealthService, DraPluginService, DraRegistration,
 };
 use sriov_rs::kubelet_api::dra::{v1, v1beta1};
 use sriov_rs::kubelet_api::dra_health::v1alpha1::{
     dra_resource_health_client::DraResourceHealthClient, HealthStatus, NodeWatchResourcesRequest,
 };
 use sriov_rs::kubelet_api::pluginregistration::{
-    registration_client::RegistrationClient, registration_server::RegistrationServer, InfoRequest,
-    RegistrationStatus,
+    registration_client::RegistrationClient, InfoRequest, RegistrationStatus,
 };
 use sriov_rs::kubelet_api::uds::{self, UdsListener};
 use sriov_rs::pool::{Pool, PoolDevice};
 use sriov_rs::sysfs::{RdmaCharDevices, SysfsError};
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Server;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -205,9 +203,7 @@ impl Node {
         let socket = dra_socket_path(&root.join("plugins"), DRIVER);
         std::fs::create_dir_all(socket.parent().ok_or("no parent")?)?;
         let listener = UdsListener::bind(&socket)?;
-        let router = Server::builder()
-            .add_service(v1::dra_plugin_server::DraPluginServer::new(service.clone()))
-            .add_service(v1beta1::dra_plugin_server::DraPluginServer::new(service));
+        let router = dra_router(service, None);
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(uds::serve(router, listener, async {
             let _ = stopped.await;
@@ -524,7 +520,7 @@ async fn registration_offers_both_versions_and_the_endpoint() -> TestResult {
             verdicts,
         };
         let listener = UdsListener::bind(&socket)?;
-        let router = Server::builder().add_service(RegistrationServer::new(registration));
+        let router = registration_router(registration);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(uds::serve(router, listener, async {
             let _ = stopped.await;
@@ -579,8 +575,13 @@ async fn health_stream_sends_the_list_then_every_change() -> TestResult {
         };
         let (reports, watched) = tokio::sync::watch::channel(Arc::new(vec![report(true)]));
         let listener = UdsListener::bind(&socket)?;
-        let router =
-            Server::builder().add_service(health_server(DraHealthService { reports: watched }));
+        // the health stream beside a DRAPlugin service, as the daemon serves it
+        let (preparer, _) = Preparer::start(Node::settings(dir.path()), DraInventory::default())?;
+        let plugin = DraPluginService {
+            preparer: Arc::new(tokio::sync::Mutex::new(preparer)),
+            claims: Arc::new(Claims::default()),
+        };
+        let router = dra_router(plugin, Some(DraHealthService { reports: watched }));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(uds::serve(router, listener, async {
             let _ = stopped.await;

@@ -16,8 +16,8 @@ use crate::kubelet_api::dra_health::v1alpha1::{
     NodeWatchResourcesResponse,
 };
 use crate::kubelet_api::pluginregistration::{
-    registration_server::Registration, InfoRequest, PluginInfo, RegistrationStatus,
-    RegistrationStatusResponse,
+    registration_server::{Registration, RegistrationServer},
+    InfoRequest, PluginInfo, RegistrationStatus, RegistrationStatusResponse,
 };
 use crate::kubelet_api::{
     DRA_HEALTH_SERVICE_V1ALPHA1, DRA_PLUGIN_SERVICE_V1, DRA_PLUGIN_SERVICE_V1BETA1,
@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Mutex};
+use tonic::transport::server::Router;
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 /// `<plugin dir>/<driver>/dra.sock`
@@ -247,6 +249,25 @@ impl DraResourceHealth for DraHealthService {
 /// The health service as a server, for the DRA socket's router.
 pub fn health_server(service: DraHealthService) -> DraResourceHealthServer<DraHealthService> {
     DraResourceHealthServer::new(service)
+}
+
+/// Everything the DRA socket serves: `DRAPlugin` in v1 and v1beta1 over
+/// the same preparer, and the health stream when given. Serve it with
+/// `kubelet_api::uds::serve` on [`dra_socket_path`].
+pub fn dra_router<C: ClaimSource + 'static>(
+    plugin: DraPluginService<C>,
+    health: Option<DraHealthService>,
+) -> Router {
+    Server::builder()
+        .add_service(v1::dra_plugin_server::DraPluginServer::new(plugin.clone()))
+        .add_service(v1beta1::dra_plugin_server::DraPluginServer::new(plugin))
+        .add_optional_service(health.map(health_server))
+}
+
+/// The registration socket's router: serve it on
+/// [`registration_socket_path`] once the DRA socket listens.
+pub fn registration_router(registration: DraRegistration) -> Router {
+    Server::builder().add_service(RegistrationServer::new(registration))
 }
 
 /// The plugin-watcher registration of the DRA driver.
