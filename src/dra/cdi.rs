@@ -133,6 +133,46 @@ pub fn write_claim_files(
     Ok(())
 }
 
+/// Remove `sriov-dra-*` specs of claims not in `known` (a crash between
+/// writing a claim's files and recording it leaves one). Returns the UIDs
+/// whose specs went, and every failure.
+pub fn remove_orphan_specs(
+    cdi_dir: &Path,
+    known: &dyn Fn(&str) -> bool,
+) -> (Vec<String>, Vec<FileError>) {
+    let entries = match std::fs::read_dir(cdi_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Vec::new(), Vec::new()),
+        Err(source) => {
+            let error = FileError {
+                action: "list",
+                path: cdi_dir.to_owned(),
+                source,
+            };
+            return (Vec::new(), vec![error]);
+        }
+    };
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(uid) = name
+            .strip_prefix(CDI_SPEC_PREFIX)
+            .and_then(|rest| rest.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if known(uid) {
+            continue;
+        }
+        match remove_if_present(&entry.path()) {
+            Ok(()) => removed.push(uid.to_owned()),
+            Err(error) => errors.push(error),
+        }
+    }
+    (removed, errors)
+}
+
 /// Remove what [`write_claim_files`] wrote, keeping going and returning
 /// every failure.
 pub fn remove_claim_files(

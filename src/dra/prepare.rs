@@ -2,7 +2,9 @@
 //! [`ClaimSource`], the node's [`DraInventory`] and the checkpoint: every
 //! claim gets its own answer, and one bad claim never fails the others.
 
-use super::cdi::{cdi_device_id, remove_claim_files, write_claim_files, CdiError};
+use super::cdi::{
+    cdi_device_id, remove_claim_files, remove_orphan_specs, write_claim_files, CdiError,
+};
 use super::checkpoint::{Checkpoint, CheckpointError, Mismatch, PreparedClaim, PreparedDevice};
 use super::claims::{our_devices, ClaimError, ClaimRef, ClaimSource};
 use super::inventory::{DraDevice, DraInventory};
@@ -66,6 +68,17 @@ impl Preparer {
     ) -> Result<(Self, Vec<Mismatch>), CheckpointError> {
         let checkpoint = Checkpoint::load(&settings.checkpoint, &settings.driver, &settings.node)?;
         let mismatches = checkpoint.mismatches(&inventory);
+        // Specs of claims we never recorded: a crash between writing and
+        // recording. The kubelet's retry writes them again if still wanted.
+        let (removed, errors) = remove_orphan_specs(&settings.cdi_dir, &|uid| {
+            checkpoint.claims.contains_key(uid)
+        });
+        for uid in removed {
+            tracing::info!(claim_uid = %uid, "removed the CDI spec of a claim not in the checkpoint");
+        }
+        for error in errors {
+            tracing::warn!(%error, "cannot remove a CDI spec of a claim not in the checkpoint");
+        }
         Ok((
             Preparer {
                 settings,
@@ -363,6 +376,40 @@ mod tests {
         let reread =
             Checkpoint::load(&settings.checkpoint, "sriov-rs.invalid", "worker-1").unwrap();
         assert!(reread.claims.is_empty());
+    }
+
+    #[test]
+    fn specs_of_claims_not_in_the_checkpoint_go_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path());
+        let mut checkpoint = Checkpoint::empty("sriov-rs.invalid", "worker-1");
+        record(&mut checkpoint, "0000-3b-02-0", "0000:3b:02.0");
+        checkpoint.save(&settings.checkpoint).unwrap();
+        std::fs::create_dir_all(&settings.cdi_dir).unwrap();
+        for name in [
+            "sriov-dra-uid-1.json",
+            "sriov-dra-uid-orphan.json",
+            "sriov-dp-intel.com_x.json",
+            "other.json",
+        ] {
+            std::fs::write(settings.cdi_dir.join(name), "{}").unwrap();
+        }
+        let (_preparer, mismatches) =
+            Preparer::start(settings.clone(), inventory(&["0000:3b:02.0"])).unwrap();
+        assert!(mismatches.is_empty());
+        let mut left: Vec<String> = std::fs::read_dir(&settings.cdi_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "other.json",
+                "sriov-dp-intel.com_x.json",
+                "sriov-dra-uid-1.json"
+            ]
+        );
     }
 
     #[tokio::test]
