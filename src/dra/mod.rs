@@ -3,6 +3,7 @@
 //!
 //! - [`names`]: the API's name rules and the names we derive (pure);
 //! - [`slices`]: a pool as ResourceSlices of at most 128 devices (pure);
+//! - [`topology`]: the PCIe root of each function, from sysfs;
 //! - [`claims`]: reading a claim and the checks before preparing it (pure);
 //! - [`inventory`]: (DRA pool, device name) → the served device (pure);
 //! - [`cdi`]: a claim's CDI spec and device-info files, from the device
@@ -26,6 +27,7 @@ pub mod service;
 pub mod slices;
 #[cfg(any(test, feature = "dra-standin"))]
 pub mod standin;
+pub mod topology;
 pub mod v1beta1;
 
 /// The driver name when `--dra-driver-name` is not given (docs/dra.md says
