@@ -37,18 +37,21 @@ impl DraInventory {
         let mut devices = HashMap::new();
         for pool in pools {
             let Some(pool_name) = pool_name(node, &pool.resource_name) else {
+                tracing::warn!(pool = %pool.resource_name, node, "no valid DRA pool name: not served through DRA");
                 continue;
             };
             for id in pool.device_ids() {
-                if let Some(name) = device_name(id) {
-                    devices.insert(
-                        (pool_name.clone(), name),
-                        DraDevice {
-                            pool: pool.clone(),
-                            id: id.to_owned(),
-                        },
-                    );
-                }
+                let Some(name) = device_name(id) else {
+                    tracing::warn!(pool = %pool.resource_name, device = id, "no DNS-label form: not served through DRA");
+                    continue;
+                };
+                devices.insert(
+                    (pool_name.clone(), name),
+                    DraDevice {
+                        pool: pool.clone(),
+                        id: id.to_owned(),
+                    },
+                );
             }
         }
         DraInventory {

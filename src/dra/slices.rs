@@ -153,8 +153,9 @@ pub fn device_attributes(
 /// The slices of one pool at `generation`, devices sorted by name and split
 /// into chunks of at most [`MAX_DEVICES_PER_SLICE`]. A pool without devices
 /// is one empty slice, so the pool still exists with a count of one.
-/// Slice names are `<node>.<driver>.<pool label>-<index>`: stable, so a
-/// publisher updates a slice in place.
+/// Slice names are `<node>.<driver>.<prefix>.<name label>-<index>`
+/// (the pool name's parts after the node): stable, so a publisher updates
+/// a slice in place, and distinct for pools that differ only in prefix.
 pub fn pool_slices(
     ctx: &SliceContext<'_>,
     pool: &Pool,
@@ -209,12 +210,15 @@ pub fn pool_slices(
     };
     let count = chunks.len() as i64;
     // the label after the last '/' of the pool name: the config's name
-    let pool_label = pool_name.rsplit('/').next().unwrap_or_default();
+    let pool_part = pool_name
+        .split_once('/')
+        .map(|(_, rest)| rest.replace('/', "."))
+        .unwrap_or_default();
     chunks
         .into_iter()
         .enumerate()
         .map(|(index, devices)| {
-            let name = format!("{}.{}.{}-{index}", ctx.node.name, ctx.driver, pool_label);
+            let name = format!("{}.{}.{pool_part}-{index}", ctx.node.name, ctx.driver);
             if name.len() > names::DNS_SUBDOMAIN_MAX {
                 return Err(SliceError::SliceName {
                     resource: resource(),
@@ -356,7 +360,7 @@ mod tests {
             assert_eq!(slice.spec.driver, "sriov-rs.invalid");
             assert_eq!(
                 slice.metadata.name.as_deref(),
-                Some(format!("worker-1.sriov-rs.invalid.sriov-net-{i}").as_str())
+                Some(format!("worker-1.sriov-rs.invalid.intel.com.sriov-net-{i}").as_str())
             );
             let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
             assert_eq!(
@@ -458,6 +462,13 @@ mod tests {
             pool_slices(&ctx, &p, 1),
             Err(SliceError::DeviceNameClash { .. })
         ));
+        // pools that differ only in prefix get distinct pools and slices
+        let mut other = pool(vec![vf(0x3b, 0)]);
+        other.resource_name = "example.com/sriov_net".into();
+        let a = pool_slices(&ctx, &pool(vec![vf(0x3b, 0)]), 1).unwrap();
+        let b = pool_slices(&ctx, &other, 1).unwrap();
+        assert_ne!(a[0].metadata.name, b[0].metadata.name);
+        assert_ne!(a[0].spec.pool.name, b[0].spec.pool.name);
         let empty = pool_slices(&ctx, &pool(vec![]), 1).unwrap();
         assert_eq!(empty.len(), 1);
         assert_eq!(empty[0].spec.pool.resource_slice_count, 1);
