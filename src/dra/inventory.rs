@@ -60,6 +60,27 @@ impl DraInventory {
         }
     }
 
+    /// Every device's health as the pools carry it (the same signal
+    /// ListAndWatch reports), for the health stream, sorted by pool and name.
+    pub fn health_reports(&self, checked_at: i64) -> Vec<super::service::DeviceHealthReport> {
+        let mut reports: Vec<_> = self
+            .devices
+            .iter()
+            .map(|((pool, device), dra)| {
+                let healthy = dra.served().is_some_and(|d| d.healthy);
+                super::service::DeviceHealthReport {
+                    pool: pool.clone(),
+                    device: device.clone(),
+                    healthy,
+                    checked_at,
+                    message: String::new(),
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| (&a.pool, &a.device).cmp(&(&b.pool, &b.device)));
+        reports
+    }
+
     pub fn get(&self, pool: &str, device: &str) -> Option<&DraDevice> {
         self.devices.get(&(pool.to_owned(), device.to_owned()))
     }
@@ -70,5 +91,51 @@ impl DraInventory {
 
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::deviceplugin::served::test_pool;
+
+    fn device(id: &str, healthy: bool) -> ServedDevice {
+        ServedDevice {
+            id: id.into(),
+            healthy,
+            numa_node: None,
+            pf: None,
+            vf_index: None,
+            nodes: vec![],
+            info: Default::default(),
+            device_info: None,
+        }
+    }
+
+    #[test]
+    fn devices_by_dra_names_and_their_health() {
+        let pool = test_pool(
+            vec![device("0000:3b:02.1", false), device("0000:3b:02.0", true)],
+            false,
+        );
+        let inventory = DraInventory::new("worker-1", &[Arc::new(pool)]);
+        assert_eq!(inventory.len(), 2);
+        let found = inventory
+            .get("worker-1/intel.com/sriov-net", "0000-3b-02-1")
+            .unwrap();
+        assert_eq!(found.id, "0000:3b:02.1");
+        assert!(inventory
+            .get("worker-2/intel.com/sriov-net", "0000-3b-02-1")
+            .is_none());
+        let reports = inventory.health_reports(42);
+        let summary: Vec<(&str, bool, i64)> = reports
+            .iter()
+            .map(|r| (r.device.as_str(), r.healthy, r.checked_at))
+            .collect();
+        assert_eq!(
+            summary,
+            [("0000-3b-02-0", true, 42), ("0000-3b-02-1", false, 42)]
+        );
     }
 }
