@@ -643,3 +643,37 @@ async fn two_devices_of_one_request_share_the_env_list() -> TestResult {
     })
     .await
 }
+
+#[tokio::test]
+async fn both_versions_give_the_same_answer_for_one_claim() -> TestResult {
+    within_timeout(async {
+        let node = Node::new().await?;
+        node.claims
+            .put("net", "uid-net", &[(DRIVER, NETDEV_POOL, "0000-3b-02-0")]);
+        // a 1.33 kubelet prepares it, and after an upgrade to 1.34 the new
+        // kubelet prepares it again through v1
+        let mut beta =
+            v1beta1::dra_plugin_client::DraPluginClient::new(uds::connect(&node.socket).await?);
+        let from_beta = beta
+            .node_prepare_resources(v1beta1::NodePrepareResourcesRequest {
+                claims: vec![v1beta1::Claim {
+                    namespace: "default".into(),
+                    name: "net".into(),
+                    uid: "uid-net".into(),
+                }],
+            })
+            .await?
+            .into_inner();
+        let from_v1 = prepare(&node, vec![claim("net", "uid-net")]).await?;
+        let beta_device = &from_beta.claims["uid-net"].devices[0];
+        let v1_device = &from_v1["uid-net"].devices[0];
+        assert_eq!(beta_device.cdi_device_ids, v1_device.cdi_device_ids);
+        assert_eq!(beta_device.request_names, v1_device.request_names);
+        assert_eq!(
+            (&beta_device.pool_name, &beta_device.device_name),
+            (&v1_device.pool_name, &v1_device.device_name)
+        );
+        Ok(())
+    })
+    .await
+}
