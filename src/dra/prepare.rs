@@ -6,10 +6,23 @@ use super::cdi::{
     cdi_device_id, remove_claim_files, remove_orphan_specs, write_claim_files, CdiError,
 };
 use super::checkpoint::{Checkpoint, CheckpointError, Mismatch, PreparedClaim, PreparedDevice};
-use super::claims::{our_devices, ClaimError, ClaimRef, ClaimSource};
+use super::claims::{our_devices, ClaimError, ClaimRef, ClaimSource, ClaimSourceError, ClaimView};
 use super::inventory::{DraDevice, DraInventory};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// What the API server said about each claim read, by claim UID.
+pub type Fetched = BTreeMap<String, Result<Option<ClaimView>, ClaimSourceError>>;
+
+/// Read `claims` from `source`, one after the other.
+pub async fn fetch_claims(source: &impl ClaimSource, claims: &[ClaimRef]) -> Fetched {
+    let mut fetched = BTreeMap::new();
+    for claim in claims {
+        let view = source.get(&claim.namespace, &claim.name).await;
+        fetched.insert(claim.uid.clone(), view);
+    }
+    fetched
+}
 
 /// Where Prepare writes, and who we are.
 #[derive(Debug, Clone)]
@@ -105,15 +118,42 @@ impl Preparer {
         &self.checkpoint.claims
     }
 
-    /// Prepare every claim; the answer has one entry per claim UID.
+    /// Prepare every claim; the answer has one entry per claim UID. Reads
+    /// the claims it does not know from `source` while holding `self`; the
+    /// service uses [`Preparer::to_fetch`] and [`Preparer::prepare_fetched`]
+    /// instead, so no lock is held while the API server answers.
     pub async fn prepare(
         &mut self,
         source: &impl ClaimSource,
         claims: &[ClaimRef],
     ) -> BTreeMap<String, Result<Vec<PreparedDevice>, PrepareError>> {
+        let fetched = fetch_claims(source, &self.to_fetch(claims)).await;
+        self.prepare_fetched(claims, fetched)
+    }
+
+    /// The claims of a request Prepare has to read from the API server:
+    /// those not prepared before.
+    pub fn to_fetch(&self, claims: &[ClaimRef]) -> Vec<ClaimRef> {
+        claims
+            .iter()
+            .filter(|c| !self.checkpoint.claims.contains_key(&c.uid))
+            .cloned()
+            .collect()
+    }
+
+    /// Prepare every claim, with `fetched` holding what the API server said
+    /// about the claims [`Preparer::to_fetch`] named (by UID). A claim
+    /// prepared in the meantime takes the known path and its fetched view is
+    /// not used; a claim neither known nor fetched is refused as not read.
+    pub fn prepare_fetched(
+        &mut self,
+        claims: &[ClaimRef],
+        mut fetched: Fetched,
+    ) -> BTreeMap<String, Result<Vec<PreparedDevice>, PrepareError>> {
         let mut answers = BTreeMap::new();
         for claim in claims {
-            let answer = self.prepare_one(source, claim).await;
+            let view = fetched.remove(&claim.uid);
+            let answer = self.prepare_one(claim, view);
             match &answer {
                 Ok(devices) => {
                     tracing::info!(claim = %claim, devices = devices.len(), "claim prepared")
@@ -125,10 +165,10 @@ impl Preparer {
         answers
     }
 
-    async fn prepare_one(
+    fn prepare_one(
         &mut self,
-        source: &impl ClaimSource,
         claim: &ClaimRef,
+        view: Option<Result<Option<ClaimView>, ClaimSourceError>>,
     ) -> Result<Vec<PreparedDevice>, PrepareError> {
         // Prepared before (a kubelet retry or restart): the same answer,
         // without asking the API server, as long as the devices are still
@@ -138,9 +178,14 @@ impl Preparer {
             self.write_files(claim, &devices)?;
             return Ok(devices);
         }
-        let view = source
-            .get(&claim.namespace, &claim.name)
-            .await
+        let view = view
+            .unwrap_or_else(|| {
+                Err(ClaimSourceError::Unavailable {
+                    namespace: claim.namespace.clone(),
+                    name: claim.name.clone(),
+                    message: "not read".into(),
+                })
+            })
             .map_err(ClaimError::from)?;
         let allocated = our_devices(claim, view, &self.settings.driver)?;
         let devices = allocated
@@ -443,6 +488,41 @@ mod tests {
         let missing = dir.path().join("absent.json");
         let empty = Checkpoint::load(&missing, "sriov-rs.invalid", "worker-1").unwrap();
         assert!(empty.claims.is_empty());
+    }
+
+    #[test]
+    fn a_claim_prepared_meanwhile_ignores_its_fetched_view_and_an_unread_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path());
+        let mut checkpoint = Checkpoint::empty("sriov-rs.invalid", "worker-1");
+        record(&mut checkpoint, "0000-3b-02-0", "0000:3b:02.0");
+        checkpoint.save(&settings.checkpoint).unwrap();
+        let (mut preparer, _) = Preparer::start(settings, inventory(&["0000:3b:02.0"])).unwrap();
+        assert!(preparer.to_fetch(&[claim()]).is_empty());
+        // a view fetched before another call prepared it: a wrong UID that
+        // would be refused, but the known claim is answered as recorded
+        let stale: Fetched = [(
+            "uid-1".to_string(),
+            Ok(Some(ClaimView {
+                uid: "uid-other".into(),
+                devices: vec![],
+                allocated: true,
+            })),
+        )]
+        .into();
+        let answers = preparer.prepare_fetched(&[claim()], stale);
+        assert_eq!(answers["uid-1"].as_ref().unwrap()[0].id, "0000:3b:02.0");
+        let unread = ClaimRef {
+            uid: "uid-2".into(),
+            ..claim()
+        };
+        assert_eq!(
+            preparer.to_fetch(std::slice::from_ref(&unread)),
+            [unread.clone()]
+        );
+        let answers = preparer.prepare_fetched(&[unread], Fetched::new());
+        let error = answers["uid-2"].as_ref().unwrap_err().to_string();
+        assert!(error.contains("not read"), "{error}");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 
 use super::checkpoint::PreparedDevice;
 use super::claims::{ClaimRef, ClaimSource};
-use super::prepare::{PrepareError, Preparer};
+use super::prepare::{fetch_claims, PrepareError, Preparer};
 use crate::kubelet_api::dra::{v1, v1beta1};
 use crate::kubelet_api::dra_health::v1alpha1::{
     dra_resource_health_server::{DraResourceHealth, DraResourceHealthServer},
@@ -98,12 +98,11 @@ impl<C: ClaimSource + 'static> DraPluginService<C> {
         request: v1::NodePrepareResourcesRequest,
     ) -> v1::NodePrepareResourcesResponse {
         let claims = claim_refs(request.claims);
-        let answers = self
-            .preparer
-            .lock()
-            .await
-            .prepare(self.claims.as_ref(), &claims)
-            .await;
+        // The lock is not held while the API server answers: a slow read
+        // does not hold up the kubelet's other calls.
+        let to_fetch = self.preparer.lock().await.to_fetch(&claims);
+        let fetched = fetch_claims(self.claims.as_ref(), &to_fetch).await;
+        let answers = self.preparer.lock().await.prepare_fetched(&claims, fetched);
         v1::NodePrepareResourcesResponse {
             claims: answers
                 .into_iter()
