@@ -19,15 +19,29 @@ pub enum SliceAction {
     Delete(String),
 }
 
+/// The highest generation this process published per DRA pool. A pool
+/// republished after the kubelet deleted its slices goes on counting from
+/// here instead of starting again at 1, so a consumer that still holds the
+/// deleted slices (an informer's cache) never prefers them to the new ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Generations(BTreeMap<String, i64>);
+
+impl Generations {
+    pub fn get(&self, pool: &str) -> i64 {
+        self.0.get(pool).copied().unwrap_or(0)
+    }
+}
+
 /// The slices `pools` should be published as, each pool at the generation
 /// [`next_generation`] gives against what is published for it now:
-/// unchanged devices keep the generation (a republish after the kubelet
-/// deleted them, or after a rescan that found the same), anything else
-/// bumps it.
+/// unchanged devices keep the generation (a rescan that found the same),
+/// anything else (a change, or slices that are gone) takes one above both
+/// what is published and what this process published before.
 pub fn desired_slices(
     ctx: &SliceContext<'_>,
     pools: &[&Pool],
     published: &[ResourceSlice],
+    generations: &mut Generations,
 ) -> Result<Vec<ResourceSlice>, SliceError> {
     let mut desired = Vec::new();
     for pool in pools {
@@ -41,7 +55,12 @@ pub fn desired_slices(
             .filter(|s| s.spec.pool.name == pool_name)
             .cloned()
             .collect();
-        let generation = next_generation(&current, &slices);
+        let published_max = current.iter().map(|s| s.spec.pool.generation).max();
+        let mut generation = next_generation(&current, &slices);
+        if Some(generation) != published_max {
+            generation = generation.max(generations.get(&pool_name) + 1);
+        }
+        generations.0.insert(pool_name.clone(), generation);
         for slice in &mut slices {
             slice.spec.pool.generation = generation;
         }
@@ -127,7 +146,11 @@ mod tests {
     }
 
     /// List, reconcile, apply: what the publisher loop does once.
-    fn publish(api: &ApiServerStandin, pools: &[&Pool]) -> Vec<SliceAction> {
+    fn publish(
+        api: &ApiServerStandin,
+        generations: &mut Generations,
+        pools: &[&Pool],
+    ) -> Vec<SliceAction> {
         let node = NodeRef {
             name: "worker-1".into(),
             uid: "node-uid".into(),
@@ -139,7 +162,7 @@ mod tests {
             pcie_roots: &roots,
         };
         let published = api.list_slices(Some("worker-1"), Some("sriov-rs.invalid"));
-        let desired = desired_slices(&ctx, pools, &published).unwrap();
+        let desired = desired_slices(&ctx, pools, &published, generations).unwrap();
         let actions = reconcile(&published, desired);
         for action in &actions {
             match action.clone() {
@@ -155,7 +178,7 @@ mod tests {
         actions
     }
 
-    fn generations(api: &ApiServerStandin) -> Vec<(i64, i64, usize)> {
+    fn generations_of(api: &ApiServerStandin) -> Vec<(i64, i64, usize)> {
         api.list_slices(None, None)
             .iter()
             .map(|s| {
@@ -171,27 +194,33 @@ mod tests {
     #[test]
     fn publish_republish_after_kubelet_restart_and_shrink() {
         let api = ApiServerStandin::new();
+        let mut generations = Generations::default();
+        let g = &mut generations;
         let big = pool(300);
-        let actions = publish(&api, &[&big]);
+        let actions = publish(&api, g, &[&big]);
         assert_eq!(actions.len(), 3);
         assert!(actions.iter().all(|a| matches!(a, SliceAction::Create(_))));
         assert_eq!(
-            generations(&api),
+            generations_of(&api),
             vec![(1, 3, 128), (1, 3, 128), (1, 3, 44)]
         );
 
         // nothing changed: nothing written
-        assert!(publish(&api, &[&big]).is_empty());
+        assert!(publish(&api, g, &[&big]).is_empty());
 
-        // the kubelet restarted and deleted the node's slices: all back
+        // the kubelet restarted and deleted the node's slices: all back,
+        // one generation on (a cache may still hold the deleted ones)
         assert_eq!(api.delete_node_slices("worker-1"), 3);
-        assert_eq!(publish(&api, &[&big]).len(), 3);
-        assert_eq!(api.list_slices(None, None).len(), 3);
+        assert_eq!(publish(&api, g, &[&big]).len(), 3);
+        assert_eq!(
+            generations_of(&api),
+            vec![(2, 3, 128), (2, 3, 128), (2, 3, 44)]
+        );
 
         // a rescan found 100 VFs: one slice updated at the next
         // generation, two deleted
         let small = pool(100);
-        let actions = publish(&api, &[&small]);
+        let actions = publish(&api, g, &[&small]);
         assert_eq!(
             actions
                 .iter()
@@ -206,10 +235,10 @@ mod tests {
                 .count(),
             2
         );
-        assert_eq!(generations(&api), vec![(2, 1, 100)]);
+        assert_eq!(generations_of(&api), vec![(3, 1, 100)]);
 
         // the pool moved away from DRA: its slice goes
-        let actions = publish(&api, &[]);
+        let actions = publish(&api, g, &[]);
         assert_eq!(actions.len(), 1);
         assert!(api.list_slices(None, None).is_empty());
     }
@@ -217,7 +246,7 @@ mod tests {
     #[test]
     fn an_update_from_a_stale_list_is_a_conflict() {
         let api = ApiServerStandin::new();
-        publish(&api, &[&pool(10)]);
+        publish(&api, &mut Generations::default(), &[&pool(10)]);
         let stale = api.list_slices(None, None);
         // someone else (a second daemon instance) wrote in between
         let mut other = stale[0].clone();

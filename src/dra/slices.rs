@@ -259,9 +259,10 @@ pub fn node_owner(node: &NodeRef) -> OwnerReference {
     }
 }
 
-/// The generation to publish a pool's new slices at: the old one when the
-/// devices are unchanged (a republish after a kubelet restart), else one
-/// more, so consumers drop slices of the old generation.
+/// The generation to publish a pool's new slices at: the published one
+/// when the devices are unchanged, else one more, so consumers drop slices
+/// of the old generation. With nothing published this is 1;
+/// `publish::Generations` keeps a restarted pool counting on.
 pub fn next_generation(published: &[ResourceSlice], fresh: &[ResourceSlice]) -> i64 {
     let current = published
         .iter()
