@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a panic is the report
 
 use sriov_rs::config;
+use sriov_rs::devtools::sim::{self, layout::Layout, CreateOptions, Serve};
 use sriov_rs::pool;
-use sriov_rs::sim::{self, layout::Layout, CreateOptions, Serve};
 use sriov_rs::sysfs::{ScanOptions, SysfsRoot};
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks of the release binaries against a baseline measured in the same
-# run. Today: the CNI plugin's start-up cost (VERSION, the cheapest full
+# run: the CNI plugin's start-up cost (VERSION, the cheapest full
 # invocation) against Debian's Go `host-device` plugin, the closest upstream
-# relative of `sriov` (it also moves a device into a pod netns), and binary
-# sizes. Prints Markdown tables for the README.
+# relative of `sriov` (it also moves a device into a pod netns), binary
+# sizes, discovery, and the device plugin's start-up, memory and Allocate
+# cost at 1024 and 4096 VFs (hack/bench_dp.py; BENCH_ONLY=dp runs only
+# that part). Prints Markdown tables for the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
@@ -13,8 +15,25 @@ RUNS=${RUNS:-300}
 CNI_RUNS=${CNI_RUNS:-50}
 BASE=/usr/lib/cni/host-device
 
+DP_RUNS=${DP_RUNS:-10}
+DP_ALLOCS=${DP_ALLOCS:-200}
+
 log "building release binaries"
 cargo build --release --locked --quiet --bins
+
+device_plugin_bench() {
+  echo "### Device plugin: start-up to the first full ListAndWatch, peak RSS, Allocate; $DP_RUNS interleaved runs"
+  echo
+  local work
+  work=$(mktemp -d /tmp/sriov-bench-dp.XXXXXX)
+  python3 hack/bench_dp.py "$DP_RUNS" "$DP_ALLOCS" "$PWD/target/release" "$work" 64 256
+  rm -rf "$work"
+}
+
+if [ "${BENCH_ONLY:-}" = dp ]; then
+  device_plugin_bench
+  exit 0
+fi
 
 echo "### CNI start-up: CNI_COMMAND=VERSION, $RUNS interleaved runs"
 echo
@@ -62,6 +81,8 @@ python3 hack/bench.py "$RUNS" "harness floor (/bin/true)=/bin/true" \
 target/release/sriovctl sim destroy --sysfs-root "$WORK/big" >/dev/null
 
 echo
+device_plugin_bench
+
 echo "### Discovery over the live simulated tree: 16 PFs x 256 VFs, against the same node as plain files"
 echo
 cargo bench --locked --quiet --bench live_tree 2>/dev/null | grep -v '^$' || cargo bench --locked --bench live_tree

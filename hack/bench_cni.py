@@ -3,7 +3,8 @@
 Debian's Go `host-device` plugin moving the same VF netdev into the same pod
 netns (the closest upstream relative: same kernel work), each without IPAM
 and with host-local. Runs are interleaved so machine noise hits all alike.
-Usage: bench_cni.py RUNS SRIOV_BINARY WORKDIR (SRIOV_SYSFS_ROOT set, node up)."""
+Usage: bench_cni.py RUNS SRIOV_BINARY [SRIOV_BINARY ...] WORKDIR (SRIOV_SYSFS_ROOT
+set, node up); a binary may be given as LABEL=PATH to compare builds in one run."""
 import json
 import os
 import statistics
@@ -27,22 +28,24 @@ def run(binary, command, conf, env):
 
 
 def main():
-    runs, sriov, work = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    runs, work = int(sys.argv[1]), sys.argv[-1]
+    binaries = [arg.split("=", 1) if "=" in arg else ("sriov", arg) for arg in sys.argv[2:-1]]
     ipam = {"type": "host-local", "subnet": "10.56.217.0/24", "dataDir": os.path.join(work, "ipam")}
     base = {"cniVersion": "1.0.0", "name": "bench"}
-    cases = [
-        ("host-device (Go), no IPAM", f"{DEBIAN_CNI}/host-device", dict(base, type="host-device", device=VF_NETDEV)),
-        ("sriov, no IPAM", sriov, dict(base, type="sriov", deviceID=VF_PCI)),
-        ("host-device (Go) + host-local", f"{DEBIAN_CNI}/host-device", dict(base, type="host-device", device=VF_NETDEV, ipam=ipam)),
-        ("sriov + host-local", sriov, dict(base, type="sriov", deviceID=VF_PCI, ipam=ipam)),
-    ]
+    # (name, binary, config, the Go case it is compared with)
+    go, go_ipam = "host-device (Go), no IPAM", "host-device (Go) + host-local"
+    cases = [(go, f"{DEBIAN_CNI}/host-device", dict(base, type="host-device", device=VF_NETDEV), go)]
+    cases += [(f"{label}, no IPAM", path, dict(base, type="sriov", deviceID=VF_PCI), go) for label, path in binaries]
+    cases += [(go_ipam, f"{DEBIAN_CNI}/host-device", dict(base, type="host-device", device=VF_NETDEV, ipam=ipam), go_ipam)]
+    cases += [(f"{label} + host-local", path, dict(base, type="sriov", deviceID=VF_PCI, ipam=ipam), go_ipam)
+              for label, path in binaries]
     env = dict(os.environ, CNI_CONTAINERID="bench", CNI_NETNS=f"/run/netns/{POD}", CNI_IFNAME="net1",
                CNI_PATH=DEBIAN_CNI, SRIOV_CNI_STATE_DIR=os.path.join(work, "state"))
     subprocess.run(["ip", "netns", "add", POD], check=True)
-    times = {name: ([], []) for name, _, _ in cases}
+    times = {name: ([], []) for name, _, _, _ in cases}
     try:
         for i in range(runs + 2):
-            for name, binary, conf in cases:
+            for name, binary, conf, _ in cases:
                 add = run(binary, "ADD", conf, env)
                 delete = run(binary, "DEL", conf, env)
                 if i >= 2:  # two warm-up rounds
@@ -52,8 +55,8 @@ def main():
         subprocess.run(["ip", "netns", "del", POD])
     print(f"| {runs} runs each | ADD median | ADD p95 | DEL median | DEL p95 | ADD vs Go | DEL vs Go |")
     print("|---|---|---|---|---|---|---|")
-    for index, (name, _, _) in enumerate(cases):
-        baseline = times[cases[index - index % 2][0]]
+    for name, _, _, compared_with in cases:
+        baseline = times[compared_with]
         adds, dels = sorted(times[name][0]), sorted(times[name][1])
         p95 = lambda v: v[max(0, int(len(v) * 0.95) - 1)]
         print(f"| {name} | {statistics.median(adds):.1f} ms | {p95(adds):.1f} ms | {statistics.median(dels):.1f} ms | "

@@ -12,13 +12,15 @@
 //! - [`dra_health::v1alpha1`]: `DRAResourceHealth`, the device health stream.
 //!
 //! [`uds`] serves and dials these over Unix sockets, which is the only
-//! transport the kubelet speaks for them.
+//! transport the kubelet speaks for them; [`authority`] lets the server
+//! answer clients that send the socket path as `:authority`.
 //!
 //! prost renames some identifiers in Rust while the wire keeps the proto
 //! names: `ID` becomes `id`, `available_deviceIDs` becomes
 //! `available_device_i_ds`, `deviceIDs` becomes `device_i_ds`, and the
 //! types `NUMANode`/`CDIDevice` become `NumaNode`/`CdiDevice`.
 
+pub mod authority;
 pub mod uds;
 
 /// Device plugin API v1beta1 (proto package `v1beta1`).

@@ -59,3 +59,42 @@ fn check_finds_a_changed_mtu_without_the_mtu_key() {
     assert!(cni.run("DEL", "cid", Some(pod.path()), "net1", &conf).ok());
     assert!(cni.state_files().is_empty() && cni.allocated_ips().is_empty());
 }
+
+#[test]
+fn check_tells_another_device_under_the_vf_name_from_the_vf() {
+    if !require_root("check_tells_another_device_under_the_vf_name_from_the_vf") {
+        return;
+    }
+    let fixture = SimFixture::new(two_pf_layout, true);
+    let cni = CniHarness::new(&fixture.root);
+    let pod = TestNetns::new(&format!("{}-pod", fixture.tag));
+    let conf = cni.host_local_conf("1.0.0", "0000:3b:01.0", "10.59.1.0/24");
+    let add = cni.run("ADD", "cid", Some(pod.path()), "net1", &conf);
+    assert!(add.ok(), "{}", add.stdout);
+    // inside the pod, the VF is renamed and a veth takes its name
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().unwrap();
+        let vf = inside.link_by_name("net1").unwrap().unwrap();
+        inside.set_down(vf.index).unwrap();
+        inside.set_name(vf.index, "moved").unwrap();
+        inside
+            .add_veth("net1", None, "net1peer", None, None)
+            .unwrap();
+    })
+    .unwrap();
+    let out = cni.run("CHECK", "cid", Some(pod.path()), "net1", &conf);
+    assert_eq!(out.error_code(), 3, "{}", out.stdout);
+    let msg = out.json["msg"].as_str().unwrap();
+    assert!(msg.contains("another device"), "{msg}");
+    // put the VF back under its name, then DEL restores it
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().unwrap();
+        let squatter = inside.link_by_name("net1").unwrap().unwrap();
+        inside.delete(squatter.index).unwrap();
+        let vf = inside.link_by_name("moved").unwrap().unwrap();
+        inside.set_name(vf.index, "net1").unwrap();
+    })
+    .unwrap();
+    assert!(cni.run("DEL", "cid", Some(pod.path()), "net1", &conf).ok());
+    assert!(cni.state_files().is_empty() && cni.allocated_ips().is_empty());
+}

@@ -243,24 +243,79 @@ fn neighbours_see_a_gratuitous_arp_and_an_unsolicited_na() {
     assert!(add.ok(), "{}", add.stdout);
     // received from the VF on its wire port (the bridge then floods copies)
     let from_vf = |f: &Frame| f.ifindex == peer && !f.outgoing;
-    let garp = capture.find(Duration::from_secs(5), |f| {
-        from_vf(f) && is_arp_announcement(&f.bytes, mac, v4)
+    // the kernel announces the address (and repeats it at the neighbour
+    // retransmit interval, 1 s: a second announcement shows it was the
+    // kernel, our own packet socket sends one); it sends the NA once
+    // duplicate address detection is done
+    let (garps, na) = (std::cell::Cell::new(0), std::cell::Cell::new(false));
+    capture.find(Duration::from_secs(10), |f| {
+        if from_vf(f) && is_arp_announcement(&f.bytes, mac, v4) {
+            garps.set(garps.get() + 1);
+        }
+        if from_vf(f) && is_unsolicited_na(&f.bytes, mac, v6) {
+            na.set(true);
+        }
+        garps.get() >= 2 && na.get()
     });
     assert!(
-        garp.is_some(),
+        garps.get() >= 1,
         "no gratuitous ARP for {v4} reached the wire"
     );
-    // the kernel sends the NA once duplicate address detection is done
-    let na = capture.find(Duration::from_secs(10), |f| {
-        from_vf(f) && is_unsolicited_na(&f.bytes, mac, v6)
-    });
-    assert!(na.is_some(), "no unsolicited NA for {v6} reached the wire");
+    assert!(
+        garps.get() >= 2,
+        "the announcement of {v4} was not repeated: not sent by the kernel"
+    );
+    assert!(na.get(), "no unsolicited NA for {v6} reached the wire");
 
     assert!(s
         .cni
         .run("DEL", "cid", Some(pod.path()), "net1", &conf)
         .ok());
     assert!(host_link(&s.vf_name(1)).is_some());
+}
+
+#[test]
+fn a_secondary_address_is_announced_too_with_itself_as_sender() {
+    if !require_root("a_secondary_address_is_announced_too_with_itself_as_sender") {
+        return;
+    }
+    let s = setup();
+    let pod = s.pod("pod");
+    let wire = netns::named_path(&s.wire_netns()).unwrap();
+    let peer = netns::run_in(&wire, || {
+        Netlink::open()
+            .unwrap()
+            .link_by_name("vf1")
+            .unwrap()
+            .unwrap()
+            .index as usize
+    })
+    .unwrap();
+    let mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x03];
+    // the second address of a subnet is secondary: the kernel would ask
+    // for it with the first as sender, so the plugin sends its frames
+    let (first, second): (Ipv4Addr, Ipv4Addr) =
+        ("10.58.3.10".parse().unwrap(), "10.58.3.11".parse().unwrap());
+    let ipam = json!({"addresses": [{"address": format!("{first}/24")}, {"address": format!("{second}/24")}]});
+    let mut conf = s.cni.static_conf("1.0.0", VF1, ipam);
+    conf["mac"] = json!(format_mac(&mac));
+    let capture = Capture::start(&wire);
+    let add = s.cni.run("ADD", "cid", Some(pod.path()), "net1", &conf);
+    assert!(add.ok(), "{}", add.stdout);
+    let seen = std::cell::RefCell::new(BTreeSet::new());
+    capture.find(Duration::from_secs(5), |f| {
+        for ip in [first, second] {
+            if f.ifindex == peer && !f.outgoing && is_arp_announcement(&f.bytes, mac, ip) {
+                seen.borrow_mut().insert(ip);
+            }
+        }
+        seen.borrow().len() == 2
+    });
+    assert_eq!(seen.borrow().len(), 2, "announced: {:?}", seen.borrow());
+    assert!(s
+        .cni
+        .run("DEL", "cid", Some(pod.path()), "net1", &conf)
+        .ok());
 }
 
 /// Wait for dnsmasq to drop `mac`'s lease (it handles the DHCPRELEASE a
@@ -284,7 +339,7 @@ fn dhcp_ipam_leases_from_dnsmasq_on_the_wire_and_releases_on_del_and_rollback() 
     let s = setup();
     let server = DnsmasqServer::start(
         &s.wire_netns(),
-        sriov_rs::sim::model::WIRE_BRIDGE,
+        sriov_rs::devtools::sim::model::WIRE_BRIDGE,
         "10.57.0.1/24",
         ("10.57.0.50", "10.57.0.99"),
     );
@@ -498,4 +553,112 @@ fn check_tolerates_whereabouts_not_implemented_but_not_a_real_ipam_failure() {
         .run("DEL", "cid", Some(pod.path()), "net1", &conf)
         .ok());
     assert!(s.cni.state_files().is_empty());
+}
+
+/// STAND-IN, not an IPAM plugin: keys each allocation on the pod, as
+/// whereabouts does (`<namespace>/<name>` from CNI_ARGS), and on DEL
+/// releases only the allocation of the pod CNI_ARGS names; a DEL that names
+/// no pod, or another, finds nothing and exits 0, leaving the address held.
+const POD_KEYED_IPAM: &str = r#"#!/bin/sh
+cat >/dev/null
+dir="$POD_KEYED_DIR"
+pod=""
+for pair in $(echo "$CNI_ARGS" | tr ';' ' '); do
+  case "$pair" in
+    K8S_POD_NAMESPACE=*) ns="${pair#K8S_POD_NAMESPACE=}" ;;
+    K8S_POD_NAME=*) name="${pair#K8S_POD_NAME=}" ;;
+  esac
+done
+[ -n "$ns" ] && [ -n "$name" ] && pod="$ns.$name"
+case "$CNI_COMMAND" in
+  ADD)
+    [ -n "$pod" ] || { echo '{"cniVersion":"1.0.0","code":7,"msg":"no pod in CNI_ARGS"}'; exit 1; }
+    echo "$CNI_CONTAINERID" > "$dir/$pod"
+    echo '{"cniVersion":"1.0.0","ips":[{"address":"10.77.0.5/24"}]}'
+    ;;
+  DEL)
+    [ -n "$pod" ] && rm -f "$dir/$pod"
+    ;;
+  VERSION)
+    echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'
+    ;;
+esac
+exit 0
+"#;
+
+/// Held allocations of the pod-keyed stand-in, by pod.
+fn held(dir: &Path) -> Vec<String> {
+    let mut pods: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pods.sort();
+    pods
+}
+
+#[test]
+fn gc_and_a_del_without_pod_args_release_through_an_ipam_that_keys_on_the_pod() {
+    if !require_root("gc_and_a_del_without_pod_args_release_through_an_ipam_that_keys_on_the_pod") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = setup();
+    let bin = s.cni.dir.path().join("stand-ins");
+    let allocations = s.cni.dir.path().join("allocations");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::create_dir(&allocations).unwrap();
+    let script = bin.join("pod-keyed-ipam");
+    std::fs::write(&script, POD_KEYED_IPAM).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.cni.cni_path = format!("{}:{DEBIAN_CNI_DIR}", bin.display());
+    let dir = allocations.display().to_string();
+    let conf = |device: &str| {
+        json!({"cniVersion": "1.1.0", "name": "keyed", "type": "sriov", "deviceID": device,
+               "ipam": {"type": "pod-keyed-ipam"}})
+    };
+    let (pod_a, pod_b) = (s.pod("a"), s.pod("b"));
+    let args = |pod: &str| format!("IgnoreUnknown=true;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME={pod}");
+    for (cid, pod, device, name) in [("ca", &pod_a, VF0, "a"), ("cb", &pod_b, VF1, "b")] {
+        let stdin = conf(device).to_string();
+        let add = s.cni.run_raw(
+            "ADD",
+            cid,
+            Some(pod.path()),
+            "net1",
+            stdin.as_bytes(),
+            &[("CNI_ARGS", &args(name)), ("POD_KEYED_DIR", &dir)],
+        );
+        assert!(add.ok(), "{}", add.stdout);
+    }
+    assert_eq!(held(&allocations), ["ns1.a", "ns1.b"]);
+
+    // GC, which has no CNI_ARGS, for a node where only `cb` is valid
+    let mut gc = conf(VF0);
+    gc.as_object_mut().unwrap().remove("deviceID");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "cb", "ifname": "net1"}]);
+    let out = s.cni.run_raw(
+        "GC",
+        "",
+        None,
+        "",
+        gc.to_string().as_bytes(),
+        &[("CNI_ARGS", ""), ("POD_KEYED_DIR", &dir)],
+    );
+    assert!(out.ok(), "{}", out.stdout);
+    assert_eq!(held(&allocations), ["ns1.b"], "GC released pod a's address");
+    assert!(host_link(&s.vf_name(0)).is_some(), "VF 0 is home");
+
+    // a runtime's DEL that passes no pod args still releases pod b's
+    let stdin = conf(VF1).to_string();
+    let del = s.cni.run_raw(
+        "DEL",
+        "cb",
+        Some(pod_b.path()),
+        "net1",
+        stdin.as_bytes(),
+        &[("CNI_ARGS", "IgnoreUnknown=true"), ("POD_KEYED_DIR", &dir)],
+    );
+    assert!(del.ok(), "{}", del.stdout);
+    assert!(held(&allocations).is_empty(), "{:?}", held(&allocations));
+    assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
 }

@@ -210,12 +210,23 @@ fn pf_side_keys_on_a_pf_without_vf_settings_fail_cleanly_and_leave_the_vf_untouc
         );
         assert!(s.cni.allocated_ips().is_empty(), "{keys}: IPAM never ran");
     }
-    // a bad value is a config error (7) found before the PF is asked
-    let mut bad = base.clone();
-    bad["vlan"] = json!(4095);
-    let out = s.cni.run("ADD", "c1", Some(pod.path()), "net1", &bad);
-    assert_eq!(out.error_code(), 7, "{}", out.stdout);
-    assert!(out.json["msg"].as_str().unwrap().contains("vlan"));
+    // a bad value is a config error (7) found before the PF is asked,
+    // naming the key and what it takes; sriov-cni would take a spoofchk
+    // or trust typo as "off" and go on
+    for (key, value, allowed) in [
+        ("vlan", json!(4095), "0-4094"),
+        ("spoofchk", json!("maybe"), "on or off"),
+        ("trust", json!("yes"), "on or off"),
+        ("link_state", json!("up"), "auto, enable or disable"),
+    ] {
+        let mut bad = base.clone();
+        bad[key] = value;
+        let out = s.cni.run("ADD", "c1", Some(pod.path()), "net1", &bad);
+        assert_eq!(out.error_code(), 7, "{}", out.stdout);
+        let msg = out.json["msg"].as_str().unwrap();
+        assert!(msg.contains(key) && msg.contains(allowed), "{msg}");
+        assert!(s.cni.state_files().is_empty(), "{:?}", s.cni.state_files());
+    }
 }
 
 #[test]

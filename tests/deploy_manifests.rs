@@ -287,6 +287,7 @@ fn device_plugin_mounts_the_kubelet_devinfo_config_and_sysfs_paths() {
         for path in [
             "/var/lib/kubelet/device-plugins",
             "/var/lib/kubelet/plugins_registry",
+            "/var/lib/kubelet/pod-resources",
             "/var/run/k8s.cni.cncf.io/devinfo/dp",
         ] {
             assert_eq!(

@@ -10,9 +10,9 @@ mod sysfs_extras;
 
 use serde_json::{json, Value};
 use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
+use sriov_rs::devtools::kubelet_sim::{KubeletSim, SimError};
+use sriov_rs::devtools::sim::{self, CreateOptions, Serve};
 use sriov_rs::kubelet_api::deviceplugin::v1beta1::{Device, DeviceSpec};
-use sriov_rs::kubelet_sim::{KubeletSim, SimError};
-use sriov_rs::sim::{self, CreateOptions, Serve};
 use sriov_rs::sysfs::SysfsRoot;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -88,6 +88,9 @@ impl Node {
             cdi_spec_dir: self.path("cdi"),
             default_route_netdevs: Some(vec![]),
             health_addr: None,
+            pod_resources_socket: Some(self.path("pod-resources.sock")),
+            held_recheck: Duration::from_millis(100),
+            watch_config: true,
         }
     }
 
@@ -647,6 +650,8 @@ async fn the_binary_cleans_up_and_exits_zero_on_sigterm() {
             node.path("absent").display()
         ))
         .arg("--log-level=10")
+        // PodResources off: an empty value is accepted
+        .args(["--pod-resources-socket", ""])
         // glog's flags as upstream DaemonSets pass them: accepted, ignored
         .args([
             "-v=5",
@@ -951,5 +956,483 @@ async fn vhost_vdpa_devices_get_their_char_device_and_a_vdpa_device_info_file() 
             "parent-device": "vdpa0", "driver": "vhost", "path": "/dev/vhost-vdpa-0",
             "pci-address": "0000:d8:00.2", "pf-pci-address": "0000:d8:00.0"}})
     );
+    daemon.stop().await;
+}
+
+const MOVED: &str = "intel.com/intel_moved";
+
+/// `CONFIG` with the netdev pool narrowed to VFs 0-1 of the E810 PF and
+/// its VF 2 (0000:3b:01.2) moved to a new pool, `intel_moved`.
+fn config_moving_vf2(node: &Node) -> String {
+    let pf_name = std::fs::read_dir(node.sysfs.join("bus/pci/devices/0000:3b:00.0/net"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let pf = pf_name.to_string_lossy();
+    CONFIG
+        .replace(
+            r#""drivers": ["iavf"]}"#,
+            &format!(r#""drivers": ["iavf"], "pfNames": ["{pf}#0-1"]}}"#),
+        )
+        .replace(
+            r#""resourceList": ["#,
+            &format!(
+                r#""resourceList": [{{"resourceName": "intel_moved", "selectors": {{"pfNames": ["{pf}#2"]}}}},"#
+            ),
+        )
+}
+
+fn health(devices: &[Device]) -> Vec<(String, String)> {
+    let mut list: Vec<(String, String)> = devices
+        .iter()
+        .map(|d| (d.id.clone(), d.health.clone()))
+        .collect();
+    list.sort();
+    list
+}
+
+fn healths(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(id, h)| (id.to_string(), h.to_string()))
+        .collect()
+}
+
+/// Issue 12, point 4: a reload that would move a VF a pod holds to another
+/// pool keeps it in its old pool as Unhealthy (so no second pod gets it
+/// through the new pool) until the kubelet's PodResources stops listing it;
+/// then the move applies.
+#[tokio::test]
+async fn a_held_vf_stays_unhealthy_in_its_pool_through_a_reload_until_released() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+
+    std::fs::write(node.path("config.json"), config_moving_vf2(&node)).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    let kept = healths(&[
+        ("0000:3b:01.0", "Healthy"),
+        ("0000:3b:01.1", "Healthy"),
+        ("0000:3b:01.2", "Unhealthy"),
+    ]);
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| health(d) == kept)
+        .await
+        .unwrap();
+    // several rechecks later, still kept, and never offered by the new pool
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        health(&kubelet.plugin(NETDEV).unwrap().devices.unwrap()),
+        kept
+    );
+    assert!(
+        kubelet.plugin(MOVED).is_none(),
+        "the new pool would only have the held VF: not advertised yet"
+    );
+    assert!(node
+        .path("devinfo/intel.com-intel_netdev-0000:3b:01.2-device.json")
+        .exists());
+    // the inventory (config on disk) puts it in the new pool, where the
+    // kubelet cannot allocate it yet, and names its pod
+    let socket = node.path("pod-resources.sock");
+    let out = inventory(
+        &node,
+        &[
+            "--pod-resources-socket",
+            socket.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vf = inventory_vf(&json, "0000:3b:01.2");
+    assert_eq!(
+        (&vf["pool"], &vf["health"], &vf["pod"]["name"]),
+        (&json!(MOVED), &json!("Unhealthy"), &json!("du-0"))
+    );
+
+    let released = Instant::now();
+    kubelet.delete_pod("ran", "du-0");
+    kubelet
+        .wait_for_devices(MOVED, WAIT, |d| {
+            health(d) == healths(&[("0000:3b:01.2", "Healthy")])
+        })
+        .await
+        .unwrap();
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
+        .await
+        .unwrap();
+    eprintln!("moved {:?} after the pod was deleted", released.elapsed());
+    assert!(!node
+        .path("devinfo/intel.com-intel_netdev-0000:3b:01.2-device.json")
+        .exists());
+    // the new pool's file comes with its first Allocate
+    kubelet
+        .allocate_to_pod("ran", "du-1", "app", MOVED, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    assert!(node
+        .path("devinfo/intel.com-intel_moved-0000:3b:01.2-device.json")
+        .exists());
+    daemon.stop().await;
+}
+
+fn devinfo_names(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(node.path("devinfo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 12, point 7: with PodResources answering, device-info files are
+/// written when Multus needs them (by Allocate, before the CNI runs), not
+/// all before serving; at start only the files of devices pods hold are
+/// written, so a restarted daemon still has them for a sandbox re-created
+/// without a new Allocate.
+#[tokio::test]
+async fn device_info_files_are_written_at_allocate_and_at_start_for_held_devices() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    assert_eq!(
+        devinfo_names(&node),
+        Vec::<String>::new(),
+        "nothing held, nothing written"
+    );
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.1"]))
+        .await
+        .unwrap();
+    let file = "intel.com-intel_netdev-0000:3b:01.1-device.json";
+    assert_eq!(devinfo_names(&node), [file]);
+    let body: Value =
+        serde_json::from_str(&std::fs::read_to_string(node.path("devinfo").join(file)).unwrap())
+            .unwrap();
+    assert_eq!(body["pci"]["pci-address"], "0000:3b:01.1");
+
+    // a restart: files removed at shutdown, the held one back at start
+    daemon.stop().await;
+    assert_eq!(devinfo_names(&node), Vec::<String>::new());
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    assert_eq!(devinfo_names(&node), [file], "written before serving");
+    daemon.stop().await;
+}
+
+/// Without a PodResources socket (not mounted, kubelet down) what pods hold
+/// is unknown: the daemon keeps running and the reload applies as upstream
+/// would apply it.
+#[tokio::test]
+async fn without_pod_resources_a_reload_applies_and_the_daemon_keeps_serving() {
+    let node = Node::new(CONFIG);
+    let (kubelet, daemon) = serving(&node, CdiMode::Off).await;
+    kubelet
+        .allocate(NETDEV, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    assert!(!node.path("pod-resources.sock").exists());
+    std::fs::write(node.path("config.json"), config_moving_vf2(&node)).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    kubelet
+        .wait_for_devices(MOVED, WAIT, |d| ids(d) == strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
+        .await
+        .unwrap();
+    daemon.stop().await;
+}
+
+/// A ConfigMap volume as the kubelet lays it out: `config.json` is a
+/// symlink through `..data` to a timestamped directory, and an update
+/// writes a new directory and swaps `..data` to it (rename of a temporary
+/// symlink), then removes the old one.
+struct ConfigMapDir {
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl ConfigMapDir {
+    fn new(dir: PathBuf, config: &str) -> ConfigMapDir {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut volume = ConfigMapDir { dir, generation: 0 };
+        volume.publish(config);
+        std::os::unix::fs::symlink("..data/config.json", volume.dir.join("config.json")).unwrap();
+        volume
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    fn publish(&mut self, config: &str) {
+        self.generation += 1;
+        let old = format!("..2026_12_05_00_00_0{}", self.generation - 1);
+        let new = format!("..2026_12_05_00_00_0{}", self.generation);
+        std::fs::create_dir(self.dir.join(&new)).unwrap();
+        std::fs::write(self.dir.join(&new).join("config.json"), config).unwrap();
+        std::os::unix::fs::symlink(&new, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        let _ = std::fs::remove_dir_all(self.dir.join(old));
+    }
+}
+
+async fn wait_readyz(
+    addr: std::net::SocketAddr,
+    want: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // blocking I/O off the runtime, which serves the endpoint
+        let got = tokio::task::spawn_blocking(move || try_http_get(addr, "/readyz"))
+            .await
+            .unwrap();
+        if let Ok((status, body)) = got {
+            if want(status, &body) {
+                return (status, body);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 12, point 3: a ConfigMap update applies without SIGHUP; an invalid
+/// one is refused naming the resource and key, the pools keep serving the
+/// old config, and /readyz says why until a valid config comes.
+#[tokio::test]
+async fn a_configmap_swap_applies_and_an_invalid_one_is_refused_with_readyz_saying_why() {
+    let node = Node::new(CONFIG);
+    let mut volume = ConfigMapDir::new(node.path("pcidp"), CONFIG);
+    let kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut settings = node.settings(RegistrationMode::KubeletSocket, CdiMode::Off);
+    settings.config_file = volume.config_file();
+    settings.health_addr = Some(addr);
+    let daemon = start(settings).await;
+    all_registered(&kubelet).await;
+    wait_readyz(addr, |status, _| status == 200).await;
+    let registrations = kubelet.plugin(NETDEV).unwrap().registrations;
+
+    // a valid update: the netdev pool narrowed to VFs 0-1, no SIGHUP
+    let started = Instant::now();
+    volume.publish(&config_moving_vf2(&node));
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 2)
+        .await
+        .unwrap();
+    kubelet
+        .wait_for_devices(MOVED, WAIT, |d| ids(d) == strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+    eprintln!("configmap swap applied in {:?}", started.elapsed());
+    assert_eq!(kubelet.plugin(NETDEV).unwrap().registrations, registrations);
+
+    // an invalid update: refused, old pools stay, /readyz names resource and key
+    let updates = kubelet.plugin(NETDEV).unwrap().updates;
+    volume.publish(&CONFIG.replace(r#""drivers": ["iavf"]"#, r#""drivers": "iavf""#));
+    let (status, body) = wait_readyz(addr, |status, _| status == 503).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("config refused"), "{body}");
+    assert!(
+        body.contains("intel_netdev") && body.contains("drivers"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let view = kubelet.plugin(NETDEV).unwrap();
+    assert!(view.stream_open);
+    assert_eq!(view.updates, updates, "the refused config changed nothing");
+    assert_eq!(
+        ids(&view.devices.unwrap()),
+        strings(&["0000:3b:01.0", "0000:3b:01.1"])
+    );
+    assert!(kubelet.plugin(MOVED).unwrap().stream_open);
+
+    // fixed: applies, ready again
+    volume.publish(CONFIG);
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| d.len() == 3)
+        .await
+        .unwrap();
+    wait_readyz(addr, |status, _| status == 200).await;
+    daemon.stop().await;
+}
+
+/// `sriovctl inventory` with `args`, off the runtime (the stand-in kubelet
+/// answering it runs on the test's runtime).
+async fn inventory(node: &Node, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sriovctl"));
+    command
+        .arg("--sysfs-root")
+        .arg(&node.sysfs)
+        .arg("inventory")
+        .arg("--config-file")
+        .arg(node.path("config.json"))
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn inventory_vf<'a>(json: &'a Value, id: &str) -> &'a Value {
+    json["pfs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|pf| pf["vfs"].as_array().unwrap())
+        .find(|vf| vf["pciAddress"] == id)
+        .unwrap_or_else(|| panic!("{id} not in the inventory"))
+}
+
+/// Issue 12, point 8: the inventory shows, per VF, the pod holding it and
+/// its health as the kubelet counts it, from PodResources; JSON and table.
+#[tokio::test]
+async fn inventory_shows_the_pod_holding_each_vf_and_its_health() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.1"]))
+        .await
+        .unwrap();
+    let socket = node.path("pod-resources.sock");
+    let socket = socket.to_str().unwrap();
+
+    let out = inventory(
+        &node,
+        &["--pod-resources-socket", socket, "--output", "json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held = inventory_vf(&json, "0000:3b:01.1");
+    assert_eq!(
+        held["pod"],
+        json!({"namespace": "ran", "name": "du-0", "container": "app", "resource": NETDEV})
+    );
+    assert_eq!(held["health"], "Healthy");
+    let free = inventory_vf(&json, "0000:3b:01.0");
+    assert_eq!(
+        (&free["pod"], &free["health"]),
+        (&Value::Null, &json!("Healthy"))
+    );
+    assert_eq!(json["podResources"]["error"], Value::Null);
+
+    let out = inventory(&node, &["--pod-resources-socket", socket]).await;
+    let table = String::from_utf8(out.stdout).unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains("0000:3b:01.1"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("ran/du-0") && line.contains("Healthy"),
+        "{line}"
+    );
+
+    // no kubelet socket: pods and health unknown, said once, not a failure
+    let missing = node.path("missing.sock");
+    let out = inventory(
+        &node,
+        &[
+            "--pod-resources-socket",
+            missing.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert!(out.status.success());
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["podResources"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing.sock"));
+    assert_eq!(inventory_vf(&json, "0000:3b:01.1")["pod"], Value::Null);
+    assert_eq!(inventory_vf(&json, "0000:3b:01.1")["health"], Value::Null);
+    daemon.stop().await;
+}
+
+/// Issue 12, point 4: a held VF that vanished from the node (hot-unplug,
+/// `sriov_numvfs` lowered) stays listed as Unhealthy until released; here
+/// it vanishes from a built tree and a reload rescans.
+#[tokio::test]
+async fn a_held_vf_that_vanished_stays_unhealthy_until_released() {
+    let node = Node::new(CONFIG);
+    let mut kubelet = KubeletSim::start(&node.path("device-plugins"))
+        .await
+        .unwrap();
+    kubelet
+        .serve_pod_resources(&node.path("pod-resources.sock"))
+        .await
+        .unwrap();
+    let daemon = start(node.settings(RegistrationMode::KubeletSocket, CdiMode::Off)).await;
+    all_registered(&kubelet).await;
+    kubelet
+        .allocate_to_pod("ran", "du-0", "app", NETDEV, &strings(&["0000:3b:01.2"]))
+        .await
+        .unwrap();
+
+    // VF 2 leaves the tree: its bus entry and its PF's virtfn2 link
+    std::fs::remove_file(node.sysfs.join("bus/pci/devices/0000:3b:01.2")).unwrap();
+    std::fs::remove_file(node.sysfs.join("bus/pci/devices/0000:3b:00.0/virtfn2")).unwrap();
+    daemon.control.send(Control::Reload).await.unwrap();
+    let kept = healths(&[
+        ("0000:3b:01.0", "Healthy"),
+        ("0000:3b:01.1", "Healthy"),
+        ("0000:3b:01.2", "Unhealthy"),
+    ]);
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| health(d) == kept)
+        .await
+        .unwrap();
+    kubelet.delete_pod("ran", "du-0");
+    kubelet
+        .wait_for_devices(NETDEV, WAIT, |d| {
+            ids(d) == strings(&["0000:3b:01.0", "0000:3b:01.1"])
+        })
+        .await
+        .unwrap();
     daemon.stop().await;
 }

@@ -291,3 +291,262 @@ async fn connect_to_a_missing_socket_names_the_path() -> TestResult {
     })
     .await
 }
+
+/// A bare HTTP/2 client, written frame by frame, that behaves like
+/// kubelets before 1.26 and Python's grpc: it sends the socket path as
+/// `:authority`. No Rust HTTP/2 client can (their URIs refuse it).
+mod legacy_client {
+    use std::error::Error;
+    use std::path::Path;
+
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const DATA: u8 = 0x0;
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    const END_STREAM: u8 = 0x1;
+    const ACK: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+
+    pub struct Client {
+        stream: UnixStream,
+        decoder: loona_hpack::Decoder<'static>,
+        next_stream: u32,
+        authority: Vec<u8>,
+    }
+
+    /// What came back on one stream.
+    #[derive(Debug, Default)]
+    pub struct Reply {
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Reply {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.push(kind);
+        out.push(flags);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A string literal, no Huffman (lengths below 127 only: test data).
+    fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.push(bytes.len() as u8);
+        out.extend_from_slice(bytes);
+    }
+
+    impl Client {
+        pub async fn connect(socket: &Path) -> Result<Client, Box<dyn Error>> {
+            let mut stream = UnixStream::connect(socket).await?;
+            stream.write_all(PREFACE).await?;
+            stream.write_all(&frame(SETTINGS, 0, 0, &[])).await?;
+            Ok(Client {
+                stream,
+                decoder: loona_hpack::Decoder::new(),
+                next_stream: 1,
+                authority: socket.display().to_string().into_bytes(),
+            })
+        }
+
+        /// One unary call. The first call indexes `:authority` (literal
+        /// with incremental indexing, as grpc-go and grpc C-core do); later
+        /// ones refer to it in the dynamic table (index 62).
+        pub async fn unary(
+            &mut self,
+            path: &str,
+            request: &impl Message,
+        ) -> Result<Reply, Box<dyn Error>> {
+            let id = self.next_stream;
+            self.next_stream += 2;
+            let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+            if id == 1 {
+                block.push(0x41); // :authority, indexed name 1, incremental indexing
+                let authority = self.authority.clone();
+                string(&mut block, &authority);
+            } else {
+                block.push(0x80 | 62);
+            }
+            block.push(0x04); // :path, indexed name 4, without indexing
+            string(&mut block, path.as_bytes());
+            for (name, value) in [("content-type", "application/grpc"), ("te", "trailers")] {
+                block.push(0x00);
+                string(&mut block, name.as_bytes());
+                string(&mut block, value.as_bytes());
+            }
+            let message = request.encode_to_vec();
+            let mut body = vec![0u8];
+            body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            body.extend_from_slice(&message);
+            self.stream
+                .write_all(&frame(HEADERS, END_HEADERS, id, &block))
+                .await?;
+            self.stream
+                .write_all(&frame(DATA, END_STREAM, id, &body))
+                .await?;
+            self.read_reply(id).await
+        }
+
+        async fn read_reply(&mut self, id: u32) -> Result<Reply, Box<dyn Error>> {
+            let mut reply = Reply::default();
+            loop {
+                let mut header = [0u8; 9];
+                self.stream.read_exact(&mut header).await?;
+                let len = usize::from(header[0]) << 16
+                    | usize::from(header[1]) << 8
+                    | usize::from(header[2]);
+                let (kind, flags) = (header[3], header[4]);
+                let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+                let mut payload = vec![0u8; len];
+                self.stream.read_exact(&mut payload).await?;
+                match kind {
+                    SETTINGS if flags & ACK == 0 => {
+                        self.stream.write_all(&frame(SETTINGS, ACK, 0, &[])).await?;
+                    }
+                    // Decode every block in order: the server's encoder
+                    // indexes too. (The server sends no CONTINUATION for
+                    // blocks this small.)
+                    HEADERS => {
+                        let fields = self
+                            .decoder
+                            .decode(&payload)
+                            .map_err(|e| format!("{e:?}"))?;
+                        if stream == id {
+                            for (n, v) in fields {
+                                reply
+                                    .headers
+                                    .push((String::from_utf8(n)?, String::from_utf8(v)?));
+                            }
+                        }
+                    }
+                    DATA if stream == id => reply.body.extend_from_slice(&payload),
+                    RST_STREAM if stream == id => {
+                        return Err(format!("stream reset by the server: {payload:?}").into())
+                    }
+                    GOAWAY => return Err(format!("connection closed: {payload:?}").into()),
+                    _ => {}
+                }
+                if stream == id && flags & END_STREAM != 0 && (kind == HEADERS || kind == DATA) {
+                    return Ok(reply);
+                }
+            }
+        }
+    }
+}
+
+/// Kubelets before 1.26 and Python's grpc send the socket path as
+/// `:authority`; h2 alone resets such streams with PROTOCOL_ERROR
+/// (hyperium/tonic#243). Both calls on one connection are served, and the
+/// service sees `localhost`.
+#[tokio::test]
+async fn client_sending_the_socket_path_as_authority_is_served() -> TestResult {
+    within_timeout(async {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("kubelet.sock");
+
+        let authorities = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
+        let recorder = {
+            let authorities = Arc::clone(&authorities);
+            tower::util::MapRequestLayer::new(
+                move |req: tonic::codegen::http::Request<tonic::body::Body>| {
+                    if let Ok(mut seen) = authorities.lock() {
+                        seen.push(req.uri().authority().map(|a| a.to_string()));
+                    }
+                    req
+                },
+            )
+        };
+        let (received_tx, mut received_rx) = mpsc::unbounded_channel();
+        let listener = UdsListener::bind(&socket)?;
+        let (shutdown, signal) = shutdown_signal();
+        let router = Server::builder()
+            .layer(recorder)
+            .add_service(RegistrationServer::new(RecordingKubelet {
+                received: received_tx,
+            }));
+        let server = tokio::spawn(uds::serve(router, listener, signal));
+
+        let mut client = legacy_client::Client::connect(&socket).await?;
+        for endpoint in ["first.sock", "second.sock"] {
+            let sent = RegisterRequest {
+                version: DEVICE_PLUGIN_API_VERSION.to_owned(),
+                endpoint: endpoint.to_owned(),
+                resource_name: "intel.com/intel_sriov_netdevice".to_owned(),
+                options: None,
+            };
+            let reply = client
+                .unary("/v1beta1.Registration/Register", &sent)
+                .await?;
+            assert_eq!(reply.header(":status"), Some("200"), "{reply:?}");
+            assert_eq!(reply.header("grpc-status"), Some("0"), "{reply:?}");
+            assert_eq!(received_rx.recv().await, Some(sent));
+        }
+        let seen = authorities.lock().map_err(|_| "recorder poisoned")?.clone();
+        assert_eq!(
+            seen,
+            [Some("localhost".to_owned()), Some("localhost".to_owned())]
+        );
+
+        drop(client);
+        stop(shutdown, server).await
+    })
+    .await
+}
+
+/// The control for the test above: the same client against tonic alone
+/// (no relay) has its stream reset, so the test client does send what h2
+/// refuses.
+#[tokio::test]
+async fn without_the_relay_h2_resets_the_socket_path_authority() -> TestResult {
+    within_timeout(async {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("kubelet.sock");
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(
+            tokio::net::UnixListener::bind(&socket)?,
+        );
+        let (received_tx, _received_rx) = mpsc::unbounded_channel();
+        let (shutdown, signal) = shutdown_signal();
+        let server = tokio::spawn(
+            Server::builder()
+                .add_service(RegistrationServer::new(RecordingKubelet {
+                    received: received_tx,
+                }))
+                .serve_with_incoming_shutdown(incoming, signal),
+        );
+        let mut client = legacy_client::Client::connect(&socket).await?;
+        let err = client
+            .unary(
+                "/v1beta1.Registration/Register",
+                &RegisterRequest::default(),
+            )
+            .await
+            .err()
+            .ok_or("h2 served the socket path as :authority: the relay is no longer needed")?;
+        // RST_STREAM with error code 1, PROTOCOL_ERROR
+        assert!(
+            err.to_string()
+                .contains("reset by the server: [0, 0, 0, 1]"),
+            "{err}"
+        );
+        drop(client);
+        let _ = shutdown.send(());
+        server.await??;
+        Ok(())
+    })
+    .await
+}

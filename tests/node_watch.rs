@@ -97,7 +97,7 @@ async fn vfs_made_together_are_one_rescan_and_a_pulled_cable_is_heard_at_once() 
     // the cable: a link change with the PF's carrier gone, at once
     let pf = format!("{}a", node.tag);
     let pulled = Instant::now();
-    sriov_rs::sim::set_carrier(&node.root, &pf, false).unwrap();
+    sriov_rs::devtools::sim::set_carrier(&node.root, &pf, false).unwrap();
     let deadline = Instant::now() + Duration::from_millis(500);
     let status = loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -113,5 +113,5 @@ async fn vfs_made_together_are_one_rescan_and_a_pulled_cable_is_heard_at_once() 
     };
     assert!(!link_usable(&status, true));
     assert!(pulled.elapsed() < Duration::from_millis(500));
-    sriov_rs::sim::set_carrier(&node.root, &pf, true).unwrap();
+    sriov_rs::devtools::sim::set_carrier(&node.root, &pf, true).unwrap();
 }

@@ -9,9 +9,9 @@ mod sysfs_extras;
 use common::base_pf;
 use serde_json::json;
 use sriov_rs::config;
+use sriov_rs::devtools::sim::layout::{Layout, VfSpec};
+use sriov_rs::devtools::sim::{self, CreateOptions, Serve};
 use sriov_rs::pool::{self, Exclusion};
-use sriov_rs::sim::layout::{Layout, VfSpec};
-use sriov_rs::sim::{self, CreateOptions, Serve};
 use sriov_rs::sysfs::{ScanOptions, SysfsRoot};
 use std::path::PathBuf;
 use sysfs_extras::Extras;
@@ -321,7 +321,7 @@ fn eight_pfs_of_256_vfs_are_discovered_and_pooled() {
     assert_eq!(pools.excluded.len(), 8);
 }
 
-fn connectx6(address: &str, name: &str, num_vfs: u16) -> sriov_rs::sim::layout::PfSpec {
+fn connectx6(address: &str, name: &str, num_vfs: u16) -> sriov_rs::devtools::sim::layout::PfSpec {
     let mut pf = base_pf(address, name);
     (pf.vendor, pf.device, pf.vf_device, pf.subsystem_vendor) =
         ("15b3".into(), "101b".into(), "101c".into(), "15b3".into());

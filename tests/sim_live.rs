@@ -7,10 +7,12 @@
 
 mod common;
 
-use common::{host_link_names, named_netns, require_root, two_pf_layout, SimFixture, TestNetns};
-use sriov_rs::netlink::{AddressOps, IfAddress, LinkEvent, LinkOps, LinkTable, Netlink};
+use common::{
+    host_link_names, named_netns, plug_into_pod, require_root, two_pf_layout, SimFixture, TestNetns,
+};
+use sriov_rs::devtools::sim;
+use sriov_rs::netlink::{LinkEvent, LinkOps, LinkTable, Netlink};
 use sriov_rs::netns;
-use sriov_rs::sim;
 use sriov_rs::uevent::{Action, Uevent, UeventListener};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -186,38 +188,12 @@ fn numvfs_0_then_6_gives_six_working_vfs_and_announces_each_change_to_this_node_
         TestNetns::new(&format!("{}-p1", node.tag)),
         TestNetns::new(&format!("{}-p2", node.tag)),
     ];
-    plug(&a, &pods[0], Ipv4Addr::new(10, 77, 0, 1));
-    plug(&b, &pods[1], Ipv4Addr::new(10, 77, 0, 2));
+    plug_into_pod(&a, &pods[0], Ipv4Addr::new(10, 77, 0, 1));
+    plug_into_pod(&b, &pods[1], Ipv4Addr::new(10, 77, 0, 2));
     assert!(
         ping(&pods[0], "10.77.0.2"),
         "ping between VFs 4 and 5 of one PF"
     );
-}
-
-/// Move a VF's host end into `pod`, address it, bring it up.
-fn plug(name: &str, pod: &TestNetns, address: Ipv4Addr) {
-    let mut host = Netlink::open().unwrap();
-    let link = host
-        .link_by_name(name)
-        .unwrap()
-        .expect("VF netdev on the host");
-    let fd = netns::open(pod.path()).unwrap();
-    host.set_netns(link.index, fd.as_fd()).unwrap();
-    netns::run_in(pod.path(), || {
-        let mut inside = Netlink::open().unwrap();
-        let link = inside.link_by_name(name).unwrap().unwrap();
-        inside
-            .add_address(
-                link.index,
-                IfAddress {
-                    address: address.into(),
-                    prefix_len: 24,
-                },
-            )
-            .unwrap();
-        inside.set_up(link.index).unwrap();
-    })
-    .unwrap();
 }
 
 fn ping(pod: &TestNetns, address: &str) -> bool {
@@ -317,7 +293,14 @@ fn a_pulled_cable_shows_in_the_tree_and_on_rtnetlink() {
         "{}",
         String::from_utf8_lossy(&pull.stderr)
     );
+    // carrier is the device's own bit: at once, as in sysfs
     assert_eq!(read(&pf_net.join("carrier")), "0");
+    // operstate follows when the kernel's link watch has run
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while read(&pf_net.join("operstate")) == "up" {
+        assert!(Instant::now() < deadline, "operstate still up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         read(&pf_net.join("operstate")),
         read(&Path::new("/sys/class/net").join(&pf).join("operstate"))
@@ -341,10 +324,19 @@ fn a_pulled_cable_shows_in_the_tree_and_on_rtnetlink() {
         .unwrap();
     assert!(plug.status.success());
     assert_eq!(read(&pf_net.join("carrier")), "1");
-    let back = table.catch_up().unwrap();
-    assert!(back
-        .iter()
-        .any(|e| matches!(e, LinkEvent::Changed(l) if l.index == index && l.carrier)));
+    // the kernel's link watch announces it soon after
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let back = table.catch_up().unwrap();
+        if back
+            .iter()
+            .any(|e| matches!(e, LinkEvent::Changed(l) if l.index == index && l.carrier))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no carrier event for {pf}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // an unknown PF is an error naming it
     let unknown = std::process::Command::new(sriovctl)
         .args(["sim", "carrier", "nosuchpf", "off", "--sysfs-root"])
@@ -507,12 +499,12 @@ fn vf_counters_follow_traffic_across_the_wire() {
         TestNetns::new(&format!("{}-c1", node.tag)),
         TestNetns::new(&format!("{}-c2", node.tag)),
     ];
-    plug(
+    plug_into_pod(
         &format!("{}av0", node.tag),
         &pods[0],
         Ipv4Addr::new(10, 78, 0, 1),
     );
-    plug(
+    plug_into_pod(
         &format!("{}av1", node.tag),
         &pods[1],
         Ipv4Addr::new(10, 78, 0, 2),
@@ -547,7 +539,7 @@ fn destroy_after_the_server_was_killed_leaves_nothing() {
         .expect("the server's pid is recorded") as i32;
     // a VF in a pod too: destroy must take it from there
     let pod = TestNetns::new(&format!("{tag}-k"));
-    plug(&format!("{tag}av2"), &pod, Ipv4Addr::new(10, 79, 0, 1));
+    plug_into_pod(&format!("{tag}av2"), &pod, Ipv4Addr::new(10, 79, 0, 1));
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),

@@ -6,10 +6,12 @@
 
 mod common;
 
-use common::{host_link_names, named_netns, require_root, two_pf_layout, SimFixture, TestNetns};
-use sriov_rs::netlink::{AddressOps, IfAddress, LinkOps, Netlink};
+use common::{
+    host_link_names, named_netns, plug_into_pod, require_root, two_pf_layout, SimFixture, TestNetns,
+};
+use sriov_rs::devtools::sim::{self, CreateOptions, SimError};
+use sriov_rs::netlink::{LinkOps, Netlink};
 use sriov_rs::netns;
-use sriov_rs::sim::{self, CreateOptions, SimError};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -55,35 +57,6 @@ fn simulated_netdev_attributes_match_the_kernels_sysfs() {
     assert_eq!(checked, 7);
 }
 
-/// Move a VF's host end into `pod`, give it `address`, bring it up.
-fn plug_into_pod(host: &mut Netlink, vf_name: &str, pod: &TestNetns, address: Ipv4Addr) {
-    let link = host
-        .link_by_name(vf_name)
-        .unwrap()
-        .expect("VF netdev exists on the host");
-    let pod_fd = netns::open(pod.path()).unwrap();
-    use std::os::fd::AsFd;
-    host.set_netns(link.index, pod_fd.as_fd()).unwrap();
-    netns::run_in(pod.path(), || {
-        let mut inside = Netlink::open().unwrap();
-        let link = inside
-            .link_by_name(vf_name)
-            .unwrap()
-            .expect("VF arrived in the pod netns");
-        inside
-            .add_address(
-                link.index,
-                IfAddress {
-                    address: address.into(),
-                    prefix_len: 24,
-                },
-            )
-            .unwrap();
-        inside.set_up(link.index).unwrap();
-    })
-    .unwrap();
-}
-
 fn udp_socket_in(pod: &TestNetns, address: Ipv4Addr) -> UdpSocket {
     netns::run_in(pod.path(), || {
         UdpSocket::bind(SocketAddr::from((address, 40_000)))
@@ -124,16 +97,15 @@ fn packet_crosses_the_wire_between_two_vfs_of_one_pf() {
     let pod_a = TestNetns::new(&format!("{tag}-pod-a"));
     let pod_b = TestNetns::new(&format!("{tag}-pod-b"));
     let pod_c = TestNetns::new(&format!("{tag}-pod-c"));
-    let mut host = Netlink::open().unwrap();
     let (a, b, c) = (
         Ipv4Addr::new(192, 0, 2, 1),
         Ipv4Addr::new(192, 0, 2, 2),
         Ipv4Addr::new(192, 0, 2, 3),
     );
-    plug_into_pod(&mut host, &format!("{tag}av0"), &pod_a, a);
-    plug_into_pod(&mut host, &format!("{tag}av1"), &pod_b, b);
+    plug_into_pod(&format!("{tag}av0"), &pod_a, a);
+    plug_into_pod(&format!("{tag}av1"), &pod_b, b);
     // a VF of the *other* PF: another wire, so it must not hear pod A
-    plug_into_pod(&mut host, &format!("{tag}bv0"), &pod_c, c);
+    plug_into_pod(&format!("{tag}bv0"), &pod_c, c);
 
     let socket_a = udp_socket_in(&pod_a, a);
     let socket_b = udp_socket_in(&pod_b, b);

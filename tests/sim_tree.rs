@@ -6,7 +6,7 @@
 mod common;
 
 use common::{sysfs_shape, two_pf_layout, SimFixture};
-use sriov_rs::sim::{self, CreateOptions, Layout, Serve, SimError};
+use sriov_rs::devtools::sim::{self, CreateOptions, Layout, Serve, SimError};
 use std::path::Path;
 
 fn link(root: &Path, path: &str) -> String {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{two_pf_layout, SimFixture};
+use sriov_rs::devtools::sim::Layout;
 use sriov_rs::pci::PciAddress;
-use sriov_rs::sim::Layout;
 use sriov_rs::sysfs::{ScanOptions, SriovCapability, SysfsError, SysfsRoot};
 
 fn addr(s: &str) -> PciAddress {

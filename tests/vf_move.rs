@@ -23,6 +23,10 @@ use std::path::Path;
 /// For messages and the parent-device check a real VF would get.
 const VF: &str = "0000:3b:01.0";
 
+fn vf() -> sriov_rs::pci::PciAddress {
+    VF.parse().unwrap()
+}
+
 /// A "host" and a "pod" namespace, and a veth whose end `vf_name` stands
 /// in for the VF on the host. Everything dies with the namespaces.
 struct Stage {
@@ -119,8 +123,8 @@ fn a_pod_name_taken_at_the_move_leaves_the_vf_on_the_host_as_it_was() {
     let squatter = Stage::squat(stage.pod.path(), "net1", &format!("{}x", stage.vf_name));
     let pod_fd = netns::open(stage.pod.path()).unwrap();
     let result = stage.on_host(|host| {
-        let mut pod = vf::netlink_in(stage.pod.path(), VF).unwrap();
-        vf::move_into_pod(host, &mut pod, pod_fd.as_fd(), VF, &before, "net1")
+        let mut pod = vf::netlink_in(stage.pod.path(), vf()).unwrap();
+        vf::move_into_pod(host, &mut pod, pod_fd.as_fd(), vf(), &before, "net1")
     });
     assert!(
         matches!(result, Err(VfError::IfnameTaken { ref ifname, .. }) if ifname == "net1"),
@@ -152,8 +156,8 @@ fn a_pod_name_taken_when_the_host_name_is_taken_in_the_pod_too_moves_nothing() {
     Stage::squat(stage.pod.path(), "net1", &stage.vf_name);
     let pod_fd = netns::open(stage.pod.path()).unwrap();
     let result = stage.on_host(|host| {
-        let mut pod = vf::netlink_in(stage.pod.path(), VF).unwrap();
-        vf::move_into_pod(host, &mut pod, pod_fd.as_fd(), VF, &before, "net1")
+        let mut pod = vf::netlink_in(stage.pod.path(), vf()).unwrap();
+        vf::move_into_pod(host, &mut pod, pod_fd.as_fd(), vf(), &before, "net1")
     });
     assert!(
         matches!(result, Err(VfError::IfnameTaken { .. })),
@@ -169,7 +173,7 @@ fn attached(stage: &Stage) -> Link {
     stage.on_host(|host| {
         vf::attach(
             host,
-            VF,
+            vf(),
             &before,
             stage.pod.path(),
             "net1",
@@ -184,14 +188,14 @@ fn attached(stage: &Stage) -> Link {
 fn return_home(stage: &Stage, original: &Link) -> Result<(), VfError> {
     stage.on_host(|host| {
         let host_fd = vf::host_netns().unwrap();
-        let mut pod = vf::netlink_in(stage.pod.path(), VF).unwrap();
+        let mut pod = vf::netlink_in(stage.pod.path(), vf()).unwrap();
         let original = Original {
             name: &original.name,
             mac: original.mac,
             mtu: original.mtu,
             up: original.up,
         };
-        vf::return_to_host(&mut pod, host, host_fd.as_fd(), VF, "net1", &original)
+        vf::return_to_host(&mut pod, host, host_fd.as_fd(), vf(), "net1", &original)
     })
 }
 

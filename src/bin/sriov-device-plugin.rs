@@ -2,8 +2,12 @@
 //! `sriov_rs::deviceplugin`.
 
 use clap::{Parser, ValueEnum};
-use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
-use sriov_rs::kubelet_api::{DEFAULT_DEVICE_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR};
+use sriov_rs::deviceplugin::{
+    CdiMode, Control, Daemon, RegistrationMode, Settings, DEFAULT_HELD_RECHECK,
+};
+use sriov_rs::kubelet_api::{
+    DEFAULT_DEVICE_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR, DEFAULT_POD_RESOURCES_SOCKET,
+};
 use sriov_rs::sysfs::SysfsRoot;
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
@@ -59,6 +63,14 @@ struct Args {
     /// on this address, e.g. 0.0.0.0:8096; off unless given
     #[arg(long, value_name = "ADDR")]
     health_addr: Option<std::net::SocketAddr>,
+    /// The kubelet's PodResources socket, asked which devices pods hold so
+    /// that a reload never drops or moves one in use; "" turns this off
+    // a String, not a PathBuf: clap refuses an empty path
+    #[arg(long, default_value = DEFAULT_POD_RESOURCES_SOCKET)]
+    pod_resources_socket: String,
+    /// Do not watch the config file's directory; reload on SIGHUP only
+    #[arg(long)]
+    no_config_watch: bool,
     /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
     /// in a container, where the node's /dev is mounted (e.g. /host)
     #[arg(long, default_value = "/")]
@@ -161,6 +173,10 @@ fn main() {
         cdi_spec_dir: args.cdi_spec_dir,
         default_route_netdevs: None,
         health_addr: args.health_addr,
+        pod_resources_socket: (!args.pod_resources_socket.is_empty())
+            .then(|| PathBuf::from(args.pod_resources_socket)),
+        held_recheck: DEFAULT_HELD_RECHECK,
+        watch_config: !args.no_config_watch,
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -4,8 +4,9 @@ use super::config::NetConf;
 use super::env::CniEnv;
 use super::error::{CniError, CODE_UNKNOWN_CONTAINER};
 use super::ipam::Ipam;
+use super::node::Node;
 use super::result::CniResult;
-use super::state::{Cache, Mode, StateDir};
+use super::state::{Cache, Mode};
 use crate::netlink::{format_mac, AddressOps, LinkOps};
 use crate::vf;
 use std::path::Path;
@@ -14,9 +15,9 @@ fn failed(msg: String) -> CniError {
     CniError::new(CODE_UNKNOWN_CONTAINER, msg)
 }
 
-pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
-    let state = StateDir::from_env();
-    let cache = state
+pub fn check(node: &Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+    let cache = node
+        .state
         .load_cache(&env.container_id, &env.ifname)?
         .ok_or_else(|| {
             failed(format!(
@@ -24,11 +25,11 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
                 env.container_id, env.ifname
             ))
         })?;
-    let vf_name = cache.conf.device()?.to_string();
+    let vf_name = cache.conf.device()?;
     let progress = cache.progress.as_ref();
     if progress.is_none_or(|p| p.mode == Mode::Kernel) {
         let netns = env.netns.as_deref().unwrap_or(Path::new(""));
-        let mut pod = vf::netlink_in(netns, &vf_name).map_err(super::add::vf_error)?;
+        let mut pod = vf::netlink_in(netns, vf_name)?;
         let link = pod
             .link_by_name(&env.ifname)
             .map_err(|e| failed(e.to_string()))?
@@ -38,6 +39,12 @@ pub fn check(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError>
                     env.ifname
                 ))
             })?;
+        if !super::restore::identity(&cache, vf_name).is_in_pod_as(&link, &env.ifname) {
+            return Err(failed(format!(
+                "VF {vf_name}: {} in the pod netns is another device",
+                env.ifname
+            )));
+        }
         if let Some(expected) = progress
             .map(|p| p.pod_mac.as_str())
             .filter(|m| !m.is_empty())

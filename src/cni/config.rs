@@ -5,6 +5,7 @@
 //! and a message a person can act on.
 
 use super::error::{CniError, CODE_DECODE, CODE_INVALID_CONFIG};
+use super::version::CniVersion;
 use crate::netlink::parse_mac;
 use crate::pci::PciAddress;
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,11 @@ impl NetConf {
         })
     }
 
+    /// The config's `cniVersion`, one of ours (code 1 otherwise).
+    pub fn version(&self) -> Result<CniVersion, CniError> {
+        CniVersion::require(&self.cni_version)
+    }
+
     /// The IPAM plugin's name, if IPAM is configured.
     pub fn ipam_type(&self) -> Option<&str> {
         self.ipam
@@ -186,64 +192,8 @@ impl NetConf {
                 return Err(invalid(format!("mtu {mtu} is out of range 68-65535")));
             }
         }
-        if let Some(vlan) = self.vlan {
-            if !(0..=4094).contains(&vlan) {
-                return Err(invalid(format!("vlan {vlan} is out of range 0-4094")));
-            }
-        }
-        if let Some(qos) = self.vlan_qos {
-            if self.vlan.is_none() {
-                return Err(invalid("vlanQoS is set without vlan".into()));
-            }
-            if !(0..=7).contains(&qos) {
-                return Err(invalid(format!("vlanQoS {qos} is out of range 0-7")));
-            }
-            if qos != 0 && self.vlan == Some(0) {
-                return Err(invalid("vlanQoS needs a non-zero vlan".into()));
-            }
-        }
-        if let Some(proto) = &self.vlan_proto {
-            if self.vlan.is_none() {
-                return Err(invalid("vlanProto is set without vlan".into()));
-            }
-            match proto.to_lowercase().as_str() {
-                "802.1q" => {}
-                "802.1ad" if self.vlan != Some(0) => {}
-                "802.1ad" => return Err(invalid("vlanProto 802.1ad needs a non-zero vlan".into())),
-                _ => {
-                    return Err(invalid(format!(
-                        "vlanProto {proto:?} is not 802.1q or 802.1ad"
-                    )))
-                }
-            }
-        }
-        if let Some(state) = &self.link_state {
-            if !matches!(state.as_str(), "auto" | "enable" | "disable") {
-                return Err(invalid(format!(
-                    "link_state {state:?} is not auto, enable or disable"
-                )));
-            }
-        }
-        for (key, rate) in [
-            ("min_tx_rate", self.min_tx_rate),
-            ("max_tx_rate", self.max_tx_rate),
-        ] {
-            if rate.is_some_and(|r| r < 0) {
-                return Err(invalid(format!("{key} must not be negative")));
-            }
-            if rate.is_some_and(|r| r > i64::from(u32::MAX)) {
-                return Err(invalid(format!(
-                    "{key} is in Mbit/s and must be at most {}",
-                    u32::MAX
-                )));
-            }
-        }
-        if let (Some(min), Some(max)) = (self.min_tx_rate, self.max_tx_rate) {
-            if max != 0 && min > max {
-                return Err(invalid(format!(
-                    "min_tx_rate {min} exceeds max_tx_rate {max}"
-                )));
-            }
+        for attr in super::vf_attr::VfAttr::ALL {
+            attr.validate(self)?;
         }
         if self.ipam.is_some() && self.ipam_type().is_none() {
             return Err(invalid("ipam is set but ipam.type is missing".into()));

@@ -14,6 +14,25 @@ pub enum Command {
     Version,
 }
 
+impl Command {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+            Command::Version => "VERSION",
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CniEnv {
     pub container_id: String,
@@ -127,10 +146,6 @@ impl CniEnv {
             return Err(invalid("CNI_PATH is not set".into()));
         }
         Ok(env)
-    }
-
-    pub fn from_process(command: Command) -> Result<CniEnv, CniError> {
-        CniEnv::from_lookup(command, |key| std::env::var(key).ok())
     }
 }
 

@@ -1,5 +1,6 @@
 //! CNI errors as the spec prints them: `{"cniVersion","code","msg","details"}`.
 
+use super::version::CniVersion;
 use serde::Serialize;
 
 pub const CODE_INCOMPATIBLE_VERSION: u32 = 1;
@@ -28,21 +29,20 @@ pub const CODE_NO_SUCH_VF: u32 = 105;
 /// Plugin-specific (100+): a command this build does not serve yet.
 pub const CODE_PLUGIN_UNIMPLEMENTED: u32 = 100;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+/// What went wrong inside the plugin: the CNI code it maps to, a message a
+/// person can act on, and details. Printed only at the edge, as an
+/// [`ErrorReply`] in the config's version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{msg}")]
 pub struct CniError {
-    #[serde(rename = "cniVersion")]
-    pub cni_version: String,
     pub code: u32,
     pub msg: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub details: String,
 }
 
 impl CniError {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
         CniError {
-            cni_version: super::version::LATEST.to_owned(),
             code,
             msg: msg.into(),
             details: String::new(),
@@ -54,22 +54,57 @@ impl CniError {
         self
     }
 
-    /// Errors carry the config's cniVersion when we know it.
-    pub fn with_version(mut self, version: &str) -> Self {
-        if !version.is_empty() {
-            self.cni_version = version.to_owned();
-        }
-        self
-    }
-
     pub fn io(step: &str, error: std::io::Error) -> Self {
         CniError::new(CODE_IO, format!("{step}: {error}"))
     }
 
+    /// The error as the spec prints it, in `version` (the config's, when it
+    /// is known and one of ours; else our latest).
+    pub fn reply(self, version: Option<CniVersion>) -> ErrorReply {
+        ErrorReply {
+            cni_version: version.unwrap_or(CniVersion::LATEST).as_str(),
+            code: self.code,
+            msg: self.msg,
+            details: self.details,
+        }
+    }
+}
+
+/// A CNI error on the wire: `{"cniVersion","code","msg","details"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorReply {
+    #[serde(rename = "cniVersion")]
+    pub cni_version: &'static str,
+    pub code: u32,
+    pub msg: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub details: String,
+}
+
+impl ErrorReply {
     pub fn to_json(&self) -> String {
         // Serialising a struct of strings and numbers cannot fail; fall back
         // to a hand-built object rather than panic if it ever did.
         serde_json::to_string(self)
             .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"internal error\"}}", self.code))
+    }
+}
+
+/// The VF layer's errors, in the CNI's codes: an interface name taken in
+/// the pod is 104, anything else the kernel refused is 101.
+impl From<crate::vf::VfError> for CniError {
+    fn from(error: crate::vf::VfError) -> CniError {
+        let code = match error {
+            crate::vf::VfError::IfnameTaken { .. } => CODE_IFNAME_TAKEN,
+            _ => CODE_KERNEL,
+        };
+        CniError::new(code, error.to_string())
+    }
+}
+
+/// A netlink request the kernel refused, or a socket we could not open: 101.
+impl From<crate::netlink::NetlinkError> for CniError {
+    fn from(error: crate::netlink::NetlinkError) -> CniError {
+        CniError::new(CODE_KERNEL, error.to_string())
     }
 }

@@ -9,6 +9,7 @@
 use super::env::CniEnv;
 use super::error::{CniError, CODE_INCOMPATIBLE_VERSION, CODE_IPAM};
 use super::result::CniResult;
+use super::version::CniVersion;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,9 +24,28 @@ pub struct Ipam<'a> {
     /// CNI_CONTAINERID/CNI_IFNAME/CNI_NETNS to use instead of ours (GC
     /// releases other attachments' addresses).
     pub attachment: Option<(&'a str, &'a str, Option<&'a str>)>,
+    /// CNI_ARGS to use instead of ours: what ADD got, for later calls on
+    /// the same attachment (GC has none; a runtime's DEL may pass fewer).
+    pub cni_args: Option<&'a str>,
+}
+
+/// CNI_ARGS text (`K=V;K=V`) from parsed pairs.
+pub fn cni_args_text(args: &std::collections::BTreeMap<String, String>) -> String {
+    args.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn find_plugin(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    // a name, never a path: DEL, CHECK and GC do not run ADD's validation,
+    // and `dir.join("/abs/path")` would be that path
+    if plugin.contains('/') || plugin.starts_with('.') || plugin.is_empty() {
+        return Err(CniError::new(
+            super::error::CODE_INVALID_CONFIG,
+            format!("ipam.type {plugin:?} is not a plugin name"),
+        ));
+    }
     if path.is_empty() {
         // STATUS may come without CNI_PATH; the other commands require it
         return Err(CniError::new(
@@ -58,9 +78,13 @@ fn exec(
     command: &str,
     stdin: &[u8],
     attachment: Attachment,
+    cni_args: Option<&str>,
 ) -> Result<Vec<u8>, CniError> {
     let mut process = tie_to_parent(binary);
     process.env("CNI_COMMAND", command);
+    if let Some(args) = cni_args {
+        process.env("CNI_ARGS", args);
+    }
     if let Some((container_id, ifname, netns)) = attachment {
         process
             .env("CNI_CONTAINERID", container_id)
@@ -191,13 +215,13 @@ pub fn exec_tied_to_parent(mut args: impl Iterator<Item = std::ffi::OsString>) -
 
 /// The launcher's own failure, as a CNI error on the stdout the parent reads.
 fn launcher_failed(msg: &str) -> i32 {
-    println!("{}", CniError::new(CODE_IPAM, msg).to_json());
+    println!("{}", CniError::new(CODE_IPAM, msg).reply(None).to_json());
     1
 }
 
 /// The versions a plugin says it speaks (CNI_COMMAND=VERSION).
 fn supported_versions(binary: &Path) -> Result<Vec<String>, CniError> {
-    let versions = exec(binary, "VERSION", br#"{"cniVersion":"0.3.1"}"#, None)?;
+    let versions = exec(binary, "VERSION", br#"{"cniVersion":"0.3.1"}"#, None, None)?;
     let versions: Value = serde_json::from_slice(&versions).unwrap_or_default();
     Ok(versions
         .get("supportedVersions")
@@ -213,16 +237,15 @@ fn supported_versions(binary: &Path) -> Result<Vec<String>, CniError> {
 
 type Attachment<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
 
-/// The newest version in both lists (ours are ordered oldest first).
-fn best_common_version(theirs: &[String]) -> Option<&'static str> {
-    super::version::SUPPORTED
-        .iter()
+/// The newest version in both lists.
+fn best_common_version(theirs: &[String]) -> Option<CniVersion> {
+    CniVersion::ALL
+        .into_iter()
         .rev()
-        .copied()
-        .find(|v| theirs.iter().any(|t| t == v))
+        .find(|v| theirs.iter().any(|t| t == v.as_str()))
 }
 
-fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
+fn with_version(stdin: &[u8], version: CniVersion) -> Result<Vec<u8>, CniError> {
     let mut config: Value = serde_json::from_slice(stdin).map_err(|e| {
         CniError::new(
             super::error::CODE_DECODE,
@@ -230,7 +253,7 @@ fn with_version(stdin: &[u8], version: &str) -> Result<Vec<u8>, CniError> {
         )
     })?;
     if let Some(object) = config.as_object_mut() {
-        object.insert("cniVersion".into(), Value::from(version));
+        object.insert("cniVersion".into(), Value::from(version.as_str()));
         // prevResult (CHECK, DEL) is in the config's version: the plugin
         // parses it as the version we now claim, so convert it too
         if let Some(prev) = object.get("prevResult").filter(|p| p.is_object()) {
@@ -250,12 +273,13 @@ impl<'a> Ipam<'a> {
             stdin,
             cni_version,
             attachment: None,
+            cni_args: None,
         }
     }
 
     fn run(&self, command: &str) -> Result<Vec<u8>, CniError> {
         let binary = find_plugin(self.plugin, &self.env.path)?;
-        match exec(&binary, command, self.stdin, self.attachment) {
+        match exec(&binary, command, self.stdin, self.attachment, self.cni_args) {
             // STATUS and GC exist from 1.1.0 only: no older version to fall back to
             Err(error)
                 if error.code == CODE_INCOMPATIBLE_VERSION
@@ -265,13 +289,13 @@ impl<'a> Ipam<'a> {
                 let Some(common) = best_common_version(&theirs) else {
                     return Err(error);
                 };
-                if common == self.cni_version {
+                if common.as_str() == self.cni_version {
                     return Err(error);
                 }
                 tracing::debug!(
                     plugin = self.plugin,
                     from = self.cni_version,
-                    to = common,
+                    to = common.as_str(),
                     "IPAM: retrying with an older cniVersion"
                 );
                 exec(
@@ -279,6 +303,7 @@ impl<'a> Ipam<'a> {
                     command,
                     &with_version(self.stdin, common)?,
                     self.attachment,
+                    self.cni_args,
                 )
             }
             other => other,
@@ -334,7 +359,8 @@ impl<'a> Ipam<'a> {
         // answer with misleading errors (host-local 1.1.1: "missing
         // containerID"), so ask first.
         let binary = find_plugin(self.plugin, &self.env.path)?;
-        if !supported_versions(&binary)?.iter().any(|v| v == "1.1.0") {
+        let needed = CniVersion::V1_1_0.as_str();
+        if !supported_versions(&binary)?.iter().any(|v| v == needed) {
             tracing::info!(
                 plugin = self.plugin,
                 command,
@@ -358,7 +384,7 @@ mod tests {
                 "interfaces": [{"name": "net1", "mtu": 1500, "pciID": "0000:3b:01.0"}],
                 "ips": [{"address": "10.1.0.2/24", "interface": 0}]}
         });
-        let bytes = with_version(config.to_string().as_bytes(), "0.4.0").unwrap();
+        let bytes = with_version(config.to_string().as_bytes(), CniVersion::V0_4_0).unwrap();
         let old: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(old["cniVersion"], "0.4.0");
         assert_eq!(old["prevResult"]["cniVersion"], "0.4.0");
@@ -368,9 +394,18 @@ mod tests {
     }
 
     #[test]
+    fn an_ipam_type_that_is_a_path_is_never_run() {
+        // DEL does not validate the config: `/bin/sh` must not be exec'd
+        let path = [PathBuf::from("/usr/lib/cni")];
+        for plugin in ["/bin/sh", "../sbin/x", ".hidden", ""] {
+            assert_eq!(find_plugin(plugin, &path).unwrap_err().code, 7, "{plugin}");
+        }
+    }
+
+    #[test]
     fn the_newest_common_version_wins() {
         let debian = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"].map(String::from);
-        assert_eq!(best_common_version(&debian), Some("1.0.0"));
+        assert_eq!(best_common_version(&debian), Some(CniVersion::V1_0_0));
         assert_eq!(best_common_version(&["0.2.0".to_owned()]), None);
     }
 }

@@ -1,18 +1,17 @@
 //! STATUS and GC (CNI 1.1.0), which sriov-cni does not implement.
 
 use super::config::{Attachment, NetConf};
-use super::del::{load_locked, release};
 use super::env::CniEnv;
 use super::error::{CniError, CODE_LIMITED_CONNECTIVITY, CODE_NOT_AVAILABLE};
 use super::ipam::Ipam;
-use super::state::StateDir;
-use crate::sysfs::SysfsRoot;
+use super::node::Node;
+use super::restore::{self, Releaser};
 
 /// Ready for ADD: sysfs readable, state directory usable, IPAM ready.
 /// Any "no" is code 50, except an IPAM plugin's own 51, which passes.
-pub fn status(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+pub fn status(node: &Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
     let not_available = |msg: String| CniError::new(CODE_NOT_AVAILABLE, msg);
-    let sysfs = SysfsRoot::resolve(None);
+    let sysfs = &node.sysfs;
     match sysfs.pci_addresses() {
         Err(e) => return Err(not_available(format!("cannot read PCI devices: {e}"))),
         // every machine has some: none means sysfs is not mounted where we look
@@ -24,7 +23,7 @@ pub fn status(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError
         }
         Ok(_) => {}
     }
-    let state = StateDir::from_env();
+    let state = &node.state;
     state_dir_usable(state.root()).map_err(|e| {
         not_available(format!(
             "state directory {} is not usable: {e}",
@@ -70,7 +69,7 @@ fn ipam_not_ready(error: CniError) -> CniError {
 /// Release every attachment of this network that is not in the valid list,
 /// keep going past failures and report them all at the end; then forward
 /// GC to IPAM.
-pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
+pub fn gc(node: &mut Node, env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
     let valid: Vec<Attachment> = conf
         .valid_attachments
         .clone()
@@ -80,10 +79,9 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         .iter()
         .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
         .collect();
-    let state = StateDir::from_env();
     let mut failures = Vec::new();
-    for name in state.cache_names()? {
-        let cache = match state.load_cache_file(&name) {
+    for name in node.state.cache_names()? {
+        let cache = match node.state.load_cache_file(&name) {
             Ok(cache) => cache,
             Err(e) => {
                 failures.push(e.msg);
@@ -109,7 +107,10 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
         let (container_id, ifname) = (container_id.to_owned(), ifname.to_owned());
         let (container_id, ifname) = (container_id.as_str(), ifname.as_str());
         let (_lock, cache) =
-            match load_locked(&state, container_id, ifname, cache.conf.device().ok()) {
+            match node
+                .state
+                .load_locked(container_id, ifname, cache.conf.device().ok())
+            {
                 Ok(Some(locked)) => locked,
                 Ok(None) => continue, // released meanwhile
                 Err(e) => {
@@ -118,16 +119,16 @@ pub fn gc(env: &CniEnv, stdin: &[u8], conf: &NetConf) -> Result<(), CniError> {
                 }
             };
         let netns = cache.progress.as_ref().map(|p| p.netns.clone());
-        if let Err(e) = release(
-            &state,
+        let attachment = restore::Attachment {
             env,
             stdin,
-            &cache,
             container_id,
             ifname,
-            Some((container_id, ifname, netns.as_deref())),
-            &mut crate::netlink::HostPf::default(),
-        ) {
+            ipam_identity: Some((container_id, ifname, netns.as_deref())),
+        };
+        let released = restore::release(node, &cache, &attachment, Releaser::Del)
+            .and_then(restore::Released::into_result);
+        if let Err(e) = released {
             failures.push(format!("{container_id}/{ifname}: {}", e.msg));
         }
     }

@@ -17,24 +17,18 @@
 //! or trust change).
 
 use super::config::NetConf;
-use super::error::{CniError, CODE_INVALID_CONFIG, CODE_KERNEL, CODE_UNSUPPORTED_FIELD};
+use super::error::{CniError, CODE_KERNEL, CODE_UNSUPPORTED_FIELD};
 use super::state::{Cache, OrigVfState};
-use crate::netlink::{
-    format_mac, parse_mac, LinkState, NetlinkError, PfOps, VfConfig, VfSetting, VlanProto,
-};
-use std::cell::RefCell;
-use std::rc::Rc;
+use super::vf_attr::VfAttr;
+use crate::netlink::{NetlinkError, PfOps, VfConfig, VfSetting};
+use crate::pci::PciAddress;
 use std::time::Duration;
-
-/// PF operations shared by ADD and the undo steps it registers, which
-/// outlive its borrows.
-pub type SharedPfOps = Rc<RefCell<dyn PfOps>>;
 
 /// Where a VF's PF-side settings live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PfVf {
     /// The VF's PCI address, for messages.
-    pub vf: String,
+    pub vf: PciAddress,
     /// The PF's netdev in the host netns (empty if it has none).
     pub pf: String,
     /// The VF's index on its PF.
@@ -48,19 +42,23 @@ pub enum PfSideError {
          (to the kernel it is no SR-IOV PF, or its driver does not manage VFs through netlink)"
     )]
     NoVfInfo {
-        vf: String,
+        vf: PciAddress,
         pf: String,
         keys: String,
     },
     #[error(
         "VF {vf}: {keys} can only be set through its PF, which has no netdev in the host netns"
     )]
-    NoPfNetdev { vf: String, keys: String },
+    NoPfNetdev { vf: PciAddress, keys: String },
     #[error("VF {vf}: PF {pf} does not list VF {index} in its VF table")]
-    NotListed { vf: String, pf: String, index: u32 },
+    NotListed {
+        vf: PciAddress,
+        pf: String,
+        index: u32,
+    },
     #[error("VF {vf}: PF {pf} does not support {setting} on its VFs ({key}): {source}")]
     Unsupported {
-        vf: String,
+        vf: PciAddress,
         pf: String,
         setting: VfSetting,
         key: &'static str,
@@ -69,14 +67,14 @@ pub enum PfSideError {
     },
     #[error("VF {vf}: {step}: {source}")]
     Kernel {
-        vf: String,
+        vf: PciAddress,
         step: String,
         #[source]
         source: NetlinkError,
     },
     #[error("VF {vf}: PF {pf} vf {index}: set {wanted}, but the driver reports {found}")]
     Mismatch {
-        vf: String,
+        vf: PciAddress,
         pf: String,
         index: u32,
         wanted: VfSetting,
@@ -111,55 +109,13 @@ pub const DRIVER_RETRY: Retry = Retry {
     delay: Duration::from_millis(100),
 };
 
-fn invalid(msg: String) -> CniError {
-    CniError::new(CODE_INVALID_CONFIG, msg)
-}
-
-fn non_negative_u32(key: &str, value: i64) -> Result<u32, CniError> {
-    u32::try_from(value).map_err(|_| invalid(format!("{key} {value} is out of range")))
-}
-
 /// The PF-side settings `conf` asks for, in the order ADD applies them;
 /// `mac` is the MAC chosen by precedence (`mac` < CNI_ARGS < runtimeConfig),
-/// which also becomes the VF's admin MAC. `conf` has been validated.
+/// which also becomes the VF's admin MAC.
 pub fn requested(conf: &NetConf, mac: Option<[u8; 6]>) -> Result<Vec<VfSetting>, CniError> {
     let mut settings = Vec::new();
-    if let Some(vlan) = conf.vlan {
-        let proto = match conf.vlan_proto.as_deref() {
-            None => VlanProto::Dot1Q,
-            Some(name) => VlanProto::from_name(name)
-                .ok_or_else(|| invalid(format!("vlanProto {name:?} is not 802.1q or 802.1ad")))?,
-        };
-        settings.push(VfSetting::Vlan {
-            vlan: non_negative_u32("vlan", vlan)?,
-            qos: non_negative_u32("vlanQoS", conf.vlan_qos.unwrap_or(0))?,
-            proto,
-        });
-    }
-    if let Some(mac) = mac {
-        settings.push(VfSetting::Mac(mac));
-    }
-    // as sriov-cni: either key sends both, the missing one as 0 (no limit)
-    if conf.min_tx_rate.is_some() || conf.max_tx_rate.is_some() {
-        settings.push(VfSetting::Rate {
-            min: non_negative_u32("min_tx_rate", conf.min_tx_rate.unwrap_or(0))?,
-            max: non_negative_u32("max_tx_rate", conf.max_tx_rate.unwrap_or(0))?,
-        });
-    }
-    // as sriov-cni: "on" is on, any other value off
-    if let Some(spoofchk) = &conf.spoofchk {
-        settings.push(VfSetting::SpoofChk(spoofchk == "on"));
-    }
-    if let Some(trust) = &conf.trust {
-        settings.push(VfSetting::Trust(trust == "on"));
-    }
-    if let Some(state) = &conf.link_state {
-        let state = LinkState::from_name(state).ok_or_else(|| {
-            invalid(format!(
-                "link_state {state:?} is not auto, enable or disable"
-            ))
-        })?;
-        settings.push(VfSetting::LinkState(state));
+    for attr in VfAttr::ALL {
+        settings.extend(attr.requested(conf, mac)?);
     }
     Ok(settings)
 }
@@ -215,7 +171,7 @@ pub fn read_before(
             return Ok(without_pf("the PF has no netdev"));
         }
         return Err(PfSideError::NoPfNetdev {
-            vf: at.vf.clone(),
+            vf: at.vf,
             keys: keys_of(&needed),
         });
     }
@@ -227,7 +183,7 @@ pub fn read_before(
         }
         Err(source) => {
             return Err(PfSideError::Kernel {
-                vf: at.vf.clone(),
+                vf: at.vf,
                 step: format!("reading the VF table of PF {}", at.pf),
                 source,
             })
@@ -237,7 +193,7 @@ pub fn read_before(
         None if needed.is_empty() => return Ok(without_pf("the PF has no netdev")),
         None => {
             return Err(PfSideError::NoPfNetdev {
-                vf: at.vf.clone(),
+                vf: at.vf,
                 keys: keys_of(&needed),
             })
         }
@@ -246,7 +202,7 @@ pub fn read_before(
                 return Ok(without_pf("the PF reports no VF settings"));
             }
             return Err(PfSideError::NoVfInfo {
-                vf: at.vf.clone(),
+                vf: at.vf,
                 pf: at.pf.clone(),
                 keys: keys_of(&needed),
             });
@@ -263,7 +219,7 @@ pub fn read_before(
         )),
         None if settings.is_empty() => Ok((settings, None)),
         None => Err(PfSideError::NotListed {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             index: at.index,
         }),
@@ -274,66 +230,22 @@ pub fn read_before(
 /// fields. `AdminMAC` only when ADD sets the admin MAC, because DEL (ours
 /// and sriov-cni's) restores it whenever the cache holds one.
 pub fn record_original(orig: &mut OrigVfState, found: &VfConfig, sets_admin_mac: bool) {
-    if sets_admin_mac {
-        orig.admin_mac = format_mac(&found.mac);
+    for attr in VfAttr::ALL {
+        if attr != VfAttr::Mac || sets_admin_mac {
+            attr.save(orig, found);
+        }
     }
-    orig.vlan = i64::from(found.vlan);
-    orig.vlan_qos = i64::from(found.qos);
-    orig.vlan_proto = found.vlan_proto.ethertype();
-    orig.spoofchk = found.spoofchk;
-    orig.trust = found.trust;
-    orig.min_tx_rate = i64::from(found.min_tx_rate);
-    orig.max_tx_rate = i64::from(found.max_tx_rate);
-    orig.link_state = u32::from(found.link_state);
 }
 
 /// What DEL puts back, from the cache (ours or sriov-cni's): the original
 /// value of each attribute the cached config set, in the reverse of ADD's
 /// order, and the admin MAC whenever the cache holds one (as sriov-cni).
 pub fn to_restore(cache: &Cache) -> Vec<VfSetting> {
-    let (conf, orig) = (&cache.conf, &cache.orig);
-    let mut settings = Vec::new();
-    let number = |key: &str, value: i64| match u32::try_from(value) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            tracing::warn!(
-                key,
-                value,
-                "the cache's original value is out of range; not restored"
-            );
-            None
-        }
-    };
-    if conf.link_state.is_some() {
-        settings.push(VfSetting::LinkState(orig.link_state.into()));
-    }
-    if conf.trust.is_some() {
-        settings.push(VfSetting::Trust(orig.trust));
-    }
-    if conf.spoofchk.is_some() {
-        settings.push(VfSetting::SpoofChk(orig.spoofchk));
-    }
-    if conf.min_tx_rate.is_some() || conf.max_tx_rate.is_some() {
-        if let (Some(min), Some(max)) = (
-            number("MinTxRate", orig.min_tx_rate),
-            number("MaxTxRate", orig.max_tx_rate),
-        ) {
-            settings.push(VfSetting::Rate { min, max });
-        }
-    }
-    if let Some(mac) = parse_mac(&orig.admin_mac) {
-        settings.push(VfSetting::Mac(mac));
-    }
-    if conf.vlan.is_some() {
-        // a cache from before vlanProto existed has none: 802.1q, as sriov-cni
-        let proto = VlanProto::from_ethertype(orig.vlan_proto).unwrap_or(VlanProto::Dot1Q);
-        if let (Some(vlan), Some(qos)) =
-            (number("Vlan", orig.vlan), number("VlanQoS", orig.vlan_qos))
-        {
-            settings.push(VfSetting::Vlan { vlan, qos, proto });
-        }
-    }
-    settings
+    VfAttr::ALL
+        .iter()
+        .rev()
+        .filter_map(|attr| attr.restore(cache))
+        .collect()
 }
 
 /// The VF's entry in its PF's table now.
@@ -341,13 +253,13 @@ fn read_vf(pf: &mut dyn PfOps, at: &PfVf) -> Result<(u32, VfConfig), PfSideError
     let table = pf
         .pf_vfs(&at.pf)
         .map_err(|source| PfSideError::Kernel {
-            vf: at.vf.clone(),
+            vf: at.vf,
             step: format!("reading the VF table of PF {}", at.pf),
             source,
         })?
         .filter(|t| t.vfs.is_some())
         .ok_or_else(|| PfSideError::NoVfInfo {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             keys: "PF-side settings".into(),
         })?;
@@ -355,7 +267,7 @@ fn read_vf(pf: &mut dyn PfOps, at: &PfVf) -> Result<(u32, VfConfig), PfSideError
         .vf(at.index)
         .cloned()
         .ok_or_else(|| PfSideError::NotListed {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             index: at.index,
         })?;
@@ -378,7 +290,7 @@ fn set_verified(
             Ok(()) => {}
             Err(source) if source.is_not_supported() => {
                 return Err(PfSideError::Unsupported {
-                    vf: at.vf.clone(),
+                    vf: at.vf,
                     pf: at.pf.clone(),
                     setting,
                     key: setting.key(),
@@ -393,7 +305,7 @@ fn set_verified(
             }
             Err(source) => {
                 return Err(PfSideError::Kernel {
-                    vf: at.vf.clone(),
+                    vf: at.vf,
                     step: format!("setting {setting} on PF {} vf {}", at.pf, at.index),
                     source,
                 })
@@ -409,7 +321,7 @@ fn set_verified(
             continue;
         }
         return Err(PfSideError::Mismatch {
-            vf: at.vf.clone(),
+            vf: at.vf,
             pf: at.pf.clone(),
             index: at.index,
             wanted: setting,
@@ -419,16 +331,17 @@ fn set_verified(
 }
 
 /// Apply `settings` one at a time, each verified by reading the VF table
-/// back. `undo` receives each change's undo *before* the change is sent, so
-/// a change the driver made but then reported as failed is undone too.
-/// Settings already in effect are skipped: nothing to apply, nothing to undo.
+/// back. Settings already in effect are skipped. What puts them back is
+/// not tracked here: the originals are in the cache before the first change
+/// (`record_original`), and `to_restore` sets back each one the config
+/// names, so a change the driver made but then reported as failed is
+/// undone too.
 pub fn apply(
     pf: &mut dyn PfOps,
     at: &PfVf,
     found: &Found,
     settings: &[VfSetting],
     retry: &Retry,
-    undo: &mut dyn FnMut(VfSetting),
 ) -> Result<(), PfSideError> {
     let mut current = found.config.clone();
     for &setting in settings {
@@ -436,7 +349,6 @@ pub fn apply(
             tracing::debug!(vf = %at.vf, %setting, "already in effect");
             continue;
         }
-        undo(setting.as_found_in(&current));
         current = set_verified(pf, at, found.pf_index, setting, retry)?;
         tracing::info!(vf = %at.vf, pf = %at.pf, index = at.index, %setting, "set through the PF");
     }
@@ -500,7 +412,8 @@ pub fn restore_in_order(
 
 #[cfg(test)]
 mod fake_pf;
-#[cfg(test)]
+// on the simulated node, a development tool
+#[cfg(all(test, feature = "devtools"))]
 mod node_tests;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! config's `cniVersion` asks for, matching the Go library's rules.
 
 use super::error::{CniError, CODE_DECODE, CODE_INCOMPATIBLE_VERSION};
+use super::version::CniVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -54,11 +55,6 @@ fn is_empty_object(map: &Map<String, Value>) -> bool {
     map.is_empty()
 }
 
-/// Versions whose results carry `ips[].version` and no 1.1 interface fields.
-fn is_pre_1_0(version: &str) -> bool {
-    matches!(version, "0.3.0" | "0.3.1" | "0.4.0")
-}
-
 impl CniResult {
     /// Parse a result (from IPAM, or a prevResult) of any supported version.
     pub fn parse(value: Value) -> Result<CniResult, CniError> {
@@ -79,11 +75,11 @@ impl CniResult {
     }
 
     /// The result as JSON for `version`.
-    pub fn to_version(&self, version: &str) -> Value {
+    pub fn to_version(&self, version: CniVersion) -> Value {
         let mut result = self.clone();
-        result.cni_version = version.to_owned();
+        result.cni_version = version.as_str().to_owned();
         let mut json = serde_json::to_value(&result).unwrap_or_else(|_| Value::Object(Map::new()));
-        if is_pre_1_0(version) {
+        if !version.result_has_interface_details() {
             if let Some(interfaces) = json.get_mut("interfaces").and_then(Value::as_array_mut) {
                 for interface in interfaces.iter_mut().filter_map(Value::as_object_mut) {
                     for key in ["mtu", "socketPath", "pciID"] {
@@ -91,6 +87,8 @@ impl CniResult {
                     }
                 }
             }
+        }
+        if version.result_has_ip_version() {
             if let Some(ips) = json.get_mut("ips").and_then(Value::as_array_mut) {
                 for ip in ips.iter_mut().filter_map(Value::as_object_mut) {
                     let v6 = ip
@@ -124,7 +122,7 @@ mod tests {
 
     #[test]
     fn down_conversion_adds_ip_versions_and_drops_1_1_fields() {
-        let old = sample().to_version("0.3.1");
+        let old = sample().to_version(CniVersion::V0_3_1);
         assert_eq!(old["cniVersion"], "0.3.1");
         assert_eq!(old["ips"][0]["version"], "4");
         assert_eq!(old["ips"][1]["version"], "6");
@@ -138,7 +136,7 @@ mod tests {
 
     #[test]
     fn newer_versions_keep_everything_and_old_results_parse() {
-        let new = sample().to_version("1.1.0");
+        let new = sample().to_version(CniVersion::V1_1_0);
         assert_eq!(new["interfaces"][0]["pciID"], "0000:3b:02.1");
         assert!(new["ips"][0].get("version").is_none());
         // a 0.4.0 IPAM result with ips[].version parses into the same shape

@@ -13,6 +13,7 @@ use super::env::{valid_container_id, valid_ifname};
 use super::error::{CniError, CODE_IO, CODE_TRY_AGAIN};
 use crate::pci::PciAddress;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -76,17 +77,18 @@ fn vlan_proto_number_or_name<'de, D: serde::Deserializer<'de>>(
 }
 
 /// How the VF was attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A kernel netdev moved into the pod.
+    #[default]
     Kernel,
     /// A userspace-driver VF (vfio-pci, uio): nothing moved.
     Dpdk,
 }
 
 /// Our additions to the cache, under one key that the Go plugin ignores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     pub netns: String,
     pub mode: Mode,
@@ -121,6 +123,16 @@ pub struct Progress {
     /// The VF netdev was up on the host before ADD: it goes back up.
     #[serde(default)]
     pub host_up: bool,
+    /// The VF netdev is a veth stand-in (the simulated node), which has no
+    /// PCI parent: only then is it recognised by name, ifindex and MAC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stand_in: bool,
+    /// The CNI_ARGS ADD got (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, ...),
+    /// given again to every later IPAM call for this attachment: GC has
+    /// none, and an IPAM plugin such as whereabouts keys its allocations on
+    /// the pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cni_args: BTreeMap<String, String>,
 }
 
 /// The attachment cache file.
@@ -150,15 +162,7 @@ impl Cache {
         let progress = self.progress.get_or_insert_with(|| Progress {
             netns: netns.to_owned(),
             mode,
-            ifindex: 0,
-            pod_mac: String::new(),
-            moved: false,
-            ipam_added: false,
-            pod_mtu: 0,
-            vf_restored: false,
-            container_id: String::new(),
-            ifname: String::new(),
-            host_up: false,
+            ..Progress::default()
         });
         progress.vf_restored = true;
     }
@@ -221,14 +225,6 @@ pub struct VfLock {
 }
 
 impl StateDir {
-    pub fn from_env() -> StateDir {
-        let root = std::env::var_os(ENV_STATE_DIR)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        StateDir { root }
-    }
-
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
         StateDir { root: root.into() }
     }
@@ -299,6 +295,43 @@ impl StateDir {
 
     pub fn clear_allocation(&self, vf: PciAddress) -> Result<(), CniError> {
         remove_if_present(&self.marker_path(vf))
+    }
+
+    /// Lock the attachment's VF, then read its cache: a copy read before
+    /// the lock may be stale (a concurrent ADD taking the VF over marks it
+    /// `vf_restored`, GC removes it). The VF is `device` (the stdin's
+    /// `deviceID`) or, without one, the cache's, learnt from an unlocked
+    /// read; if the locked cache names another VF, that one is locked
+    /// instead.
+    pub fn load_locked(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        device: Option<PciAddress>,
+    ) -> Result<Option<(VfLock, Cache)>, CniError> {
+        let mut device = device;
+        for _ in 0..3 {
+            let vf = match device {
+                Some(vf) => vf,
+                None => match self.load_cache(container_id, ifname)? {
+                    Some(cache) => cache.conf.device()?,
+                    None => return Ok(None),
+                },
+            };
+            let lock = self.lock_vf(vf)?;
+            let Some(cache) = self.load_cache(container_id, ifname)? else {
+                return Ok(None);
+            };
+            let cached = cache.conf.device()?;
+            if cached == vf {
+                return Ok(Some((lock, cache)));
+            }
+            device = Some(cached);
+        }
+        Err(CniError::new(
+            CODE_TRY_AGAIN,
+            format!("the attachment cache {container_id}-{ifname} keeps changing its deviceID"),
+        ))
     }
 
     /// `<dir>/<containerID>-<ifname>`; both parts are validated so that no

@@ -1,19 +1,101 @@
-//! CNI spec versions: which we accept and the VERSION answer.
+//! CNI spec versions: the ones we speak, what each allows and carries, and
+//! the VERSION answer.
 
+use super::env::Command;
 use super::error::{CniError, CODE_DECODE, CODE_INCOMPATIBLE_VERSION};
 use serde::Deserialize;
+use std::fmt;
 
-pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
-pub const LATEST: &str = "1.1.0";
+/// A CNI version we speak. Ordered oldest first, so `<` compares versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CniVersion {
+    V0_3_0,
+    V0_3_1,
+    V0_4_0,
+    V1_0_0,
+    V1_1_0,
+}
 
-/// Order two dotted versions numerically (`0.4.0` < `1.0.0`).
-pub fn compare(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |v: &str| {
-        v.split('.')
-            .map(|p| p.parse::<u32>().unwrap_or(0))
-            .collect::<Vec<_>>()
-    };
-    parts(a).cmp(&parts(b))
+impl CniVersion {
+    /// Every version we speak, oldest first.
+    pub const ALL: [CniVersion; 5] = [
+        CniVersion::V0_3_0,
+        CniVersion::V0_3_1,
+        CniVersion::V0_4_0,
+        CniVersion::V1_0_0,
+        CniVersion::V1_1_0,
+    ];
+    pub const LATEST: CniVersion = CniVersion::V1_1_0;
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CniVersion::V0_3_0 => "0.3.0",
+            CniVersion::V0_3_1 => "0.3.1",
+            CniVersion::V0_4_0 => "0.4.0",
+            CniVersion::V1_0_0 => "1.0.0",
+            CniVersion::V1_1_0 => "1.1.0",
+        }
+    }
+
+    /// One of ours, spelled exactly; None for anything else.
+    pub fn parse(text: &str) -> Option<CniVersion> {
+        CniVersion::ALL.into_iter().find(|v| v.as_str() == text)
+    }
+
+    /// `text` as one of ours, or code 1 naming it and listing ours.
+    pub fn require(text: &str) -> Result<CniVersion, CniError> {
+        CniVersion::parse(text).ok_or_else(|| {
+            CniError::new(
+                CODE_INCOMPATIBLE_VERSION,
+                format!("cniVersion {text:?} is not supported"),
+            )
+            .with_details(format!("supported versions: {}", supported_list()))
+        })
+    }
+
+    /// The oldest version that has `command` (as the Go library: CHECK
+    /// came with 0.4.0, STATUS and GC with 1.1.0).
+    pub const fn first_with(command: Command) -> CniVersion {
+        match command {
+            Command::Add | Command::Del | Command::Version => CniVersion::V0_3_0,
+            Command::Check => CniVersion::V0_4_0,
+            Command::Status | Command::Gc => CniVersion::V1_1_0,
+        }
+    }
+
+    /// Does a config of this version allow `command`? Code 1 if not.
+    pub fn allows(self, command: Command) -> Result<(), CniError> {
+        let needed = CniVersion::first_with(command);
+        if self >= needed {
+            return Ok(());
+        }
+        Err(CniError::new(
+            CODE_INCOMPATIBLE_VERSION,
+            format!("{command} needs cniVersion {needed} or later, not {self}"),
+        ))
+    }
+
+    /// Results of this version carry `interfaces[].mtu`, `socketPath` and
+    /// `pciID` (Go's libcni: its 1.0.0 and 1.1.0 result types are one).
+    pub fn result_has_interface_details(self) -> bool {
+        self >= CniVersion::V1_0_0
+    }
+
+    /// Results of this version carry `ips[].version` ("4"/"6").
+    pub fn result_has_ip_version(self) -> bool {
+        self < CniVersion::V1_0_0
+    }
+}
+
+impl fmt::Display for CniVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Our versions as the VERSION answer and messages list them.
+pub fn supported_list() -> String {
+    CniVersion::ALL.map(CniVersion::as_str).join(", ")
 }
 
 #[derive(Deserialize)]
@@ -33,17 +115,14 @@ pub fn answer(stdin: &str) -> Result<String, CniError> {
         request.cni_version
     };
     let version = match requested.as_deref() {
-        None | Some("") => LATEST,
-        Some(v) if SUPPORTED.contains(&v) => v,
-        Some(v) => {
-            return Err(CniError::new(
-                CODE_INCOMPATIBLE_VERSION,
-                format!("cniVersion {v:?} is not supported"),
-            )
-            .with_details(format!("supported versions: {}", SUPPORTED.join(", "))))
-        }
+        None | Some("") => CniVersion::LATEST,
+        Some(v) => CniVersion::require(v)?,
     };
-    Ok(serde_json::json!({ "cniVersion": version, "supportedVersions": SUPPORTED }).to_string())
+    let supported = CniVersion::ALL.map(CniVersion::as_str);
+    Ok(
+        serde_json::json!({ "cniVersion": version.as_str(), "supportedVersions": supported })
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -57,10 +136,10 @@ mod tests {
         assert_eq!(out["cniVersion"], "0.3.1");
         assert_eq!(
             out["supportedVersions"].as_array().unwrap().len(),
-            SUPPORTED.len()
+            CniVersion::ALL.len()
         );
         let out: serde_json::Value = serde_json::from_str(&answer("").unwrap()).unwrap();
-        assert_eq!(out["cniVersion"], LATEST);
+        assert_eq!(out["cniVersion"], CniVersion::LATEST.as_str());
     }
 
     #[test]
@@ -70,5 +149,18 @@ mod tests {
             CODE_INCOMPATIBLE_VERSION
         );
         assert_eq!(answer("{not json").unwrap_err().code, CODE_DECODE);
+    }
+
+    #[test]
+    fn versions_are_ordered_and_know_their_commands() {
+        assert!(CniVersion::ALL.windows(2).all(|w| w[0] < w[1]));
+        for v in CniVersion::ALL {
+            assert_eq!(CniVersion::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(CniVersion::parse("0.2.0"), None);
+        assert!(CniVersion::V0_3_1.allows(Command::Check).is_err());
+        assert!(CniVersion::V0_4_0.allows(Command::Check).is_ok());
+        assert!(CniVersion::V1_0_0.allows(Command::Gc).is_err());
+        assert!(CniVersion::V1_1_0.allows(Command::Status).is_ok());
     }
 }

@@ -131,6 +131,9 @@ pub struct Resource {
     pub allocation_policy: Option<AllocationPolicy>,
     /// Our extension: `devicePlugin` unless the config says `dra`.
     pub allocation_api: AllocationApi,
+    /// Our extension (`linkHealth`, default true): devices turn Unhealthy
+    /// while their PF has no carrier (or their own netdev, up, has none).
+    pub link_health: bool,
 }
 
 impl Resource {

@@ -162,6 +162,12 @@ fn parse_resource(
             }
         },
     };
+    // ours: a pool whose VFs switch traffic among themselves without the
+    // PF's cable (link_state enable) opts out of link health
+    let link_health = match fields.get("linkHealth") {
+        None => true,
+        Some(value) => boolean(&at, "linkHealth", value)?,
+    };
     let additional_info = parse_additional_info(&at, fields.all("additionalInfo"))?;
 
     let (selectors, selectors_listed) = match fields.get("selectors") {
@@ -211,6 +217,7 @@ fn parse_resource(
         additional_info,
         allocation_policy,
         allocation_api,
+        link_health,
     })
 }
 

@@ -7,14 +7,14 @@
 //! wait <resource> [N]             until the resource lists at least N healthy devices (default 1)
 //! list                            every resource: registrations, updates, devices
 //! prefer <resource> <size> [IDs]  GetPreferredAllocation over the unallocated healthy devices
-//! allocate <resource> <IDs>       Allocate (IDs comma-separated, or preferred:N)
+//! allocate <resource> <IDs>       Allocate (IDs comma-separated, or preferred:N), as pod default/sim-<n>
 //! restart                         a kubelet restart: stop, wipe the sockets, start again
 //! sleep <seconds>
 //! quit
 //! ```
 
 use super::CtlError;
-use crate::kubelet_sim::{KubeletSim, PluginView};
+use crate::devtools::kubelet_sim::{KubeletSim, PluginView};
 use clap::Args;
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -29,6 +29,10 @@ pub struct KubeletSimArgs {
     /// Act as the plugin watcher on DIR (a plugins_registry dir) instead
     #[arg(long)]
     pub plugin_watcher: bool,
+    /// Also serve the PodResources API on this socket, reporting what
+    /// `allocate` handed out (as pod default/sim-N)
+    #[arg(long, value_name = "SOCKET")]
+    pub pod_resources_socket: Option<PathBuf>,
     /// How long `wait` and `restart` wait, in seconds
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
@@ -147,9 +151,11 @@ impl Session {
                     }
                     None => ids.split(',').map(String::from).collect(),
                 };
+                // each allocation is one pod, as PodResources reports it
+                let pod = format!("sim-{}", self.sim.assignments().len());
                 let response = self
                     .sim
-                    .allocate(resource, &ids)
+                    .allocate_to_pod("default", &pod, "main", resource, &ids)
                     .await
                     .map_err(|e| usage(e.to_string()))?;
                 self.allocated.extend(ids.iter().cloned());
@@ -217,7 +223,13 @@ async fn start(args: &KubeletSimArgs) -> Result<KubeletSim, CtlError> {
     } else {
         KubeletSim::start(&args.dir).await
     };
-    started.map_err(|e| usage(e.to_string()))
+    let mut sim = started.map_err(|e| usage(e.to_string()))?;
+    if let Some(socket) = &args.pod_resources_socket {
+        sim.serve_pod_resources(socket)
+            .await
+            .map_err(|e| usage(e.to_string()))?;
+    }
+    Ok(sim)
 }
 
 pub fn run(args: KubeletSimArgs) -> Result<(), CtlError> {

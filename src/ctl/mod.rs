@@ -2,7 +2,10 @@
 //! subcommand lives in its own module and returns a `CtlError`.
 
 pub mod inventory;
+#[cfg(feature = "devtools")]
 pub mod kubelet_sim;
+pub mod provision;
+#[cfg(feature = "devtools")]
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, destroy or describe the simulated SR-IOV node
+    #[cfg(feature = "devtools")]
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Show PFs, VFs and the resource pools a config gives on this node
@@ -36,24 +40,35 @@ pub enum Command {
     InstallCni(crate::install_cni::InstallCniArgs),
     /// A stand-in kubelet: registers device plugins, follows ListAndWatch,
     /// calls Allocate / GetPreferredAllocation on commands from stdin
+    #[cfg(feature = "devtools")]
     KubeletSim(kubelet_sim::KubeletSimArgs),
+    /// Bring the node's PFs and VFs to a node policy (numVfs, drivers, PF
+    /// MTU); prints the plan, applies it unless --dry-run
+    Provision(provision::ProvisionArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
+    #[cfg(feature = "devtools")]
     #[error(transparent)]
-    Sim(#[from] crate::sim::SimError),
+    Sim(#[from] crate::devtools::sim::SimError),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
     InstallCni(#[from] crate::install_cni::InstallCniError),
+    /// Provisioning ran but left something refused, failed or skipped.
+    #[error("{0}")]
+    Provision(String),
 }
 
 pub fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
+        #[cfg(feature = "devtools")]
         Command::Sim(command) => sim::run(command, cli.sysfs_root.as_deref()),
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
+        #[cfg(feature = "devtools")]
         Command::KubeletSim(args) => kubelet_sim::run(args),
+        Command::Provision(args) => provision::run(&args, cli.sysfs_root.as_deref()),
         Command::InstallCni(args) => {
             let report = crate::install_cni::run(&args)?;
             println!("{report}");

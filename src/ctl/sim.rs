@@ -1,8 +1,8 @@
 //! `sriovctl sim create|destroy|layout`.
 
 use super::CtlError;
+use crate::devtools::sim::{self, CreateOptions, Destroyed, Layout, Serve};
 use crate::netlink::format_mac;
-use crate::sim::{self, CreateOptions, Destroyed, Layout, Serve};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 

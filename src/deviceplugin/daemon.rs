@@ -2,9 +2,11 @@
 //! the files that go with them, reloads, and a clean shutdown.
 
 use super::allocate::CdiMode;
+use super::configwatch::ConfigWatch;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
-use super::health;
+use super::held::{self, HeldDevices, Retained};
+use super::probes::{self, ProbeState};
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
@@ -44,7 +46,19 @@ pub struct Settings {
     pub default_route_netdevs: Option<Vec<String>>,
     /// Where to serve `/healthz` and `/readyz`; None: no health endpoint.
     pub health_addr: Option<std::net::SocketAddr>,
+    /// The kubelet's PodResources socket, asked which devices pods hold
+    /// before a reload drops or moves one; None: never asked.
+    pub pod_resources_socket: Option<PathBuf>,
+    /// While devices are kept for pods, how often PodResources is asked
+    /// whether they were released.
+    pub held_recheck: Duration,
+    /// Watch the config file's directory and reload on a change (a
+    /// ConfigMap's `..data` swap, an edit), as SIGHUP does.
+    pub watch_config: bool,
 }
+
+/// Default of [`Settings::held_recheck`].
+pub const DEFAULT_HELD_RECHECK: Duration = Duration::from_secs(5);
 
 impl Settings {
     pub fn resolve_registration(&self) -> Registration {
@@ -102,10 +116,13 @@ pub fn scan(settings: &Settings) -> Result<Vec<ServedPool>, DaemonError> {
     }
     // only the facts the config's selectors need (see pool::discover_for)
     let devices = pool::discover_for(&settings.sysfs, &loaded.config)?;
-    let routes = settings
-        .default_route_netdevs
-        .clone()
-        .unwrap_or_else(crate::ctl::inventory::default_route_netdevs);
+    let routes = match &settings.default_route_netdevs {
+        Some(pinned) => pinned.clone(),
+        None => crate::netlink::default_route_netdevs().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read routes: no device is excluded for carrying the default route");
+            Vec::new()
+        }),
+    };
     let pools = pool::build(&loaded.config, &devices, &routes);
     for excluded in &pools.excluded {
         tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
@@ -145,11 +162,27 @@ pub struct Daemon {
     owners: DeviceOwners,
     events: broadcast::Sender<DirEvent>,
     running: BTreeMap<String, RunningPool>,
-    /// The pools' registration flags, shared with the health endpoint.
-    registrations: health::Registrations,
+    /// What the probe endpoint reports: registrations, a refused config.
+    probe_state: ProbeState,
     health_task: Option<tokio::task::JoinHandle<()>>,
     /// Ends the directory watch at shutdown.
     watcher_stop: watch::Sender<bool>,
+    /// The pools config + discovery asked for at the last successful scan,
+    /// before devices held by pods were kept (see [`held`]).
+    wanted: Vec<ServedPool>,
+    /// Devices served only because a pod holds them, by pool.
+    kept: Retained,
+    config_watch: Option<ConfigWatch>,
+    /// The config file's bytes at the last load, refused or not: a watch
+    /// event without a change in them is no reload.
+    config_seen: Option<Vec<u8>>,
+}
+
+/// What woke the daemon's loop.
+enum Wake {
+    Command(Option<Control>),
+    HeldRecheck,
+    ConfigDirChanged,
 }
 
 impl Daemon {
@@ -164,10 +197,11 @@ impl Daemon {
                 tracing::warn!(%error, "cannot remove a stale CDI spec");
             }
         }
-        let registrations = health::Registrations::default();
+        let config_seen = std::fs::read(&settings.config_file).ok();
+        let probe_state = ProbeState::default();
         let health_task = match settings.health_addr {
             Some(addr) => Some(
-                health::serve(addr, registrations.clone())
+                probes::serve(addr, probe_state.clone())
                     .await
                     .map_err(|source| DaemonError::Health { addr, source })?,
             ),
@@ -186,13 +220,23 @@ impl Daemon {
             owners: Arc::new(RwLock::new(HashMap::new())),
             events,
             running: BTreeMap::new(),
-            registrations,
+            probe_state,
             health_task,
             watcher_stop,
+            wanted: pools.clone(),
+            kept: Retained::new(),
+            config_watch: None,
+            config_seen,
         };
+        if daemon.settings.watch_config {
+            daemon.config_watch = Some(ConfigWatch::start(&daemon.settings.config_file));
+        }
         daemon.update_owners(&pools);
+        // device-info files now only for devices pods hold (all of them if
+        // that is unknown): the rest are written at Allocate
+        let held = daemon.held_devices().await;
         for pool in pools {
-            if let Err(error) = daemon.start_pool(pool) {
+            if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
                 // leave nothing behind: the pools started so far go, files included
                 daemon.shutdown().await;
                 return Err(error);
@@ -212,6 +256,30 @@ impl Daemon {
         if let Ok(mut owners) = self.owners.write() {
             *owners = map;
         }
+    }
+
+    /// A starting pool's files: its CDI spec, and the device-info files of
+    /// the devices pods hold (`held`), or of every device when what pods
+    /// hold is unknown (None). The others are written at Allocate.
+    fn write_start_files(
+        &self,
+        pool: &ServedPool,
+        held: Option<&HeldDevices>,
+    ) -> Result<(), DaemonError> {
+        let dir = &self.settings.devinfo_dir;
+        match held {
+            None => files::write_device_info(dir, pool)?,
+            Some(held) => {
+                let ids = pool
+                    .device_ids()
+                    .filter(|id| held.holder(&pool.resource_name, id).is_some());
+                files::write_device_info_for(dir, pool, ids)?;
+            }
+        }
+        if self.settings.cdi != CdiMode::Off {
+            files::write_cdi_spec(&self.settings.cdi_spec_dir, pool)?;
+        }
+        Ok(())
     }
 
     fn write_files(&self, old: Option<&ServedPool>, pool: &ServedPool) -> Result<(), DaemonError> {
@@ -239,13 +307,17 @@ impl Daemon {
         }
     }
 
-    fn start_pool(&mut self, pool: ServedPool) -> Result<(), DaemonError> {
+    fn start_pool(
+        &mut self,
+        pool: ServedPool,
+        held: Option<&HeldDevices>,
+    ) -> Result<(), DaemonError> {
         for error in files::remove_stale_device_info(&self.settings.devinfo_dir, &pool) {
             tracing::warn!(pool = %pool.resource_name, %error, "cannot remove a stale device-info file");
         }
         // Files first: the kubelet may Allocate (and Multus read the
         // device-info file) as soon as the pool is advertised.
-        if let Err(error) = self.write_files(None, &pool) {
+        if let Err(error) = self.write_start_files(&pool, held) {
             self.remove_files(&pool);
             return Err(error);
         }
@@ -258,12 +330,13 @@ impl Daemon {
             pool: sender.clone(),
             cdi: self.settings.cdi,
             owners: self.owners.clone(),
+            devinfo_dir: Arc::new(self.settings.devinfo_dir.clone()),
             events: self.events.subscribe(),
             stop: stop_rx,
             registered: registered.clone(),
         };
         let task = tokio::spawn(runner.run());
-        if let Ok(mut flags) = self.registrations.lock() {
+        if let Ok(mut flags) = self.probe_state.registrations.lock() {
             flags.insert(name.clone(), registered);
         }
         self.running.insert(
@@ -279,7 +352,7 @@ impl Daemon {
 
     async fn stop_pool(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
-            if let Ok(mut flags) = self.registrations.lock() {
+            if let Ok(mut flags) = self.probe_state.registrations.lock() {
                 flags.remove(name);
             }
             let _ = running.stop.send(true);
@@ -297,15 +370,93 @@ impl Daemon {
     }
 
     /// Rescan and apply the differences. A config that no longer loads is
-    /// logged and the pools keep being served as they were.
+    /// logged and the pools keep being served as they were. Devices that
+    /// pods hold are not dropped or moved while held (see [`held`]).
     pub async fn reload(&mut self) {
+        self.config_seen = std::fs::read(&self.settings.config_file).ok();
         let pools = match scan(&self.settings) {
             Ok(pools) => pools,
             Err(error) => {
-                tracing::error!(%error, "reload failed: keeping the current pools");
+                tracing::error!(%error, "reload refused: keeping the current pools");
+                self.set_refusal(Some(error.to_string()));
                 return;
             }
         };
+        self.set_refusal(None);
+        self.wanted = pools;
+        self.reconcile().await;
+    }
+
+    /// Why the config on disk is not served (None: it is), for `/readyz`.
+    fn set_refusal(&self, refusal: Option<String>) {
+        if let Ok(mut refused) = self.probe_state.config_refused.lock() {
+            *refused = refusal;
+        }
+    }
+
+    /// Why the last reload was refused, if it was (what `/readyz` says).
+    pub fn refusal(&self) -> Option<String> {
+        self.probe_state
+            .config_refused
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+    }
+
+    /// Asks PodResources which devices pods hold; None (logged) when it
+    /// cannot be asked.
+    async fn held_devices(&self) -> Option<HeldDevices> {
+        let socket = self.settings.pod_resources_socket.as_deref()?;
+        match held::list(socket).await {
+            Ok(held) => Some(held),
+            Err(error) => {
+                tracing::warn!(%error, "cannot learn which devices pods hold: a reload may drop or move a device in use");
+                None
+            }
+        }
+    }
+
+    /// Serves the last wanted pools, keeping held devices where they are.
+    async fn reconcile(&mut self) {
+        let held = self.held_devices().await;
+        let running: Vec<Arc<ServedPool>> = self
+            .running
+            .values()
+            .map(|r| r.pool.borrow().clone())
+            .collect();
+        let running_refs: Vec<&ServedPool> = running.iter().map(|p| p.as_ref()).collect();
+        let (pools, kept) = held::keep_held(&running_refs, &self.wanted, held.as_ref(), &self.kept);
+        for (resource, ids) in &kept {
+            for id in ids {
+                if !self.kept.get(resource).is_some_and(|k| k.contains(id)) {
+                    let holder = held
+                        .as_ref()
+                        .and_then(|h| h.holder(resource, id))
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::info!(pool = %resource, device = %id, %holder, "a pod holds this device: kept in its pool as Unhealthy until released");
+                }
+            }
+        }
+        for (resource, ids) in &self.kept {
+            for id in ids {
+                if !kept.get(resource).is_some_and(|k| k.contains(id)) {
+                    tracing::info!(pool = %resource, device = %id, "released by its pod: the pending change applies");
+                }
+            }
+        }
+        self.kept = kept;
+        self.apply(pools, held.as_ref()).await;
+    }
+
+    /// Devices kept for pods, by pool (empty when none).
+    pub fn kept(&self) -> &Retained {
+        &self.kept
+    }
+
+    /// Serves `pools`: changed pools get the new list, new ones start, gone
+    /// ones stop.
+    async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
         self.update_owners(&pools);
         let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
         let gone: Vec<String> = self
@@ -326,7 +477,7 @@ impl Daemon {
             match current {
                 None => {
                     tracing::info!(pool = %pool.resource_name, devices = pool.devices.len(), "new pool");
-                    if let Err(error) = self.start_pool(pool) {
+                    if let Err(error) = self.start_pool(pool, held) {
                         tracing::error!(%error, "cannot start a new pool");
                     }
                 }
@@ -364,13 +515,42 @@ impl Daemon {
 
     /// Serve until told to shut down (or until every sender of `control` is gone).
     pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
-        while let Some(command) = control.recv().await {
-            match command {
-                Control::Reload => {
+        loop {
+            // while devices are kept for pods, ask now and then whether
+            // they were released
+            let recheck_after = (!self.kept.is_empty()).then_some(self.settings.held_recheck);
+            let recheck = async {
+                match recheck_after {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let config_watch = self.config_watch.as_mut();
+            let config_changed = async {
+                match config_watch {
+                    Some(watch) => watch.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
+                command = control.recv() => Wake::Command(command),
+                _ = recheck => Wake::HeldRecheck,
+                _ = config_changed => Wake::ConfigDirChanged,
+            };
+            match wake {
+                Wake::Command(Some(Control::Reload)) => {
                     tracing::info!("reloading config and rescanning devices");
                     self.reload().await;
                 }
-                Control::Shutdown => break,
+                Wake::Command(Some(Control::Shutdown) | None) => break,
+                Wake::HeldRecheck => self.reconcile().await,
+                Wake::ConfigDirChanged => {
+                    let now = std::fs::read(&self.settings.config_file).ok();
+                    if now != self.config_seen {
+                        tracing::info!(config = %self.settings.config_file.display(), "config file changed: reloading");
+                        self.reload().await;
+                    }
+                }
             }
         }
         self.shutdown().await;

@@ -1,7 +1,8 @@
-//! Watches a kubelet directory with inotify and tells every pool runner
-//! what appeared or vanished there: `kubelet.sock` recreated (the kubelet
-//! restarted), our own socket deleted (the kubelet wiped the directory).
-//! Event driven: nothing polls.
+//! Watches a directory with inotify and tells its listeners what appeared,
+//! vanished or was written there: in the kubelet's directory, `kubelet.sock`
+//! recreated (the kubelet restarted) or our own socket deleted (the kubelet
+//! wiped the directory); in the config file's directory, an edit or a
+//! ConfigMap's `..data` swap (see `configwatch`). Event driven: nothing polls.
 
 use inotify::{EventMask, Inotify, WatchMask};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ pub enum DirEvent {
     Created(String),
     /// A file vanished (deleted, or renamed away).
     Removed(String),
+    /// A file opened for writing was closed (edited in place).
+    Written(String),
     /// Events may have been missed (queue overflow, the directory itself was
     /// removed and re-watched): every runner re-checks its state.
     Resync,
@@ -59,6 +62,7 @@ async fn watch_once(dir: &Path, events: &broadcast::Sender<DirEvent>) -> std::io
     inotify.watches().add(
         dir,
         WatchMask::CREATE
+            | WatchMask::CLOSE_WRITE
             | WatchMask::DELETE
             | WatchMask::MOVED_FROM
             | WatchMask::MOVED_TO
@@ -88,6 +92,8 @@ async fn watch_once(dir: &Path, events: &broadcast::Sender<DirEvent>) -> std::io
             .intersects(EventMask::CREATE | EventMask::MOVED_TO)
         {
             DirEvent::Created(name)
+        } else if event.mask.contains(EventMask::CLOSE_WRITE) {
+            DirEvent::Written(name)
         } else {
             DirEvent::Removed(name)
         };

@@ -69,6 +69,26 @@ pub fn write_device_info(dir: &Path, pool: &ServedPool) -> Result<(), FileError>
     Ok(())
 }
 
+/// The device-info files of the devices `ids` of `pool` that have one
+/// (netDevice pools); IDs not in the pool are skipped.
+pub fn write_device_info_for<'a>(
+    dir: &Path,
+    pool: &ServedPool,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), FileError> {
+    for id in ids {
+        if let Some(info) = pool.device(id).and_then(|d| d.device_info.as_ref()) {
+            let path = device_info_path(dir, &pool.resource_name, id);
+            write_atomically(
+                &path,
+                info.to_json().to_string().as_bytes(),
+                DEVICE_INFO_MODE,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Remove the device-info files of `ids` in `pool`, keeping going on errors
 /// and returning them all.
 pub fn remove_device_info<'a>(
@@ -107,14 +127,20 @@ pub fn remove_stale_device_info(dir: &Path, pool: &ServedPool) -> Vec<FileError>
         .collect()
 }
 
-/// Bring the device-info files from `old` to `new`: write every current
-/// device's file, remove the files of devices that left the pool.
+/// Bring the device-info files from `old` to `new`: rewrite the files that
+/// exist of devices still in the pool (their facts may have changed),
+/// remove the files of devices that left. Files are written at Allocate
+/// (and at start for devices pods hold), so a device without one needs
+/// none yet.
 pub fn sync_device_info(
     dir: &Path,
     old: Option<&ServedPool>,
     new: &ServedPool,
 ) -> Result<(), FileError> {
-    write_device_info(dir, new)?;
+    let present = new
+        .device_ids()
+        .filter(|id| device_info_path(dir, &new.resource_name, id).exists());
+    write_device_info_for(dir, new, present)?;
     if let Some(old) = old {
         let current: HashSet<&str> = new.device_ids().collect();
         let gone = old.device_ids().filter(|id| !current.contains(id));

@@ -4,24 +4,29 @@
 //! - [`served`]: a pool as served (kubelet view + what Allocate hands out), pure;
 //! - [`allocate`], [`preferred`]: Allocate and GetPreferredAllocation, pure;
 //! - [`files`]: device-info files and CDI specs, kept in step with the pools;
+//! - [`held`]: what pods hold (the kubelet's PodResources API), kept through reloads;
 //! - [`service`]: the gRPC services of one pool's socket;
 //! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
 //!   directory watch, and one pool's serve/register/restart loop;
-//! - [`health`]: `/healthz` and `/readyz` for the kubelet's probes;
+//! - [`probes`]: `/healthz` and `/readyz` over HTTP for the kubelet's probes
+//!   (not device health, which ListAndWatch carries);
+//! - [`configwatch`]: the config file's directory, watched for edits;
 //! - [`node_watch`]: link state and device changes as they happen;
 //! - [`daemon`]: everything together, with reload and shutdown.
 
 pub mod allocate;
+pub mod configwatch;
 pub mod daemon;
 pub mod dirwatch;
 pub mod files;
-pub mod health;
+pub mod held;
 pub mod node_watch;
 pub mod preferred;
+pub mod probes;
 pub mod register;
 pub mod runner;
 pub mod served;
 pub mod service;
 
 pub use allocate::CdiMode;
-pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings};
+pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings, DEFAULT_HELD_RECHECK};

@@ -42,6 +42,8 @@ pub struct Runner {
     pub pool: Arc<watch::Sender<Arc<ServedPool>>>,
     pub cdi: CdiMode,
     pub owners: DeviceOwners,
+    /// Where Allocate writes the device-info files of what it hands out.
+    pub devinfo_dir: Arc<PathBuf>,
     pub events: broadcast::Receiver<DirEvent>,
     pub stop: watch::Receiver<bool>,
     /// True while the kubelet has us registered (for health reporting).
@@ -184,6 +186,7 @@ impl Runner {
             pool: self.pool.clone(),
             cdi: self.cdi,
             owners: self.owners.clone(),
+            devinfo_dir: self.devinfo_dir.clone(),
             stopping: stopping.clone(),
         };
         let watcher =

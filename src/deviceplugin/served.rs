@@ -126,6 +126,15 @@ impl ServedPool {
         self.index.get(id).map(|&i| &self.devices[i])
     }
 
+    /// The same pool serving `devices` instead of its own.
+    pub fn with_devices(&self, devices: Vec<ServedDevice>) -> ServedPool {
+        ServedPool {
+            index: index_by_id(&devices),
+            devices,
+            ..self.clone()
+        }
+    }
+
     /// `PCIDEVICE_<PREFIX>_<NAME>`: dots of the prefix become `_`, then
     /// everything is upper-cased; hyphens stay, as upstream.
     pub fn env_name(&self) -> String {

@@ -57,6 +57,8 @@ pub struct PoolService {
     pub pool: Arc<watch::Sender<Arc<ServedPool>>>,
     pub cdi: CdiMode,
     pub owners: DeviceOwners,
+    /// Where the device-info files of allocated devices are written.
+    pub devinfo_dir: Arc<std::path::PathBuf>,
     /// Flips to true when this server instance stops, ending its streams
     /// (a graceful shutdown would otherwise wait for them forever).
     pub stopping: watch::Receiver<bool>,
@@ -144,11 +146,25 @@ impl DevicePlugin for PoolService {
         request: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
         let pool = self.pool.borrow().clone();
-        let owners = self.owners.read().map(|o| o.clone()).unwrap_or_default();
+        // Read under the lock, not cloned: a copy of every device's owner
+        // per call made Allocate's cost grow with the node's device count.
+        // Nothing below awaits, so the guard never crosses an await.
+        let no_owners = std::collections::HashMap::new();
+        let guard = self.owners.read();
+        let owners = guard.as_deref().unwrap_or(&no_owners);
         let mut response = AllocateResponse::default();
         for container in request.into_inner().container_requests {
-            match allocate_container(&pool, &container.devices_ids, self.cdi, &owners) {
+            match allocate_container(&pool, &container.devices_ids, self.cdi, owners) {
                 Ok(answer) => {
+                    // Multus reads a device's file when the CNI runs, after
+                    // this answer: written now, not all of them at start.
+                    let ids = container.devices_ids.iter().map(String::as_str);
+                    if let Err(error) =
+                        super::files::write_device_info_for(&self.devinfo_dir, &pool, ids)
+                    {
+                        tracing::error!(pool = %pool.resource_name, %error, "allocate failed: cannot write a device-info file");
+                        return Err(Status::internal(error.to_string()));
+                    }
                     tracing::info!(pool = %pool.resource_name, devices = ?container.devices_ids, "allocated");
                     response.container_responses.push(answer);
                 }

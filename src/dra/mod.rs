@@ -13,7 +13,7 @@
 //! - [`publish`]: the ResourceSlice writes from published to desired (pure);
 //! - [`service`]: the kubelet-facing gRPC services and registration info;
 //! - [`v1beta1`]: our slices as `resource.k8s.io/v1beta1` objects (1.32, 1.33);
-//! - `standin` (tests and the `dra-standin` feature): an in-process API
+//! - `standin` (tests and the `devtools` feature): an in-process API
 //!   server stand-in for ResourceSlices and ResourceClaims.
 
 pub mod cdi;
@@ -25,7 +25,7 @@ pub mod prepare;
 pub mod publish;
 pub mod service;
 pub mod slices;
-#[cfg(any(test, feature = "dra-standin"))]
+#[cfg(any(test, feature = "devtools"))]
 pub mod standin;
 pub mod topology;
 pub mod v1beta1;

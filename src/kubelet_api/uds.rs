@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tonic::body::Body;
 use tonic::codegen::{http, Body as HttpBody, Bytes, Service};
 use tonic::service::Routes;
@@ -116,7 +117,9 @@ fn remove_stale_socket(path: &Path) -> Result<(), UdsError> {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets
-/// in-flight calls finish. The socket file is left in place: only the
+/// in-flight calls finish. Every connection goes through
+/// [`super::authority::relay`], so clients that send the socket path as
+/// `:authority` (kubelets before 1.26, Python's grpc) are served too. The socket file is left in place: only the
 /// caller knows whether the path might already belong to a newer server.
 ///
 /// Generic over the router's layer so callers can add tower middleware
@@ -136,6 +139,7 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let UdsListener { path, incoming } = listener;
+    let incoming = incoming.map(|accepted| accepted.map(super::authority::relay));
     router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -9,6 +9,7 @@
 mod address;
 mod link;
 mod monitor;
+mod neighbour;
 mod route;
 mod socket;
 mod vf;
@@ -16,7 +17,8 @@ mod vf;
 pub use address::{AddressOps, IfAddress};
 pub use link::{format_mac, parse_mac, Link, LinkOps};
 pub use monitor::{LinkCounters, LinkEvent, LinkStatus, LinkTable};
-pub use route::{Route, RouteOps};
+pub use neighbour::NeighbourOps;
+pub use route::{default_route_netdevs, default_route_netdevs_with, Route, RouteOps};
 pub use socket::Netlink;
 pub use vf::{HostPf, LinkState, PfOps, PfVfs, VfConfig, VfSetting, VlanProto};
 /// For fakes that check the bytes the kernel would receive.

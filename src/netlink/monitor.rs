@@ -19,6 +19,9 @@ use std::io;
 /// RTMGRP_LINK: the legacy bind mask for RTNLGRP_LINK (group 1).
 const RTMGRP_LINK: u32 = 1;
 
+/// Receive buffer asked for the event socket.
+const EVENT_BUFFER: usize = 8 << 20;
+
 /// What the tree of a simulated node (or a health check) needs of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkStatus {
@@ -114,6 +117,12 @@ impl LinkTable {
         events
             .set_non_blocking(true)
             .map_err(NetlinkError::Socket)?;
+        // room for a burst (thousands of veths made or destroyed at once)
+        // between two reads; past it, see `catch_up`
+        use nix::sys::socket::{setsockopt, sockopt};
+        if setsockopt(&events, sockopt::RcvBufForce, &EVENT_BUFFER).is_err() {
+            let _ = setsockopt(&events, sockopt::RcvBuf, &EVENT_BUFFER);
+        }
         let mut table = LinkTable {
             links: HashMap::new(),
             events,
@@ -150,6 +159,12 @@ impl LinkTable {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(seen),
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                    // Events were dropped. What is still queued is older
+                    // than the dump about to be made: applied after it, it
+                    // would turn current state back into old (a rename
+                    // undone). Discard it, then dump; what arrives from now
+                    // on is newer.
+                    self.discard_queued()?;
                     self.resync()?;
                     seen.push(LinkEvent::Resynced);
                     continue;
@@ -192,9 +207,65 @@ impl LinkTable {
         }
     }
 
+    /// Ask for another receive buffer for the event socket (the default is
+    /// 8 MiB); returns what the kernel granted.
+    pub fn set_event_buffer(&self, bytes: usize) -> Result<usize, NetlinkError> {
+        use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+        if setsockopt(&self.events, sockopt::RcvBufForce, &bytes).is_err() {
+            setsockopt(&self.events, sockopt::RcvBuf, &bytes)
+                .map_err(|e| NetlinkError::Socket(e.into()))?;
+        }
+        getsockopt(&self.events, sockopt::RcvBuf).map_err(|e| NetlinkError::Socket(e.into()))
+    }
+
+    fn discard_queued(&mut self) -> Result<(), NetlinkError> {
+        loop {
+            match self.events.recv(&mut &mut self.buffer[..], 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {}
+                Err(source) => {
+                    return Err(NetlinkError::Kernel {
+                        op: "discard stale link events".into(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
     /// The link with that ifindex, as of the last catch-up.
     pub fn get(&self, index: u32) -> Option<&LinkStatus> {
         self.links.get(&index)
+    }
+
+    /// The link with that ifindex as the kernel has it this instant, asked
+    /// directly: carrier changes reach the event queue only when the
+    /// kernel's link watch runs (asynchronously, after the change), while a
+    /// direct answer (like sysfs) reads the device itself.
+    pub fn fresh(&mut self, index: u32) -> Result<Option<LinkStatus>, NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        let answer = match self.requests.get(
+            &format!("get link #{index}"),
+            RouteNetlinkMessage::GetLink(message),
+        ) {
+            Ok(answers) => answers.into_iter().find_map(|answer| match answer {
+                RouteNetlinkMessage::NewLink(link) => Some(LinkStatus::from_message(&link)),
+                _ => None,
+            }),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        match &answer {
+            Some(status) => {
+                self.links.insert(index, status.clone());
+            }
+            None => {
+                self.links.remove(&index);
+            }
+        }
+        Ok(answer)
     }
 
     /// Every link, as of the last catch-up.

@@ -1,6 +1,8 @@
-//! Route verbs, named like `ip route`: add, list.
+//! Route verbs, named like `ip route`: add, list; and the question the
+//! device plugin and `sriovctl inventory` ask: which netdevs carry the
+//! default route.
 
-use super::{Netlink, NetlinkError};
+use super::{LinkOps, Netlink, NetlinkError};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -128,4 +130,29 @@ impl RouteOps for Netlink {
         }
         Ok(all)
     }
+}
+
+/// Netdevs carrying an IPv4 default route (main table) in the current
+/// netns: upstream keeps them out of netDevice pools.
+pub fn default_route_netdevs_with(
+    netlink: &mut (impl RouteOps + LinkOps),
+) -> Result<Vec<String>, NetlinkError> {
+    let routes = netlink.routes()?;
+    let mut names = Vec::new();
+    for route in routes
+        .iter()
+        .filter(|r| r.prefix_len == 0 && r.destination.is_ipv4())
+    {
+        if let Some(link) = netlink.link_by_index(route.oif)? {
+            if !names.contains(&link.name) {
+                names.push(link.name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// [`default_route_netdevs_with`] on a new socket in the current netns.
+pub fn default_route_netdevs() -> Result<Vec<String>, NetlinkError> {
+    default_route_netdevs_with(&mut Netlink::open()?)
 }

@@ -6,9 +6,11 @@
 //! `SRIOV_SYSFS_ROOT` environment variable, then `/sys`.
 
 mod chardev;
+mod control;
 mod device;
 
 pub use chardev::{RdmaCharDevices, VFIO_NOIOMMU_GROUP_NAME};
+pub use control::WriteError;
 pub use device::{link_type_name, PciDevice, SriovCapability};
 
 use std::io;

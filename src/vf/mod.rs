@@ -12,14 +12,18 @@
 //!   namespaces (`locate`) and handled where it really is.
 //! - When a pod's namespace is destroyed, a real VF returns to the host
 //!   namespace under its pod-side name (or `devN` on a clash); a veth
-//!   stand-in is destroyed with it instead. `find_on_host` copes with both.
+//!   stand-in is destroyed with it instead. `VfIdentity::on_host` copes with both.
 
 pub mod announce;
+mod identity;
+
+pub use identity::{host_netdev_by_parent, host_netdev_named, VfIdentity};
 
 use crate::netlink::{
     format_mac, AddressOps, IfAddress, Link, LinkOps, Netlink, NetlinkError, Route, RouteOps,
 };
 use crate::netns::{self, NetnsError};
+use crate::pci::PciAddress;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -28,44 +32,36 @@ use std::path::Path;
 pub enum VfError {
     #[error("VF {vf}: {step}: {source}")]
     Netlink {
-        vf: String,
+        vf: PciAddress,
         step: &'static str,
         #[source]
         source: NetlinkError,
     },
     #[error("VF {vf}: {step}: {source}")]
     Netns {
-        vf: String,
+        vf: PciAddress,
         step: &'static str,
         #[source]
         source: NetnsError,
     },
     #[error("VF {vf}: interface {ifname} already exists in the pod netns")]
-    IfnameTaken { vf: String, ifname: String },
+    IfnameTaken { vf: PciAddress, ifname: String },
     #[error("VF {vf}: {detail}")]
-    Missing { vf: String, detail: String },
+    Missing { vf: PciAddress, detail: String },
     #[error("VF {vf}: {name} is taken on the host; the VF is back as {fallback}")]
     HomeNameTaken {
-        vf: String,
+        vf: PciAddress,
         name: String,
         fallback: String,
     },
 }
 
 impl VfError {
-    fn netlink<'a>(vf: &'a str, step: &'static str) -> impl Fn(NetlinkError) -> VfError + 'a {
-        move |source| VfError::Netlink {
-            vf: vf.to_owned(),
-            step,
-            source,
-        }
+    fn netlink(vf: PciAddress, step: &'static str) -> impl Fn(NetlinkError) -> VfError {
+        move |source| VfError::Netlink { vf, step, source }
     }
-    fn netns<'a>(vf: &'a str, step: &'static str) -> impl Fn(NetnsError) -> VfError + 'a {
-        move |source| VfError::Netns {
-            vf: vf.to_owned(),
-            step,
-            source,
-        }
+    fn netns(vf: PciAddress, step: &'static str) -> impl Fn(NetnsError) -> VfError {
+        move |source| VfError::Netns { vf, step, source }
     }
 }
 
@@ -77,13 +73,18 @@ pub struct Attached {
     pub mtu: u32,
 }
 
+/// Is `parent`, a link's parent device as the kernel names it, the VF `pci`?
+pub(crate) fn is_parent(parent: &str, pci: PciAddress) -> bool {
+    parent.parse::<PciAddress>().is_ok_and(|p| p == pci)
+}
+
 /// The host's own network namespace, pinned before any thread switches.
 pub fn host_netns() -> Result<File, NetnsError> {
     netns::open(Path::new("/proc/thread-self/ns/net"))
 }
 
 /// Open a netlink socket inside the namespace at `path`.
-pub fn netlink_in(path: &Path, vf: &str) -> Result<Netlink, VfError> {
+pub fn netlink_in(path: &Path, vf: PciAddress) -> Result<Netlink, VfError> {
     netns::run_in(path, Netlink::open)
         .map_err(VfError::netns(vf, "entering the pod netns"))?
         .map_err(VfError::netlink(vf, "opening netlink in the pod netns"))
@@ -94,7 +95,7 @@ pub fn netlink_in(path: &Path, vf: &str) -> Result<Netlink, VfError> {
 /// bring it up. On error the VF is back on the host as it was.
 pub fn attach(
     host: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     link: &Link,
     pod_netns: &Path,
     ifname: &str,
@@ -109,7 +110,7 @@ pub fn attach(
         .is_some()
     {
         return Err(VfError::IfnameTaken {
-            vf: vf.to_owned(),
+            vf,
             ifname: ifname.to_owned(),
         });
     }
@@ -137,7 +138,7 @@ pub fn move_into_pod(
     host: &mut Netlink,
     pod: &mut Netlink,
     pod_fd: BorrowedFd<'_>,
-    vf: &str,
+    vf: PciAddress,
     link: &Link,
     ifname: &str,
 ) -> Result<(), VfError> {
@@ -155,7 +156,7 @@ pub fn move_into_pod(
         if let Some(Place::Target(in_pod)) = place {
             // in the pod under its host name, the rename refused: bring it
             // back so ADD fails with the VF where it was
-            tracing::warn!(vf, ifname, error = %error, "the VF moved but was not renamed; bringing it back");
+            tracing::warn!(vf = %vf, ifname, error = %error, "the VF moved but was not renamed; bringing it back");
             let host_fd = host_netns().map_err(VfError::netns(vf, "opening the host netns"))?;
             send_home(pod, host, host_fd.as_fd(), vf, &in_pod, &link.name)?;
         }
@@ -168,13 +169,13 @@ pub fn move_into_pod(
                 None => Ok(()),
             });
             if let Err(e) = up_again {
-                tracing::warn!(vf, error = %e, "the VF stays down on the host");
+                tracing::warn!(vf = %vf, error = %e, "the VF stays down on the host");
             }
         }
         if error.is_exists() {
             // the name appeared in the pod between our check and the move
             return Err(VfError::IfnameTaken {
-                vf: vf.to_owned(),
+                vf,
                 ifname: ifname.to_owned(),
             });
         }
@@ -193,7 +194,7 @@ pub fn move_into_pod(
 /// must match too).
 #[derive(Debug, Clone, Copy)]
 pub struct VfId<'a> {
-    pub pci: &'a str,
+    pub pci: PciAddress,
     pub names: &'a [&'a str],
     pub ifindex: u32,
     pub mac: Option<[u8; 6]>,
@@ -202,7 +203,7 @@ pub struct VfId<'a> {
 impl VfId<'_> {
     pub fn matches(&self, link: &Link) -> bool {
         match link.parent_device.as_deref() {
-            Some(parent) => parent == self.pci,
+            Some(parent) => is_parent(parent, self.pci),
             None => {
                 self.names.contains(&link.name.as_str())
                     && match self.mac {
@@ -215,7 +216,7 @@ impl VfId<'_> {
 }
 
 /// The VF's netdev among the links of the namespace `netlink` is in.
-pub fn find_vf(netlink: &mut Netlink, vf: &str, id: &VfId) -> Result<Option<Link>, VfError> {
+fn find_vf(netlink: &mut Netlink, vf: PciAddress, id: &VfId) -> Result<Option<Link>, VfError> {
     Ok(netlink
         .links()
         .map_err(VfError::netlink(vf, "listing links"))?
@@ -258,7 +259,7 @@ fn move_named(
         Ok(None) => find_vf(to, id.pci, id).ok().flatten().map(Place::Target),
         Err(_) => None,
     };
-    tracing::debug!(vf = id.pci, error = %error, place = ?place, "a move failed; the VF located");
+    tracing::debug!(vf = %id.pci, error = %error, place = ?place, "a move failed; the VF located");
     Err(Box::new(MoveFailed { error, place }))
 }
 
@@ -271,7 +272,7 @@ fn send_home(
     pod: &mut Netlink,
     host: &mut Netlink,
     host_fd: BorrowedFd<'_>,
-    vf: &str,
+    vf: PciAddress,
     link: &Link,
     name: &str,
 ) -> Result<(), VfError> {
@@ -284,7 +285,7 @@ fn send_home(
         mac: link.mac,
     };
     let taken = || VfError::HomeNameTaken {
-        vf: vf.to_owned(),
+        vf,
         name: name.to_owned(),
         fallback: fallback.clone(),
     };
@@ -309,7 +310,7 @@ fn send_home(
         }
         Some(Place::Source(_)) => Err(moving(error)),
         None => Err(VfError::Missing {
-            vf: vf.to_owned(),
+            vf,
             detail: format!(
                 "moving it back to the host failed ({error}) and it is now in neither namespace"
             ),
@@ -321,7 +322,7 @@ fn send_home(
 /// or to `fallback` if that is taken.
 fn rename_on_host(
     host: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     home: &Link,
     name: &str,
     fallback: &str,
@@ -340,7 +341,7 @@ fn rename_on_host(
                     ))?;
             }
             Err(VfError::HomeNameTaken {
-                vf: vf.to_owned(),
+                vf,
                 name: name.to_owned(),
                 fallback: fallback.to_owned(),
             })
@@ -351,7 +352,7 @@ fn rename_on_host(
 
 fn configure_in_pod(
     pod: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     pod_netns: &Path,
     ifname: &str,
     mac: Option<[u8; 6]>,
@@ -361,7 +362,7 @@ fn configure_in_pod(
         .link_by_name(ifname)
         .map_err(VfError::netlink(vf, "finding the VF in the pod netns"))?
         .ok_or_else(|| VfError::Missing {
-            vf: vf.to_owned(),
+            vf,
             detail: format!("{ifname} vanished after the move"),
         })?;
     if let Some(mac) = mac {
@@ -396,14 +397,14 @@ fn configure_in_pod(
         .link_by_index(inside.index)
         .map_err(VfError::netlink(vf, "reading the VF back"))?
         .ok_or_else(|| VfError::Missing {
-            vf: vf.to_owned(),
+            vf,
             detail: format!("{ifname} vanished while configuring"),
         })?;
     let actual_mac = after.mac.unwrap_or_default();
     if let Some(wanted) = mac {
         if actual_mac != wanted {
             return Err(VfError::Missing {
-                vf: vf.to_owned(),
+                vf,
                 detail: format!(
                     "MAC reads back {} instead of {}",
                     format_mac(&actual_mac),
@@ -432,7 +433,7 @@ pub struct Original<'a> {
 /// bring it up if it was up before ADD; `returned` is passed through.
 fn up_if_it_was(
     host: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     original: &Original,
     returned: Result<(), VfError>,
 ) -> Result<(), VfError> {
@@ -448,7 +449,7 @@ fn up_if_it_was(
         .link_by_name(name)
         .map_err(VfError::netlink(vf, "finding the VF on the host"))?
         .ok_or_else(|| VfError::Missing {
-            vf: vf.to_owned(),
+            vf,
             detail: format!("{name} vanished from the host"),
         })?;
     host.set_up(home.index)
@@ -464,7 +465,7 @@ pub fn return_to_host(
     pod: &mut Netlink,
     host: &mut Netlink,
     host_fd: BorrowedFd<'_>,
-    vf: &str,
+    vf: PciAddress,
     ifname: &str,
     original: &Original,
 ) -> Result<(), VfError> {
@@ -472,7 +473,7 @@ pub fn return_to_host(
         .link_by_name(ifname)
         .map_err(VfError::netlink(vf, "finding the VF in the pod netns"))?
         .ok_or_else(|| VfError::Missing {
-            vf: vf.to_owned(),
+            vf,
             detail: format!("no {ifname} in the pod netns"),
         })?;
     return_link_to_host(pod, host, host_fd, vf, &link, original)
@@ -484,7 +485,7 @@ pub fn return_link_to_host(
     pod: &mut Netlink,
     host: &mut Netlink,
     host_fd: BorrowedFd<'_>,
-    vf: &str,
+    vf: PciAddress,
     link: &Link,
     original: &Original,
 ) -> Result<(), VfError> {
@@ -512,7 +513,7 @@ pub fn return_link_to_host(
 /// Back up if it was up before ADD.
 pub fn restore_on_host(
     host: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     link: &Link,
     original: &Original,
 ) -> Result<(), VfError> {
@@ -531,44 +532,10 @@ pub fn restore_on_host(
     up_if_it_was(host, vf, original, renamed)
 }
 
-/// Where is the VF on the host? Tried in order: a hardware netdev whose
-/// parent device is the VF's PCI address (real VFs, whatever their name);
-/// a virtual link (veth stand-in) under the original host name, or with
-/// the saved ifindex, carrying one of `macs` (the original or the pod-side
-/// MAC). A name alone proves nothing: another device (a bridge, say) may
-/// have taken it, and must never be "restored".
-pub fn find_on_host(
-    host: &mut Netlink,
-    vf: &str,
-    host_name: &str,
-    ifindex: u32,
-    macs: &[Option<[u8; 6]>],
-) -> Result<Option<Link>, VfError> {
-    let links = host
-        .links()
-        .map_err(VfError::netlink(vf, "listing host links"))?;
-    if let Some(link) = links
-        .iter()
-        .find(|l| l.parent_device.as_deref() == Some(vf))
-    {
-        return Ok(Some(link.clone()));
-    }
-    let carries_ours = |l: &Link| l.mac.is_some() && macs.contains(&l.mac);
-    if let Some(link) = links
-        .iter()
-        .find(|l| l.name == host_name && l.parent_device.is_none() && carries_ours(l))
-    {
-        return Ok(Some(link.clone()));
-    }
-    Ok(links
-        .into_iter()
-        .find(|l| ifindex != 0 && l.index == ifindex && carries_ours(l)))
-}
-
 /// Add the IPAM result's addresses and routes to the VF in the pod.
 pub fn configure_ips(
     pod: &mut Netlink,
-    vf: &str,
+    vf: PciAddress,
     ifindex: u32,
     addresses: &[IfAddress],
     routes: &[Route],

@@ -12,9 +12,9 @@ pub mod cni;
 pub mod dhcp;
 pub mod sysfs_shape;
 
+use sriov_rs::devtools::sim::layout::{Layout, PfSpec, VfSpec};
+use sriov_rs::devtools::sim::{self, CreateOptions, Serve, SimNode};
 use sriov_rs::netns;
-use sriov_rs::sim::layout::{Layout, PfSpec, VfSpec};
-use sriov_rs::sim::{self, CreateOptions, Serve, SimNode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -204,4 +204,36 @@ pub fn host_link_names() -> Vec<String> {
         .into_iter()
         .map(|l| l.name)
         .collect()
+}
+
+/// Move a VF's host end into `pod`, give it `address`/24, bring it up.
+pub fn plug_into_pod(vf_name: &str, pod: &TestNetns, address: std::net::Ipv4Addr) {
+    use sriov_rs::netlink::{AddressOps, IfAddress, LinkOps, Netlink};
+    use std::os::fd::AsFd;
+    let mut host = Netlink::open().expect("netlink socket");
+    let link = host
+        .link_by_name(vf_name)
+        .expect("look up the VF")
+        .expect("VF netdev exists on the host");
+    let pod_fd = netns::open(pod.path()).expect("open the pod netns");
+    host.set_netns(link.index, pod_fd.as_fd())
+        .expect("move the VF into the pod");
+    netns::run_in(pod.path(), || {
+        let mut inside = Netlink::open().expect("netlink socket in the pod");
+        let link = inside
+            .link_by_name(vf_name)
+            .expect("look up the VF in the pod")
+            .expect("VF arrived in the pod netns");
+        inside
+            .add_address(
+                link.index,
+                IfAddress {
+                    address: address.into(),
+                    prefix_len: 24,
+                },
+            )
+            .expect("address the VF");
+        inside.set_up(link.index).expect("VF up");
+    })
+    .expect("enter the pod netns");
 }

@@ -7,7 +7,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
-use sriov_rs::sim::tree::relative_target;
+use sriov_rs::devtools::sim::tree::relative_target;
 use std::path::{Path, PathBuf};
 
 pub struct Extras {

@@ -1,4 +1,4 @@
-//! The real ADD and DEL code (`add_with_pf`, `del_with_pf`) on the simulated
+//! The real ADD and DEL code (`add::add`, `del::del`) on the simulated
 //! node, with `FakePf` as the PF: the VF netdev (a veth), the pod netns,
 //! the state files and the IPAM exec are all real; only the PF's driver,
 //! which this kernel cannot have, is the fake. A watcher between the code
@@ -7,24 +7,25 @@
 //! checked against the real outcome, not against the code's intentions.
 //!
 //! Root and network namespaces needed: skipped loudly outside CI when not
-//! root, never under `CI=true`. The tests set `SRIOV_SYSFS_ROOT` and
-//! `SRIOV_CNI_STATE_DIR` (read by ADD and DEL) and so run one at a time;
-//! no other unit test reads those variables.
+//! root, never under `CI=true`. Each test hands ADD and DEL its own node
+//! context (the simulated sysfs, a temp state dir, the fake PF); they run
+//! one at a time because they share the host's netdev namespace.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use super::fake_pf::{FakePf, Shared};
-use crate::cni::add::add_with_pf;
+use crate::cni::add::add;
 use crate::cni::config::NetConf;
-use crate::cni::del::del_with_pf;
+use crate::cni::del::del;
 use crate::cni::env::CniEnv;
 use crate::cni::error::{CODE_IFNAME_TAKEN, CODE_KERNEL};
-use crate::cni::state::{Cache, StateDir, ENV_STATE_DIR};
+use crate::cni::node::Node as CniNode;
+use crate::cni::state::{Cache, StateDir};
+use crate::devtools::sim::{self, CreateOptions, Layout, Serve};
 use crate::netlink::{
     Link, LinkOps, LinkState, Netlink, NetlinkError, PfOps, PfVfs, VfConfig, VfSetting, VlanProto,
 };
 use crate::pci::PciAddress;
-use crate::sim::{self, CreateOptions, Layout, Serve};
-use crate::sysfs::{SysfsRoot, ENV_SYSFS_ROOT};
+use crate::sysfs::SysfsRoot;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -38,7 +39,7 @@ const VF: &str = "0000:3b:01.1";
 const VF_INDEX: usize = 1;
 const POD_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc];
 
-/// The environment variables are process-wide: one test at a time.
+/// The host's netdevs are shared: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn may_run(test: &str) -> bool {
@@ -182,8 +183,6 @@ impl Node {
         let pod_name = format!("{tag}-pod");
         let pod = crate::netns::create_named(&pod_name).unwrap();
         let state = dir.path().join("state");
-        std::env::set_var(ENV_SYSFS_ROOT, &root);
-        std::env::set_var(ENV_STATE_DIR, &state);
 
         let sysfs = SysfsRoot::resolve(Some(&root));
         let address: PciAddress = VF.parse().unwrap();
@@ -262,18 +261,37 @@ impl Node {
         (bytes, parsed)
     }
 
+    /// The node context ADD and DEL get: this node's sysfs and state dir,
+    /// the PF reached through `watched`.
+    fn context(&self, watched: Watched) -> CniNode {
+        CniNode::new(
+            SysfsRoot::new(&self.root),
+            StateDir::new(&self.watched.state),
+            Box::new(watched),
+        )
+    }
+
     fn add(
         &self,
         extra: serde_json::Value,
     ) -> Result<serde_json::Value, crate::cni::error::CniError> {
         let (bytes, conf) = Node::conf(extra);
-        let ops: super::SharedPfOps = Rc::new(RefCell::new(self.watched.clone()));
-        add_with_pf(&self.env(), &bytes, &conf, ops)
+        add(
+            &mut self.context(self.watched.clone()),
+            &self.env(),
+            &bytes,
+            &conf,
+        )
     }
 
     fn del(&self, extra: serde_json::Value) -> Result<(), crate::cni::error::CniError> {
         let (bytes, conf) = Node::conf(extra);
-        del_with_pf(&self.env(), &bytes, &conf, &mut self.watched.clone())
+        del(
+            &mut self.context(self.watched.clone()),
+            &self.env(),
+            &bytes,
+            &conf,
+        )
     }
 
     /// The watcher, looking at attachment `container` in `pod`.
@@ -293,8 +311,8 @@ impl Node {
         extra: serde_json::Value,
     ) -> Result<serde_json::Value, crate::cni::error::CniError> {
         let (bytes, conf) = Node::conf(extra);
-        let ops: super::SharedPfOps = Rc::new(RefCell::new(self.watched_as(container, pod)));
-        add_with_pf(&self.env_of(container, pod), &bytes, &conf, ops)
+        let mut context = self.context(self.watched_as(container, pod));
+        add(&mut context, &self.env_of(container, pod), &bytes, &conf)
     }
 
     /// DEL of attachment `container`, which was in `pod`.
@@ -305,8 +323,8 @@ impl Node {
         extra: serde_json::Value,
     ) -> Result<(), crate::cni::error::CniError> {
         let (bytes, conf) = Node::conf(extra);
-        let mut watched = self.watched_as(container, pod);
-        del_with_pf(&self.env_of(container, pod), &bytes, &conf, &mut watched)
+        let mut context = self.context(self.watched_as(container, pod));
+        del(&mut context, &self.env_of(container, pod), &bytes, &conf)
     }
 
     /// What the kernel does to a real VF when its pod netns dies: it comes
@@ -386,8 +404,6 @@ impl Drop for Node {
         if let Err(e) = sim::destroy(&self.root) {
             eprintln!("cleanup of the simulated node: {e}");
         }
-        std::env::remove_var(ENV_SYSFS_ROOT);
-        std::env::remove_var(ENV_STATE_DIR);
     }
 }
 

@@ -6,6 +6,7 @@
 use super::fake_pf::{vf_config, FakePf, Shared};
 use super::*;
 use crate::cni::state::Cache;
+use crate::netlink::{LinkState, VlanProto};
 
 const NO_WAIT: Retry = Retry {
     attempts: 5,
@@ -21,14 +22,14 @@ fn conf(json: &str) -> NetConf {
 
 fn vf1() -> PfVf {
     PfVf {
-        vf: "0000:3b:01.1".into(),
+        vf: "0000:3b:01.1".parse().unwrap(),
         pf: "ens1f0".into(),
         index: 1,
     }
 }
 
-/// What ADD does on the PF side: read, record, apply (undo log kept).
-/// Returns the cache DEL would read and the undo list a rollback would run.
+/// What ADD does on the PF side: read, record, apply. Returns the cache DEL
+/// would read and what a rollback (or DEL) sets back from it.
 fn add(
     pf: &mut Shared,
     conf: &NetConf,
@@ -43,10 +44,7 @@ fn add(
         &found.config,
         settings.iter().any(|s| matches!(s, VfSetting::Mac(_))),
     );
-    let mut undo = Vec::new();
-    let applied = apply(pf, &vf1(), &found, &settings, &NO_WAIT, &mut |u| {
-        undo.push(u)
-    });
+    let applied = apply(pf, &vf1(), &found, &settings, &NO_WAIT);
     let cache = Cache {
         conf: conf.clone(),
         vf_id: 1,
@@ -54,14 +52,14 @@ fn add(
         orig,
         progress: None,
     };
-    undo.reverse();
+    let undo = to_restore(&cache);
     (cache, undo, applied)
 }
 
 #[test]
 fn requested_settings_follow_sriov_cni_order_and_defaults() {
     let all = conf(
-        r#"{"vlan":100,"vlanProto":"802.1AD","spoofchk":"yes","trust":"on","link_state":"enable",
+        r#"{"vlan":100,"vlanProto":"802.1AD","spoofchk":"off","trust":"on","link_state":"enable",
             "max_tx_rate":500,"mac":"02:00:00:aa:bb:cc"}"#,
     );
     assert_eq!(
@@ -75,7 +73,6 @@ fn requested_settings_follow_sriov_cni_order_and_defaults() {
             VfSetting::Mac(POD_MAC),
             // either rate key sends both, the missing one as 0
             VfSetting::Rate { min: 0, max: 500 },
-            // "on" is on, any other value off
             VfSetting::SpoofChk(false),
             VfSetting::Trust(true),
             VfSetting::LinkState(LinkState::Enable),
@@ -89,6 +86,9 @@ fn requested_settings_follow_sriov_cni_order_and_defaults() {
             proto: VlanProto::Dot1Q
         }]
     );
+    // unlike sriov-cni, which takes any value but "on" as off: refused
+    let typo = NetConf::parse(br#"{"spoofchk":"maybe"}"#).unwrap();
+    assert_eq!(requested(&typo, None).unwrap_err().code, 7);
     // nothing PF-side asked: nothing to do, and the PF is never asked
     assert!(requested(&conf(r#"{"mtu":9000}"#), None)
         .unwrap()
@@ -195,7 +195,10 @@ fn settings_already_in_effect_are_neither_sent_nor_undone() {
     let (_, undo, applied) = add(&mut pf, &conf(r#"{"vlan":100,"trust":"on"}"#), None);
     applied.unwrap();
     assert_eq!(pf.pf().log, ["trust 1"]);
-    assert_eq!(undo, vec![VfSetting::Trust(false)]);
+    pf.pf().log.clear();
+    restore_in_order(&mut pf, &vf1(), &undo, &NO_WAIT, || Ok(())).unwrap();
+    assert_eq!(pf.pf().log, ["trust 1"], "the vlan it already had stays");
+    assert_eq!(pf.pf().vfs[1].vlan, 100);
 }
 
 #[test]
@@ -319,15 +322,7 @@ fn a_busy_driver_and_a_late_admin_mac_are_retried() {
         attempts: 2,
         delay: Duration::ZERO,
     };
-    let error = apply(
-        &mut pf,
-        &vf1(),
-        &found,
-        &[VfSetting::Trust(true)],
-        &two,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let error = apply(&mut pf, &vf1(), &found, &[VfSetting::Trust(true)], &two).unwrap_err();
     let error = CniError::from(error);
     assert_eq!(error.code, CODE_KERNEL);
     assert!(error.msg.contains("busy"), "{}", error.msg);
@@ -366,7 +361,7 @@ fn a_driver_without_qinq_refuses_802_1ad_with_a_kernel_error() {
         error.msg
     );
     assert_eq!(pf.pf().vfs[1].vlan, 0);
-    // the undo was recorded before the attempt; running it is harmless
+    // the original is in the cache before the attempt; restoring it is harmless
     restore_in_order(&mut pf, &vf1(), &undo, &NO_WAIT, || Ok(())).unwrap();
 }
 

@@ -3,8 +3,10 @@
 //!   single-threaded runtime serves the pools, so a wedged daemon cannot
 //!   answer either);
 //! - `GET /readyz`: 200 when every served pool is registered with the
-//!   kubelet (a node with no pool is ready: it has nothing to register),
-//!   else 503 naming the pools that are not.
+//!   kubelet (a node with no pool is ready: it has nothing to register)
+//!   and the config file on disk was accepted, else 503 saying why: the
+//!   pools that are not registered, or the error that refused the config
+//!   (the pools then keep serving the config before it).
 
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -22,8 +24,19 @@ use tonic::codegen::Bytes;
 /// Each served pool's "registered with the kubelet" flag, by resource name.
 pub type Registrations = Arc<Mutex<BTreeMap<String, Arc<AtomicBool>>>>;
 
+/// Why the config on disk is not the one served (None: it is).
+pub type ConfigRefusal = Arc<Mutex<Option<String>>>;
+
+/// What the probes report on, shared with the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeState {
+    pub registrations: Registrations,
+    pub config_refused: ConfigRefusal,
+}
+
 /// The answer to one probe request: status and body.
-pub fn answer(method: &Method, path: &str, registrations: &Registrations) -> (StatusCode, String) {
+pub fn answer(method: &Method, path: &str, state: &ProbeState) -> (StatusCode, String) {
+    let registrations = &state.registrations;
     if method != Method::GET {
         return (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
@@ -40,7 +53,17 @@ pub fn answer(method: &Method, path: &str, registrations: &Registrations) -> (St
                         .collect()
                 })
                 .unwrap_or_else(|_| vec!["(state unavailable)".into()]);
-            if pending.is_empty() {
+            let refused = state
+                .config_refused
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_else(|_| Some("(state unavailable)".into()));
+            if let Some(error) = refused {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("config refused, still serving the previous one: {error}\n"),
+                )
+            } else if pending.is_empty() {
                 (StatusCode::OK, "ready\n".into())
             } else {
                 (
@@ -57,7 +80,7 @@ pub fn answer(method: &Method, path: &str, registrations: &Registrations) -> (St
 /// serve the probes until the task is aborted.
 pub async fn serve(
     addr: SocketAddr,
-    registrations: Registrations,
+    state: ProbeState,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health endpoint listening (/healthz, /readyz)");
@@ -70,11 +93,10 @@ pub async fn serve(
                     continue;
                 }
             };
-            let registrations = registrations.clone();
+            let state = state.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let (status, body) =
-                        answer(request.method(), request.uri().path(), &registrations);
+                    let (status, body) = answer(request.method(), request.uri().path(), &state);
                     let response = Response::builder()
                         .status(status)
                         .header("content-type", "text/plain")
@@ -98,8 +120,9 @@ mod tests {
 
     #[test]
     fn readiness_follows_every_pools_registration() {
-        let registrations = Registrations::default();
-        let get = |path: &str| answer(&Method::GET, path, &registrations);
+        let state = ProbeState::default();
+        let registrations = &state.registrations;
+        let get = |path: &str| answer(&Method::GET, path, &state);
         assert_eq!(
             get("/readyz").0,
             StatusCode::OK,
@@ -122,8 +145,23 @@ mod tests {
         assert_eq!(get("/healthz"), (StatusCode::OK, "ok\n".into()));
         assert_eq!(get("/metrics").0, StatusCode::NOT_FOUND);
         assert_eq!(
-            answer(&Method::POST, "/healthz", &registrations).0,
+            answer(&Method::POST, "/healthz", &state).0,
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn a_refused_config_makes_readiness_say_why() {
+        let state = ProbeState::default();
+        if let Ok(mut refused) = state.config_refused.lock() {
+            *refused = Some("resource \"a\": selectors.vendors: bad".into());
+        }
+        let (status, body) = answer(&Method::GET, "/readyz", &state);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("config refused") && body.contains("selectors.vendors"),
+            "{body}"
+        );
+        assert_eq!(answer(&Method::GET, "/healthz", &state).0, StatusCode::OK);
     }
 }

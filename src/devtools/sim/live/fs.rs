@@ -14,8 +14,8 @@
 use super::node::{LiveNode, WriteError};
 use super::tree::{Ino, Invalidation, Kind, Node, StaticTree, ROOT_INO};
 use super::Announcer;
+use crate::devtools::sim::tree::{self, relative_target, Counter, NetdevEntry, NetdevState};
 use crate::netlink::{LinkStatus, LinkTable};
-use crate::sim::tree::{self, relative_target, Counter, NetdevEntry, NetdevState};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry,
@@ -530,6 +530,8 @@ fn class_net(live: &mut Live) -> &BTreeMap<String, (Ino, u32)> {
 }
 
 /// The netdev a dynamic key shows, if it is still there under that name.
+/// An attribute's value is asked of the kernel directly (see
+/// [`LinkTable::fresh`]); the rest comes from the event-driven table.
 fn current(live: &mut Live, key: &DynKey) -> Option<(NetdevEntry, LinkStatus)> {
     let (net_dir, ifindex, name) = key.netdev();
     let entry = match live.tree.node(net_dir).map(|n| &n.kind) {
@@ -537,7 +539,16 @@ fn current(live: &mut Live, key: &DynKey) -> Option<(NetdevEntry, LinkStatus)> {
         _ => return None,
     };
     catch_up(live);
-    let status = live.links.get(ifindex)?.clone();
+    let status = match key {
+        DynKey::NetdevFile { .. } => match live.links.fresh(ifindex) {
+            Ok(status) => status?,
+            Err(e) => {
+                tracing::warn!(error = %e, ifindex, "reading a link");
+                live.links.get(ifindex)?.clone()
+            }
+        },
+        _ => live.links.get(ifindex)?.clone(),
+    };
     (status.name == name).then_some((entry, status))
 }
 
@@ -586,12 +597,16 @@ fn listing(live: &mut Live, ino: Ino) -> Result<Vec<u8>, Errno> {
         .collect())
 }
 
-fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Errno> {
-    let kind = live
-        .tree
+/// A static node's kind, owned (what follows needs `live` mutably).
+fn kind_of(live: &Live, ino: Ino) -> Result<Kind, Errno> {
+    live.tree
         .node(ino)
         .map(|n| n.kind.clone())
-        .ok_or(Errno::ENOENT)?;
+        .ok_or(Errno::ENOENT)
+}
+
+fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Errno> {
+    let kind = kind_of(live, ino)?;
     match kind {
         Kind::NetDir(_) => Ok(netdev_of(live, ino)
             .ok()
@@ -626,11 +641,7 @@ fn dyn_children(live: &mut Live, ino: Ino) -> Result<Vec<(OsString, DynKey)>, Er
 
 /// A static node's text (counters read now).
 fn read_static(live: &mut Live, ino: Ino) -> Result<Vec<u8>, Errno> {
-    let kind = live
-        .tree
-        .node(ino)
-        .map(|n| n.kind.clone())
-        .ok_or(Errno::ENOENT)?;
+    let kind = kind_of(live, ino)?;
     match kind {
         Kind::Attr(text) | Kind::Control(text, _) => Ok(text),
         Kind::Counter { pf, vf, counter } => {
@@ -684,7 +695,7 @@ impl Filesystem for LiveFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut live = self.lock();
-        if parent.0 == ROOT_INO && name == crate::sim::STATE_FILE {
+        if parent.0 == ROOT_INO && name == crate::devtools::sim::STATE_FILE {
             let size = live.state_json.len() as u64;
             let attr = self.attr(STATE_INO, FileType::RegularFile, size, 0o444, self.started);
             return reply.entry_with_ttls(&STABLE, &STABLE, &attr, Generation(0));
@@ -908,7 +919,7 @@ impl Filesystem for LiveFs {
                             entries.push((
                                 STATE_INO,
                                 FileType::RegularFile,
-                                crate::sim::STATE_FILE.into(),
+                                crate::devtools::sim::STATE_FILE.into(),
                             ));
                         }
                         for (name, child) in children {

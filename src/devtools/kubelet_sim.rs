@@ -15,6 +15,12 @@ use crate::kubelet_api::deviceplugin::v1beta1::{
 use crate::kubelet_api::pluginregistration::{
     registration_client::RegistrationClient as WatcherClient, InfoRequest, RegistrationStatus,
 };
+use crate::kubelet_api::podresources::v1::{
+    pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer},
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices,
+    ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
+    ListPodResourcesResponse, PodResources,
+};
 use crate::kubelet_api::uds::{self, UdsError, UdsListener};
 use crate::kubelet_api::{
     DEVICE_PLUGIN_API_VERSION, HEALTHY, KUBELET_SOCKET_NAME, PLUGIN_TYPE_DEVICE_PLUGIN,
@@ -57,8 +63,21 @@ impl PluginView {
     }
 }
 
+/// Devices the stand-in kubelet allocated to one container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub resource: String,
+    pub ids: Vec<String>,
+}
+
 #[derive(Default)]
 struct Shared {
+    /// What `allocate_to_pod` handed out, until `delete_pod`: what the
+    /// PodResources API reports.
+    assignments: Vec<Assignment>,
     /// Plugin-watcher mode: reject this many registrations before accepting.
     reject_next: u32,
     plugins: BTreeMap<String, PluginView>,
@@ -90,6 +109,7 @@ pub struct KubeletSim {
     changed: watch::Sender<u64>,
     tasks: Vec<JoinHandle<()>>,
     kubelet_socket: Option<PathBuf>,
+    pod_resources_socket: Option<PathBuf>,
 }
 
 fn bump(changed: &watch::Sender<u64>) {
@@ -211,6 +231,118 @@ impl Registration for RegistrationService {
     }
 }
 
+/// The PodResources API over what this kubelet allocated, as the kubelet
+/// serves it on `pod-resources/kubelet.sock`.
+struct PodResourcesService {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl PodResourcesService {
+    fn assignments(&self) -> Vec<Assignment> {
+        self.shared
+            .lock()
+            .map(|s| s.assignments.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Groups assignments by pod, then container, in allocation order.
+fn pod_resources(assignments: &[Assignment]) -> Vec<PodResources> {
+    let mut pods: Vec<PodResources> = Vec::new();
+    for a in assignments {
+        let pod = match pods
+            .iter_mut()
+            .position(|p| p.namespace == a.namespace && p.name == a.pod)
+        {
+            Some(i) => &mut pods[i],
+            None => {
+                pods.push(PodResources {
+                    name: a.pod.clone(),
+                    namespace: a.namespace.clone(),
+                    ..Default::default()
+                });
+                let last = pods.len() - 1;
+                &mut pods[last]
+            }
+        };
+        let container = match pod.containers.iter().position(|c| c.name == a.container) {
+            Some(i) => &mut pod.containers[i],
+            None => {
+                pod.containers.push(ContainerResources {
+                    name: a.container.clone(),
+                    ..Default::default()
+                });
+                let last = pod.containers.len() - 1;
+                &mut pod.containers[last]
+            }
+        };
+        container.devices.push(ContainerDevices {
+            resource_name: a.resource.clone(),
+            device_ids: a.ids.clone(),
+            topology: None,
+        });
+    }
+    pods
+}
+
+#[tonic::async_trait]
+impl PodResourcesLister for PodResourcesService {
+    async fn list(
+        &self,
+        _request: Request<ListPodResourcesRequest>,
+    ) -> Result<Response<ListPodResourcesResponse>, Status> {
+        Ok(Response::new(ListPodResourcesResponse {
+            pod_resources: pod_resources(&self.assignments()),
+        }))
+    }
+
+    /// The healthy devices of every resource, from the latest lists.
+    async fn get_allocatable_resources(
+        &self,
+        _request: Request<AllocatableResourcesRequest>,
+    ) -> Result<Response<AllocatableResourcesResponse>, Status> {
+        let plugins = self
+            .shared
+            .lock()
+            .map(|s| s.plugins.clone())
+            .unwrap_or_default();
+        let devices = plugins
+            .iter()
+            .filter(|(_, view)| view.devices.is_some())
+            .map(|(resource, view)| ContainerDevices {
+                resource_name: resource.clone(),
+                device_ids: view.healthy_ids(),
+                topology: None,
+            })
+            .collect();
+        Ok(Response::new(AllocatableResourcesResponse {
+            devices,
+            ..Default::default()
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<GetPodResourcesRequest>,
+    ) -> Result<Response<GetPodResourcesResponse>, Status> {
+        let wanted = request.into_inner();
+        pod_resources(&self.assignments())
+            .into_iter()
+            .find(|p| p.namespace == wanted.pod_namespace && p.name == wanted.pod_name)
+            .map(|pod| {
+                Response::new(GetPodResourcesResponse {
+                    pod_resources: Some(pod),
+                })
+            })
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "pod {}/{} not found",
+                    wanted.pod_namespace, wanted.pod_name
+                ))
+            })
+    }
+}
+
 /// A plugin socket found by the watcher: GetInfo, validate, follow, notify.
 async fn adopt_watched_socket(
     socket: PathBuf,
@@ -290,6 +422,7 @@ impl KubeletSim {
             changed: watch::channel(0).0,
             tasks: Vec::new(),
             kubelet_socket: None,
+            pod_resources_socket: None,
         }
     }
 
@@ -370,6 +503,7 @@ impl KubeletSim {
                     Ok(DirEvent::Removed(name)) => {
                         known.remove(&name);
                     }
+                    Ok(DirEvent::Written(_)) => {}
                     Ok(DirEvent::Resync) | Err(RecvError::Lagged(_)) => {
                         let entries = std::fs::read_dir(&dir).into_iter().flatten();
                         for entry in entries.filter_map(Result::ok) {
@@ -478,6 +612,64 @@ impl KubeletSim {
         Ok(self.client(resource)?.allocate(request).await?.into_inner())
     }
 
+    /// Allocate for `container` of pod `namespace/pod` and remember it, so
+    /// the PodResources API reports it until [`KubeletSim::delete_pod`].
+    pub async fn allocate_to_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<AllocateResponse, SimError> {
+        let response = self.allocate(resource, ids).await?;
+        if let Ok(mut s) = self.shared.lock() {
+            s.assignments.push(Assignment {
+                namespace: namespace.to_owned(),
+                pod: pod.to_owned(),
+                container: container.to_owned(),
+                resource: resource.to_owned(),
+                ids: ids.to_vec(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// The pod is gone: its devices leave the PodResources answers.
+    pub fn delete_pod(&self, namespace: &str, pod: &str) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.assignments
+                .retain(|a| !(a.namespace == namespace && a.pod == pod));
+        }
+    }
+
+    /// Everything allocated to pods and not deleted.
+    pub fn assignments(&self) -> Vec<Assignment> {
+        self.shared
+            .lock()
+            .map(|s| s.assignments.clone())
+            .unwrap_or_default()
+    }
+
+    /// Serve the PodResources API (`v1.PodResourcesLister`) on `socket`,
+    /// reporting what [`KubeletSim::allocate_to_pod`] handed out. Stops
+    /// with the stand-in; the socket is removed then.
+    pub async fn serve_pod_resources(&mut self, socket: &Path) -> Result<(), SimError> {
+        let listener = UdsListener::bind(socket)?;
+        let service = PodResourcesService {
+            shared: self.shared.clone(),
+        };
+        let router =
+            tonic::transport::Server::builder().add_service(PodResourcesListerServer::new(service));
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(error) = uds::serve(router, listener, std::future::pending()).await {
+                tracing::error!(%error, "kubelet-sim: pod resources server failed");
+            }
+        }));
+        self.pod_resources_socket = Some(socket.to_owned());
+        Ok(())
+    }
+
     /// GetPreferredAllocation for one container.
     pub async fn preferred(
         &self,
@@ -518,7 +710,10 @@ impl KubeletSim {
             }
             s.channels.clear();
         }
-        if let Some(socket) = self.kubelet_socket.take() {
+        for socket in [self.kubelet_socket.take(), self.pod_resources_socket.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = std::fs::remove_file(socket);
         }
     }

@@ -5,11 +5,11 @@
 //! once the tree shows the change (as the kernel announces a device after
 //! its sysfs entries exist).
 
+use crate::devtools::sim::model::{driver_has_netdev, make_vf, SimNetdev, SimNode, SimPf};
+use crate::devtools::sim::tree::{Control, Ifindexes};
+use crate::devtools::sim::wiring::{self, WirePf, WiringError};
 use crate::netlink::{LinkCounters, Netlink};
 use crate::pci::PciAddress;
-use crate::sim::model::{driver_has_netdev, make_vf, SimNetdev, SimNode, SimPf};
-use crate::sim::tree::{Control, Ifindexes};
-use crate::sim::wiring::{self, WirePf, WiringError};
 use nix::errno::Errno;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -256,7 +256,7 @@ impl LiveNode {
         self.events.push(DeviceEvent {
             action,
             address,
-            devpath: crate::sim::tree::device_dir(pf, address),
+            devpath: crate::devtools::sim::tree::device_dir(pf, address),
             vendor: spec.vendor.clone(),
             device: if address == pf {
                 spec.device.clone()
@@ -325,7 +325,7 @@ impl LiveNode {
             .override_of(place)
             .unwrap_or_else(|| self.native_driver(place));
         // an override naming a driver this node does not have binds nothing
-        let known = crate::sim::tree::LOADED_DRIVERS.contains(&candidate)
+        let known = crate::devtools::sim::tree::LOADED_DRIVERS.contains(&candidate)
             || self
                 .node
                 .pfs
@@ -579,7 +579,7 @@ impl LiveNode {
                 Place::Pf(_) => (
                     pf.address,
                     pf.spec.name.clone().unwrap_or_default(),
-                    crate::sim::model::WIRE_UPLINK.to_owned(),
+                    crate::devtools::sim::model::WIRE_UPLINK.to_owned(),
                     true,
                 ),
                 Place::Vf(_, v) => (
@@ -595,7 +595,7 @@ impl LiveNode {
             };
             SimNetdev {
                 name,
-                mac: crate::sim::model::derive_mac(&self.node.instance, address),
+                mac: crate::devtools::sim::model::derive_mac(&self.node.instance, address),
                 mtu: pf.spec.mtu,
                 wire_peer,
                 up,

@@ -9,10 +9,10 @@
 //! forget. What changes without the node knowing (netdevs, counters) is not
 //! in this tree: the file system answers it live.
 
-use crate::pci::PciAddress;
-use crate::sim::tree::{
+use crate::devtools::sim::tree::{
     relative_target, Control, Counter, Entry, NetdevEntry, TreeError, TreeSink,
 };
+use crate::pci::PciAddress;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -258,7 +258,7 @@ fn diff(previous: &StaticTree, tree: &mut StaticTree) -> Invalidation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{tree, Layout, SimNode};
+    use crate::devtools::sim::{tree, Layout, SimNode};
 
     fn build(
         node: &SimNode,
