@@ -10,11 +10,15 @@ use std::error::Error;
 const PROTO_ROOT: &str = "proto";
 
 /// One file per kubelet API. Each has its own proto package, so each becomes
-/// its own generated file: `v1beta1.rs`, `pluginregistration.rs`, `v1.rs`.
+/// its own generated file: `v1beta1.rs`, `pluginregistration.rs`, `v1.rs`,
+/// `k8s.io.kubelet.pkg.apis.dra.v1.rs` (and `...dra.v1beta1.rs`), `v1alpha1.rs`.
 const PROTO_FILES: &[&str] = &[
     "deviceplugin/v1beta1/api.proto",
     "pluginregistration/v1/api.proto",
     "podresources/v1/api.proto",
+    "dra/v1/api.proto",
+    "dra/v1beta1/api.proto",
+    "dra-health/v1alpha1/api.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -6,7 +6,10 @@
 //!   `DevicePlugin` (our side);
 //! - [`pluginregistration`]: the plugin-watcher `Registration` we serve in
 //!   `plugins_registry/`;
-//! - [`podresources::v1`]: `PodResourcesLister`, served by the kubelet.
+//! - [`podresources::v1`]: `PodResourcesLister`, served by the kubelet;
+//! - [`dra::v1`], [`dra::v1beta1`]: the DRA plugin service `DRAPlugin` (our
+//!   side), the same messages under two packages;
+//! - [`dra_health::v1alpha1`]: `DRAResourceHealth`, the device health stream.
 //!
 //! [`uds`] serves and dials these over Unix sockets, which is the only
 //! transport the kubelet speaks for them; [`authority`] lets the server
@@ -41,6 +44,42 @@ pub mod podresources {
         tonic::include_proto!("v1");
     }
 }
+
+/// Kubelet DRA plugin API (proto packages `k8s.io.kubelet.pkg.apis.dra.v1`
+/// and `...v1beta1`): `dra_plugin_server`/`dra_plugin_client` in each.
+pub mod dra {
+    /// Served to kubelets 1.34 and later (`v1.DRAPlugin`).
+    pub mod v1 {
+        tonic::include_proto!("k8s.io.kubelet.pkg.apis.dra.v1");
+    }
+    /// Served to kubelets 1.32 and 1.33, which know only this version
+    /// (`v1beta1.DRAPlugin`).
+    pub mod v1beta1 {
+        tonic::include_proto!("k8s.io.kubelet.pkg.apis.dra.v1beta1");
+    }
+}
+
+/// Kubelet DRA device health API (proto package `v1alpha1`).
+pub mod dra_health {
+    /// `dra_resource_health_server`/`_client`.
+    pub mod v1alpha1 {
+        tonic::include_proto!("v1alpha1");
+    }
+}
+
+/// `PluginInfo.type` for a DRA driver in plugin watcher mode.
+pub const PLUGIN_TYPE_DRA_PLUGIN: &str = "DRAPlugin";
+
+/// `supported_versions` entries naming the DRA services we serve. A kubelet
+/// picks the newest it knows; a 1.32 kubelet offered only `v1.DRAPlugin`
+/// falls back to an older name and fails, so both are always listed.
+pub const DRA_PLUGIN_SERVICE_V1: &str = "v1.DRAPlugin";
+pub const DRA_PLUGIN_SERVICE_V1BETA1: &str = "v1beta1.DRAPlugin";
+/// `supported_versions` entry of the health stream (kubelets 1.34 to 1.36).
+pub const DRA_HEALTH_SERVICE_V1ALPHA1: &str = "v1alpha1.DRAResourceHealth";
+
+/// Where DRA drivers keep their sockets: `<dir>/<driver-name>/dra.sock`.
+pub const DEFAULT_DRA_PLUGIN_DIR: &str = "/var/lib/kubelet/plugins/";
 
 /// Value of `RegisterRequest.version`; the only version kubelets accept.
 pub const DEVICE_PLUGIN_API_VERSION: &str = "v1beta1";
@@ -85,6 +124,73 @@ mod tests {
     use super::pluginregistration::RegistrationStatus;
     use super::podresources::v1::{ClaimResource, DynamicResource};
     use prost::Message;
+
+    #[test]
+    fn dra_messages_use_reference_field_numbers_in_both_versions() {
+        use super::dra::{v1, v1beta1};
+        let device = v1::Device {
+            request_names: vec!["r".to_owned()],
+            pool_name: "p".to_owned(),
+            device_name: "d".to_owned(),
+            cdi_device_ids: vec!["c".to_owned()],
+        };
+        // 1:"r" 2:"p" 3:"d" 4:"c"
+        let want = [0x0a, 1, b'r', 0x12, 1, b'p', 0x1a, 1, b'd', 0x22, 1, b'c'];
+        assert_eq!(device.encode_to_vec(), want);
+        let beta = v1beta1::Device::decode(&want[..]).unwrap_or_default();
+        assert_eq!(beta.cdi_device_ids, ["c"]);
+        let claim = v1::Claim {
+            namespace: "n".to_owned(),
+            uid: "u".to_owned(),
+            name: "m".to_owned(),
+        };
+        // 1:"n" 2:"u" 3:"m"
+        assert_eq!(
+            claim.encode_to_vec(),
+            [0x0a, 1, b'n', 0x12, 1, b'u', 0x1a, 1, b'm']
+        );
+        let prepared = v1::NodePrepareResourceResponse {
+            devices: Vec::new(),
+            error: "e".to_owned(),
+        };
+        assert_eq!(prepared.encode_to_vec(), [0x12, 1, b'e']);
+        let unprepared = v1beta1::NodeUnprepareResourceResponse {
+            error: "e".to_owned(),
+        };
+        assert_eq!(unprepared.encode_to_vec(), [0x0a, 1, b'e']);
+        // map<string, ...> claims = 1: one entry {1:"u" 2:{1:"e"}}
+        let response = v1::NodeUnprepareResourcesResponse {
+            claims: [("u".to_owned(), unprepared_v1("e"))].into(),
+        };
+        let want = [0x0a, 8, 0x0a, 1, b'u', 0x12, 3, 0x0a, 1, b'e'];
+        assert_eq!(response.encode_to_vec(), want);
+    }
+
+    fn unprepared_v1(error: &str) -> super::dra::v1::NodeUnprepareResourceResponse {
+        super::dra::v1::NodeUnprepareResourceResponse {
+            error: error.to_owned(),
+        }
+    }
+
+    #[test]
+    fn device_health_uses_reference_field_numbers() {
+        use super::dra_health::v1alpha1::{DeviceHealth, DeviceIdentifier, HealthStatus};
+        let msg = DeviceHealth {
+            device: Some(DeviceIdentifier {
+                pool_name: "p".to_owned(),
+                device_name: "d".to_owned(),
+            }),
+            health: HealthStatus::Unhealthy.into(),
+            last_updated_time: 5,
+            health_check_timeout_seconds: 7,
+            message: "m".to_owned(),
+        };
+        // 1:{1:"p" 2:"d"} 2:2 3:5 4:7 5:"m"
+        let want = [
+            0x0a, 6, 0x0a, 1, b'p', 0x12, 1, b'd', 0x10, 2, 0x18, 5, 0x20, 7, 0x2a, 1, b'm',
+        ];
+        assert_eq!(msg.encode_to_vec(), want);
+    }
 
     #[test]
     fn register_request_uses_reference_field_numbers() {

@@ -9,6 +9,7 @@
 //! - `kubelet_api`: the kubelet's gRPC APIs (generated) and Unix-socket transport;
 //! - `devtools` (feature `devtools`, default): the simulated SR-IOV node and the stand-in kubelet, for
 //!   `sriovctl`, the demo and the tests.
+//! - `dra`: serving VFs through Dynamic Resource Allocation (slices, claims, prepare).
 
 pub mod atomic_file;
 pub mod cni;
@@ -17,6 +18,7 @@ pub mod ctl;
 pub mod deviceplugin;
 #[cfg(feature = "devtools")]
 pub mod devtools;
+pub mod dra;
 pub mod install_cni;
 pub mod kubelet_api;
 pub mod logging;

@@ -14,6 +14,7 @@ pub(crate) const RESOURCE_KEYS: &[&str] = &[
     "additionalInfo",
     // Ours; upstream ignores them.
     "allocationPolicy",
+    "allocationApi",
     "linkHealth",
     // Go struct fields without a JSON tag that sriov-network-operator serialises (as `null`)
     // into the configs it renders. Known, so they are skipped without a warning.

@@ -33,7 +33,8 @@ pub use error::{ConfigError, ResourceRef};
 pub use facts::DeviceFacts;
 pub use matching::{class_matches, eligible, first_match, matches};
 pub use model::{
-    AdditionalInfo, AllocationPolicy, Config, DeviceType, Resource, SelectorSet, VdpaType,
+    AdditionalInfo, AllocationApi, AllocationPolicy, Config, DeviceType, Resource, SelectorSet,
+    VdpaType,
 };
 pub use vf_range::{PfEntry, VfRangeError, VfRanges};
 

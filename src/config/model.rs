@@ -86,6 +86,26 @@ impl AllocationPolicy {
     }
 }
 
+/// Our extension (`allocationApi`): which kubelet API serves the pool's devices. Upstream has no
+/// such key and ignores it, so a config that moves a pool to DRA still loads there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AllocationApi {
+    /// The device plugin API (ListAndWatch, Allocate): the default, as upstream.
+    #[default]
+    DevicePlugin,
+    /// Dynamic Resource Allocation: ResourceSlices and NodePrepareResources (docs/dra.md).
+    Dra,
+}
+
+impl AllocationApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocationApi::DevicePlugin => "devicePlugin",
+            AllocationApi::Dra => "dra",
+        }
+    }
+}
+
 /// `additionalInfo`: per-device extra key/value pairs, keyed by `"*"` (every device) or a PCI
 /// address (that device, overriding `"*"` key by key).
 pub type AdditionalInfo = BTreeMap<String, BTreeMap<String, String>>;
@@ -109,6 +129,8 @@ pub struct Resource {
     pub additional_info: AdditionalInfo,
     /// Our extension, unset unless the config says so.
     pub allocation_policy: Option<AllocationPolicy>,
+    /// Our extension: `devicePlugin` unless the config says `dra`.
+    pub allocation_api: AllocationApi,
     /// Our extension (`linkHealth`, default true): devices turn Unhealthy
     /// while their PF has no carrier (or their own netdev, up, has none).
     pub link_health: bool,

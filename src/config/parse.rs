@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, ResourceRef};
 use super::json::{Fields, Json};
 use super::keys::{RESOURCE_KEYS, SELECTOR_KEYS, TOP_KEYS};
-use super::model::{AdditionalInfo, AllocationPolicy, DeviceType, Resource};
+use super::model::{AdditionalInfo, AllocationApi, AllocationPolicy, DeviceType, Resource};
 use super::read::{boolean, note_repeats, string, unknown_key_warning, wrong_type};
 use super::selector::parse_selector;
 use super::values;
@@ -147,6 +147,21 @@ fn parse_resource(
             }
         },
     };
+    let allocation_api = match fields.get("allocationApi") {
+        None => AllocationApi::default(),
+        Some(value) => match string(&at, "allocationApi", value)? {
+            "devicePlugin" => AllocationApi::DevicePlugin,
+            "dra" => AllocationApi::Dra,
+            other => {
+                return Err(ConfigError::InvalidValue {
+                    at,
+                    key: "allocationApi".to_string(),
+                    value: format!("{other:?}"),
+                    reason: "use \"devicePlugin\" or \"dra\"".to_string(),
+                })
+            }
+        },
+    };
     // ours: a pool whose VFs switch traffic among themselves without the
     // PF's cable (link_state enable) opts out of link health
     let link_health = match fields.get("linkHealth") {
@@ -201,6 +216,7 @@ fn parse_resource(
         selectors_listed,
         additional_info,
         allocation_policy,
+        allocation_api,
         link_health,
     })
 }

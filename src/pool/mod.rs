@@ -19,6 +19,13 @@ pub struct PoolDevice {
     pub pf_name: Option<String>,
     pub pf_pci_address: Option<String>,
     pub vf_index: Option<u32>,
+    /// PCI vendor and device ID, lower-case hex without `0x` (`8086`,
+    /// `154c`); an aux device's are its parent's. For DRA's attributes; left
+    /// out of `sriovctl inventory`'s output, which predates them.
+    #[serde(skip)]
+    pub vendor: String,
+    #[serde(skip)]
+    pub device: String,
     pub driver: Option<String>,
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
@@ -159,6 +166,8 @@ pub fn build(config: &Config, devices: &[Discovered], default_route_netdevs: &[S
                     pf_name: found.facts.pf_name.clone(),
                     pf_pci_address: found.facts.pf_pci_address.clone(),
                     vf_index: found.facts.vf_index,
+                    vendor: found.device.vendor.clone(),
+                    device: found.device.device.clone(),
                     driver: found.device.driver.clone(),
                     numa_node: found.device.numa_node,
                     iommu_group: found.device.iommu_group,

@@ -165,6 +165,22 @@ impl SysfsRoot {
         Ok(device)
     }
 
+    /// The PCI root complex a function sits under, as the kernel names its
+    /// directory below `devices/` (`pci0000:3a`): the value of DRA's
+    /// standard `resource.kubernetes.io/pcieRoot` attribute. None when the
+    /// function's directory is not below such a root (a hand-built tree).
+    pub fn pcie_root(&self, address: PciAddress) -> Result<Option<String>, SysfsError> {
+        let dir = self.real_device_dir(address)?;
+        let devices = self.path().join("devices");
+        let root = dir
+            .strip_prefix(&devices)
+            .ok()
+            .and_then(|below| below.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("pci"));
+        Ok(root)
+    }
+
     /// The directory `bus/pci/devices/<BDF>` links to, found with one
     /// readlink (not canonicalize, which would readlink every component), so
     /// reads below it skip the symlink walk.
@@ -243,5 +259,39 @@ impl SysfsRoot {
             .join(netdev)
             .join("type");
         Ok(read_number::<u32>(&path, "an ARPHRD number")?.map(link_type_name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pcie_root_is_the_root_complex_directory_the_function_sits_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let function = dir
+            .path()
+            .join("devices/pci0000:3a/0000:3a:00.0/0000:3b:02.0");
+        std::fs::create_dir_all(&function).unwrap();
+        let bus = dir.path().join("bus/pci/devices");
+        std::fs::create_dir_all(&bus).unwrap();
+        std::os::unix::fs::symlink(
+            "../../../devices/pci0000:3a/0000:3a:00.0/0000:3b:02.0",
+            bus.join("0000:3b:02.0"),
+        )
+        .unwrap();
+        // a hand-built tree that holds the directory itself
+        std::fs::create_dir_all(bus.join("0000:5e:00.0")).unwrap();
+        let sysfs = SysfsRoot::new(dir.path());
+        let address: PciAddress = "0000:3b:02.0".parse().unwrap();
+        assert_eq!(
+            sysfs.pcie_root(address).unwrap().as_deref(),
+            Some("pci0000:3a")
+        );
+        let flat: PciAddress = "0000:5e:00.0".parse().unwrap();
+        assert_eq!(sysfs.pcie_root(flat).unwrap(), None);
+        let absent: PciAddress = "0000:99:00.0".parse().unwrap();
+        assert!(sysfs.pcie_root(absent).is_err());
     }
 }

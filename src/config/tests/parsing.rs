@@ -218,6 +218,26 @@ fn allocation_policy_is_read_and_defaults_to_unset() {
 }
 
 #[test]
+fn allocation_api_is_read_and_defaults_to_the_device_plugin() {
+    let text = r#"{"resourceList":[
+      {"resourceName":"a","allocationApi":"dra","selectors":{"drivers":["iavf"]}},
+      {"resourceName":"b","allocationApi":"devicePlugin","selectors":{"drivers":["iavf"]}},
+      {"resourceName":"c","selectors":{"drivers":["iavf"]}}]}"#;
+    let loaded = load_ok(text);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let r = loaded.config.resources;
+    assert_eq!(r[0].allocation_api, crate::config::AllocationApi::Dra);
+    assert_eq!(
+        r[1].allocation_api,
+        crate::config::AllocationApi::DevicePlugin
+    );
+    assert_eq!(
+        r[2].allocation_api,
+        crate::config::AllocationApi::DevicePlugin
+    );
+}
+
+#[test]
 fn unknown_keys_are_ignored_with_a_warning_and_a_hint() {
     let text = r#"{"resourceList":[{"resourceName":"a","sriovMode":true,
       "selectors":{"drivers":["iavf"],"pfName":["ens1f0"]}}],"comment":"x"}"#;

@@ -171,6 +171,18 @@ fn bad_allocation_policy_is_an_error() {
 }
 
 #[test]
+fn bad_allocation_api_is_an_error() {
+    let text =
+        r#"{"resourceList": [{"resourceName": "a", "allocationApi": "DRA", "selectors": {}}]}"#;
+    let err = load_err(text);
+    assert!(
+        err.to_string()
+            .contains("`allocationApi` value \"DRA\": use \"devicePlugin\" or \"dra\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_null_or_empty_selectors_are_errors() {
     let err = load_err(r#"{"resourceList": [{"resourceName": "a"}]}"#);
     assert!(

@@ -1,0 +1,16 @@
+//! An in-process stand-in for the API server's part in DRA, for
+//! development and tests (no real API server runs on our machines): it
+//! stores ResourceSlices and ResourceClaims and refuses what the real one
+//! would refuse, as far as docs/dra.md lists. Not compiled into the daemon:
+//! only under `cfg(test)` or the `devtools` feature (with the
+//! stand-in kubelet; the shipped daemons build without it).
+//!
+//! - [`validate`]: a ResourceSlice's validation, pure;
+//! - [`store`]: the objects, `resourceVersion` conflicts, field selectors,
+//!   and claims as a [`super::claims::ClaimSource`].
+
+pub mod store;
+pub mod validate;
+
+pub use store::{ApiServerStandin, StandinError};
+pub use validate::validate_slice;
