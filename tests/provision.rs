@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::tree::{device, driver_of, listing, read};
+
 use common::{base_pf, require_root, SimFixture, TestNetns};
 use sriov_rs::devtools::sim;
 use sriov_rs::devtools::sim::layout::{Layout, VfSpec};
@@ -32,34 +34,6 @@ fn layout(tag: &str, a: u16, b: u16) -> Layout {
     Layout {
         pfs: vec![pf_a, pf_b],
     }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim_end()
-        .to_owned()
-}
-
-fn device(root: &Path, bdf: &str) -> PathBuf {
-    root.join("bus/pci/devices").join(bdf)
-}
-
-fn driver_of(root: &Path, bdf: &str) -> Option<String> {
-    std::fs::read_link(device(root, bdf).join("driver"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
 }
 
 fn iommu_group(root: &Path, bdf: &str) -> String {

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::tree::{device, driver_of, listing, read};
+
 use common::{
     host_link_names, named_netns, plug_into_pod, require_root, two_pf_layout, SimFixture, TestNetns,
 };
@@ -17,17 +19,10 @@ use sriov_rs::uevent::{Action, Uevent, UeventListener};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PF_A: &str = "0000:3b:00.0";
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim_end()
-        .to_owned()
-}
 
 /// Write like `echo value > path`: open (truncating), one write, close.
 fn write(path: &Path, value: &str) -> std::io::Result<()> {
@@ -40,27 +35,6 @@ fn write(path: &Path, value: &str) -> std::io::Result<()> {
 
 fn errno(result: std::io::Result<()>) -> Option<i32> {
     result.err().and_then(|e| e.raw_os_error())
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
-}
-
-fn device(root: &Path, bdf: &str) -> PathBuf {
-    root.join("bus/pci/devices").join(bdf)
-}
-
-fn driver_of(root: &Path, bdf: &str) -> Option<String> {
-    std::fs::read_link(device(root, bdf).join("driver"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
 /// Every event the listener has within `quiet` of the last one.

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod cni;
 pub mod dhcp;
 pub mod sysfs_shape;
+pub mod tree;
 
 use sriov_rs::devtools::sim::layout::{Layout, PfSpec, VfSpec};
 use sriov_rs::devtools::sim::{self, CreateOptions, Serve, SimNode};
