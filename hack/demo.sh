@@ -16,8 +16,9 @@ ensure_packages
 
 log "building"
 cargo build --locked --quiet --bins
-SRIOVCTL=$PWD/target/debug/sriovctl
-DEVICE_PLUGIN=$PWD/target/debug/sriov-device-plugin
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+SRIOVCTL=$TARGET/debug/sriovctl
+DEVICE_PLUGIN=$TARGET/debug/sriov-device-plugin
 
 WORK=$(mktemp -d /tmp/sriov-demo.XXXXXX)
 export SRIOV_SYSFS_ROOT=$WORK/sys
@@ -74,7 +75,7 @@ mapfile -t ALLOCATED < <(sed -n 's/^intel.com\/sriov_netdevice: allocated //p' "
 [ ${#ALLOCATED[@]} -eq 2 ] || { log "expected two allocations, got: ${ALLOCATED[*]}"; exit 1; }
 echo "  device-info file for the CNI (via Multus): $(cat "$WORK/devinfo/intel.com-sriov_netdevice-${ALLOCATED[0]}-device.json")"
 
-SRIOV=$PWD/target/debug/sriov
+SRIOV=$TARGET/debug/sriov
 export SRIOV_CNI_STATE_DIR=$WORK/cni-state
 cni() { # cni COMMAND POD DEVICE: run the sriov plugin as a runtime would
   local conf

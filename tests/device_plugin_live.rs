@@ -308,3 +308,105 @@ async fn a_daemon_killed_while_pods_hold_vfs_comes_back_with_the_same_devices() 
     .unwrap();
     let _ = daemon.wait();
 }
+
+/// Issue 12's soak: 100 kubelet restarts and 20 daemon restarts (SIGTERM and
+/// SIGKILL in turn) on the live node with two VFs in pods: every restart ends
+/// with every pool registered and the same devices listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_kubelet_and_twenty_daemon_restarts_lose_no_registration() {
+    if !require_root("a_hundred_kubelet_and_twenty_daemon_restarts_lose_no_registration") {
+        return;
+    }
+    let node = SimFixture::new(two_pf_layout, true);
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["device-plugins", "devinfo", "cdi"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), config(&node.tag)).unwrap();
+    let sockets = dir.path().join("device-plugins");
+    let mut kubelet = KubeletSim::start(&sockets).await.unwrap();
+    let mut daemon = daemon_binary(&node, dir.path());
+    let lists = |kubelet: &KubeletSim| -> Vec<Vec<(String, String)>> {
+        [E810, DPDK, CX]
+            .iter()
+            .map(|r| {
+                health(
+                    &kubelet
+                        .plugin(r)
+                        .and_then(|v| v.devices)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let all_listed =
+        |p: &std::collections::BTreeMap<String, sriov_rs::devtools::kubelet_sim::PluginView>| {
+            [(E810, 3), (DPDK, 1), (CX, 2)].iter().all(|(r, n)| {
+                p.get(*r).is_some_and(|v| {
+                    v.stream_open && v.devices.as_ref().is_some_and(|d| d.len() == *n)
+                })
+            })
+        };
+    kubelet
+        .wait_until("all pools listed", WAIT, all_listed)
+        .await
+        .unwrap();
+    let pods = [
+        common::TestNetns::new(&format!("{}-s1", node.tag)),
+        common::TestNetns::new(&format!("{}-s2", node.tag)),
+    ];
+    for (n, pod) in pods.iter().enumerate() {
+        common::plug_into_pod(
+            &format!("{}av{n}", node.tag),
+            pod,
+            std::net::Ipv4Addr::new(10, 82, 0, n as u8 + 1),
+        );
+    }
+    let expected = lists(&kubelet);
+
+    let mut slowest_kubelet = Duration::ZERO;
+    for restart in 1..=100 {
+        kubelet.stop();
+        KubeletSim::wipe_sockets(&sockets).unwrap();
+        let began = Instant::now();
+        kubelet = KubeletSim::start(&sockets).await.unwrap();
+        kubelet
+            .wait_until(&format!("kubelet restart {restart}"), WAIT, all_listed)
+            .await
+            .unwrap();
+        slowest_kubelet = slowest_kubelet.max(began.elapsed());
+        assert_eq!(lists(&kubelet), expected, "kubelet restart {restart}");
+    }
+    let mut slowest_daemon = Duration::ZERO;
+    for restart in 1..=20 {
+        let signal = if restart % 2 == 0 {
+            nix::sys::signal::Signal::SIGKILL
+        } else {
+            nix::sys::signal::Signal::SIGTERM
+        };
+        let before = kubelet.plugin(E810).unwrap().registrations;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), signal).unwrap();
+        let began = Instant::now();
+        let _ = daemon.wait();
+        daemon = daemon_binary(&node, dir.path());
+        kubelet
+            .wait_until(&format!("daemon restart {restart}"), WAIT, |p| {
+                all_listed(p) && p.get(E810).is_some_and(|v| v.registrations > before)
+            })
+            .await
+            .unwrap();
+        slowest_daemon = slowest_daemon.max(began.elapsed());
+        assert_eq!(
+            lists(&kubelet),
+            expected,
+            "daemon restart {restart} ({signal:?})"
+        );
+    }
+    eprintln!("slowest: kubelet restart {slowest_kubelet:?}, daemon restart {slowest_daemon:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = daemon.wait();
+}
