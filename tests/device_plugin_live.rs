@@ -163,14 +163,18 @@ async fn a_pulled_cable_turns_that_pfs_vfs_unhealthy_within_500_ms_and_back() {
     let took = plugged.elapsed();
     assert!(took < Duration::from_millis(500), "Healthy after {took:?}");
 
-    // a pool that opted out stays Healthy without its cable
+    // a pool that opted out stays Healthy without its cable: pull b, then
+    // a; once a's VFs are Unhealthy, b's event (earlier, same thread, same
+    // loop) has been handled too
     let updates = setup.kubelet.plugin(CX).unwrap().updates;
     sim::set_carrier(&setup.node.root, &pf_b, false).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sim::set_carrier(&setup.node.root, &pf_a, false).unwrap();
+    setup.wait(E810, |d| all_are(d, "Unhealthy")).await;
     let cx = setup.kubelet.plugin(CX).unwrap();
     assert!(all_are(&cx.devices.unwrap(), "Healthy"));
     assert_eq!(cx.updates, updates, "no update for an opted-out pool");
     sim::set_carrier(&setup.node.root, &pf_b, true).unwrap();
+    sim::set_carrier(&setup.node.root, &pf_a, true).unwrap();
     setup.stop().await;
 }
 
@@ -184,14 +188,15 @@ async fn vfs_made_and_destroyed_through_sriov_numvfs_reach_the_kubelet_within_a_
     let setup = Setup::new().await;
     let numvfs = setup.pf_dir("0000:3b:00.0").join("sriov_numvfs");
 
-    let start = Instant::now();
+    // timed from the write's return: the kernel's events are out by then
     write(&numvfs, "0");
+    let start = Instant::now();
     setup.wait(E810, |d| d.is_empty()).await;
     setup.wait(DPDK, |d| d.is_empty()).await;
     let emptied = start.elapsed();
 
-    let start = Instant::now();
     write(&numvfs, "6");
+    let start = Instant::now();
     let devices = setup.wait(E810, |d| d.len() == 6).await;
     let made = start.elapsed();
     eprintln!("sriov_numvfs 4 -> 0: {emptied:?}; 0 -> 6: {made:?}");
@@ -224,9 +229,37 @@ async fn a_vf_rebound_to_vfio_pci_moves_from_the_netdev_pool_to_the_dpdk_pool() 
     setup.stop().await;
 }
 
+/// The daemon binary; killed and reaped when dropped (a failing test must
+/// not leave it holding the node's mount), its log in the test's dir.
+struct DaemonProcess(std::process::Child);
+
+impl DaemonProcess {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The daemon binary, as a DaemonSet runs it, on the node and dirs.
-fn daemon_binary(node: &SimFixture, dir: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
+fn daemon_binary(node: &SimFixture, dir: &Path) -> DaemonProcess {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
         .arg(format!(
             "--config-file={}",
             dir.join("config.json").display()
@@ -241,9 +274,10 @@ fn daemon_binary(node: &SimFixture, dir: &Path) -> std::process::Child {
         .arg("--registration-mode=kubelet-socket")
         .arg("--pod-resources-socket=")
         .arg("--no-config-watch")
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
-        .unwrap()
+        .unwrap();
+    DaemonProcess(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,16 +180,17 @@ impl LiveNode {
             Control::Bind(driver) => {
                 let address = parse_address(text)?;
                 let place = self.place(address)?;
-                if let Some(bound) = self.driver_of(place) {
-                    return Err(refuse(
-                        Errno::EBUSY,
-                        format!("{address} is bound to {bound} already"),
-                    ));
-                }
+                // bind_store: driver_match_device first, then "bound already"
                 if !self.matches(place, driver) {
                     return Err(refuse(
                         Errno::ENODEV,
                         format!("{driver} does not match {address} (see driver_override)"),
+                    ));
+                }
+                if let Some(bound) = self.driver_of(place) {
+                    return Err(refuse(
+                        Errno::EBUSY,
+                        format!("{address} is bound to {bound} already"),
                     ));
                 }
                 self.bind(place, driver)
@@ -336,10 +337,8 @@ impl LiveNode {
 
     fn set_num_vfs(&mut self, pf: PciAddress, text: &str) -> Result<(), WriteError> {
         // sriov_numvfs_store: kstrtou16, then the total, then "same as now"
-        let wanted: u16 = text
-            .trim()
-            .parse()
-            .map_err(|_| refuse(Errno::EINVAL, format!("{text:?} is not a VF count")))?;
+        let wanted = kstrtou16(text)
+            .ok_or_else(|| refuse(Errno::EINVAL, format!("{text:?} is not a VF count")))?;
         let p = self.pf_index(pf)?;
         let current = self.node.pfs[p].spec.num_vfs;
         let total = self.node.pfs[p].spec.total_vfs;
@@ -371,7 +370,13 @@ impl LiveNode {
     }
 
     fn enable_sriov(&mut self, p: usize, count: u16) -> Result<(), WriteError> {
-        self.add_vfs(p, count)?;
+        if let Err(error) = self.add_vfs(p, count) {
+            // sriov_enable undoes a half-made enable: 0 VFs, not some
+            if let Err(undo) = self.disable_sriov(p) {
+                tracing::error!(detail = %undo.detail, "undoing a failed sriov_numvfs write");
+            }
+            return Err(error);
+        }
         // the kernel announces the PF's new state once its VFs exist
         let pf = self.node.pfs[p].address;
         let driver = self.node.pfs[p].driver.clone();
@@ -417,11 +422,12 @@ impl LiveNode {
     }
 
     fn disable_sriov(&mut self, p: usize) -> Result<(), WriteError> {
-        while let Some(v) = self.node.pfs[p].vfs.len().checked_sub(1) {
-            if self.node.pfs[p].vfs[v].driver.is_some() {
-                self.unbind(Place::Vf(p, v))?;
+        // sriov_del_vfs: VF 0 first
+        while !self.node.pfs[p].vfs.is_empty() {
+            if self.node.pfs[p].vfs[0].driver.is_some() {
+                self.unbind(Place::Vf(p, 0))?;
             }
-            let vf = self.node.pfs[p].vfs.remove(v);
+            let vf = self.node.pfs[p].vfs.remove(0);
             self.record(
                 DeviceAction::Remove,
                 self.node.pfs[p].address,
@@ -627,6 +633,24 @@ fn parse_address(text: &str) -> Result<PciAddress, WriteError> {
         .map_err(|_| refuse(Errno::ENODEV, format!("{text:?} is not a PCI address")))
 }
 
+/// kstrtou16 with base 0, as `sriov_numvfs` reads its argument: `0x` is
+/// hex, a leading `0` octal, else decimal; an optional `+`; no spaces.
+fn kstrtou16(text: &str) -> Option<u16> {
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let (digits, radix) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (hex, 16)
+        } else if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8)
+        } else {
+            (text, 10)
+        };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u16::from_str_radix(digits, radix).ok()
+}
+
 /// kstrtoul, as `remove` and `rescan` read their argument.
 fn parse_unsigned(text: &str) -> Result<u64, WriteError> {
     text.trim()
@@ -640,5 +664,22 @@ fn parse_bool(text: &str) -> Result<bool, WriteError> {
         "1" | "y" | "Y" | "on" => Ok(true),
         "0" | "n" | "N" | "off" => Ok(false),
         other => Err(refuse(Errno::EINVAL, format!("{other:?} is not a boolean"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kstrtou16;
+
+    #[test]
+    fn vf_counts_are_read_as_the_kernel_reads_them() {
+        assert_eq!(kstrtou16("6"), Some(6));
+        assert_eq!(kstrtou16("+6"), Some(6));
+        assert_eq!(kstrtou16("0x10"), Some(16));
+        assert_eq!(kstrtou16("010"), Some(8));
+        assert_eq!(kstrtou16("0"), Some(0));
+        for bad in ["", " 6", "6 ", "-1", "09", "0x", "65536", "six"] {
+            assert_eq!(kstrtou16(bad), None, "{bad:?}");
+        }
     }
 }
