@@ -115,9 +115,8 @@ pub enum Control {
     Shutdown,
 }
 
-/// Config + discovery → the pools to serve (non-empty ones), and the full
-/// names of every configured resource.
-pub fn scan(settings: &Settings) -> Result<(Vec<ServedPool>, BTreeSet<String>), DaemonError> {
+/// The config file, read and validated.
+pub fn load_config(settings: &Settings) -> Result<config::Config, DaemonError> {
     let loaded = config::load(&settings.config_file, &settings.resource_prefix)?;
     for warning in &loaded.warnings {
         tracing::warn!(config = %settings.config_file.display(), "{warning}");
@@ -125,8 +124,17 @@ pub fn scan(settings: &Settings) -> Result<(Vec<ServedPool>, BTreeSet<String>), 
     if loaded.config.resources.is_empty() {
         return Err(DaemonError::NoResources(settings.config_file.clone()));
     }
+    Ok(loaded.config)
+}
+
+/// Discovery with a loaded config → the pools to serve (non-empty ones),
+/// and the full names of every configured resource.
+pub fn scan_with(
+    settings: &Settings,
+    config: &config::Config,
+) -> Result<(Vec<ServedPool>, BTreeSet<String>), DaemonError> {
     // only the facts the config's selectors need (see pool::discover_for)
-    let devices = pool::discover_for(&settings.sysfs, &loaded.config)?;
+    let devices = pool::discover_for(&settings.sysfs, config)?;
     let routes = match &settings.default_route_netdevs {
         Some(pinned) => pinned.clone(),
         None => crate::netlink::default_route_netdevs().unwrap_or_else(|error| {
@@ -134,7 +142,7 @@ pub fn scan(settings: &Settings) -> Result<(Vec<ServedPool>, BTreeSet<String>), 
             Vec::new()
         }),
     };
-    let pools = pool::build(&loaded.config, &devices, &routes);
+    let pools = pool::build(config, &devices, &routes);
     for excluded in &pools.excluded {
         tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
     }
@@ -145,9 +153,9 @@ pub fn scan(settings: &Settings) -> Result<(Vec<ServedPool>, BTreeSet<String>), 
     let served: Vec<ServedPool> = pools
         .pools
         .iter()
-        .map(|p| serve_pool(p, &loaded.config.resources[p.resource], &facts))
+        .map(|p| serve_pool(p, &config.resources[p.resource], &facts))
         .collect();
-    for resource in &loaded.config.resources {
+    for resource in &config.resources {
         if !served
             .iter()
             .any(|p| p.resource_name == resource.full_name())
@@ -155,12 +163,7 @@ pub fn scan(settings: &Settings) -> Result<(Vec<ServedPool>, BTreeSet<String>), 
             tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
         }
     }
-    let configured = loaded
-        .config
-        .resources
-        .iter()
-        .map(|r| r.full_name())
-        .collect();
+    let configured = config.resources.iter().map(|r| r.full_name()).collect();
     Ok((served, configured))
 }
 
@@ -201,6 +204,12 @@ pub struct Daemon {
     base: BTreeMap<String, ServedPool>,
     /// The periodic rescan's clock.
     rescan: Option<tokio::time::Interval>,
+    /// The config last accepted: what a rescan (device events, the
+    /// periodic one) applies; only a reload reads the file again.
+    config: config::Config,
+    /// Asks PodResources again while devices are kept for pods; a clock of
+    /// its own, so that other wakes do not keep putting it off.
+    held_clock: tokio::time::Interval,
     /// Every configured resource: a running pool whose devices all went
     /// stays registered with an empty list (the kubelet sees capacity 0 at
     /// once, rather than keeping the devices through a 5-minute grace).
@@ -237,7 +246,9 @@ impl Daemon {
                 }
             }
         }
-        let (pools, configured) = scan(&settings)?;
+        let config = load_config(&settings)?;
+        let (pools, configured) = scan_with(&settings, &config)?;
+        let held_recheck = settings.held_recheck;
         let registration = settings.resolve_registration();
         tracing::info!(?registration, pools = pools.len(), "starting");
         if settings.cdi != CdiMode::Off {
@@ -280,6 +291,12 @@ impl Daemon {
             base: BTreeMap::new(),
             rescan: None,
             configured,
+            config,
+            held_clock: {
+                let mut clock = tokio::time::interval(held_recheck);
+                clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                clock
+            },
         };
         if let Some(every) = daemon.settings.rescan_interval {
             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -433,11 +450,10 @@ impl Daemon {
     /// pods hold are not dropped or moved while held (see [`held`]).
     pub async fn reload(&mut self) {
         self.config_seen = std::fs::read(&self.settings.config_file).ok();
-        let pools = match scan(&self.settings) {
-            Ok((pools, configured)) => {
-                self.configured = configured;
-                pools
-            }
+        let scanned = load_config(&self.settings)
+            .and_then(|config| Ok((scan_with(&self.settings, &config)?, config)));
+        let ((pools, configured), config) = match scanned {
+            Ok(scanned) => scanned,
             Err(error) => {
                 tracing::error!(%error, "reload refused: keeping the current pools");
                 self.set_refusal(Some(error.to_string()));
@@ -445,8 +461,23 @@ impl Daemon {
             }
         };
         self.set_refusal(None);
+        self.config = config;
+        self.configured = configured;
         self.wanted = pools;
         self.reconcile().await;
+    }
+
+    /// Discovery again with the config last accepted (device events, the
+    /// periodic rescan): a config file half-edited on disk is not applied.
+    pub async fn rescan(&mut self) {
+        match scan_with(&self.settings, &self.config) {
+            Ok((pools, configured)) => {
+                self.configured = configured;
+                self.wanted = pools;
+                self.reconcile().await;
+            }
+            Err(error) => tracing::error!(%error, "rescan failed: keeping the current pools"),
+        }
     }
 
     /// Why the config on disk is not served (None: it is), for `/readyz`.
@@ -644,11 +675,12 @@ impl Daemon {
         loop {
             // while devices are kept for pods, ask now and then whether
             // they were released
-            let recheck_after = (!self.kept.is_empty()).then_some(self.settings.held_recheck);
+            let any_kept = !self.kept.is_empty();
+            let held_clock = &mut self.held_clock;
             let recheck = async {
-                match recheck_after {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => std::future::pending().await,
+                match any_kept {
+                    true => drop(held_clock.tick().await),
+                    false => std::future::pending().await,
                 }
             };
             let config_watch = self.config_watch.as_mut();
@@ -695,9 +727,9 @@ impl Daemon {
                 Wake::Node(Some(event)) => match event {
                     NodeEvent::DevicesChanged { events } => {
                         tracing::info!(events, "PCI devices changed: rescanning");
-                        self.reload().await;
+                        self.rescan().await;
                     }
-                    NodeEvent::Lost => self.reload().await,
+                    NodeEvent::Lost => self.rescan().await,
                     links => {
                         if self.links.update(&links) {
                             self.refresh_health();
@@ -706,7 +738,7 @@ impl Daemon {
                 },
                 Wake::Rescan => {
                     tracing::debug!("periodic rescan");
-                    self.reload().await;
+                    self.rescan().await;
                 }
                 Wake::ConfigDirChanged => {
                     let now = std::fs::read(&self.settings.config_file).ok();
