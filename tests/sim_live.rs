@@ -146,6 +146,19 @@ fn numvfs_0_then_6_gives_six_working_vfs_and_announces_each_change_to_this_node_
     assert_eq!(add.var("PCI_ID"), Some("8086:1889"));
     assert_eq!(add.devpath, "/devices/pci0000:3a/0000:3a:00.0/0000:3b:01.0");
 
+    // an fd held across writes keeps working, as with sysfs (the file's
+    // inode changed with its text)
+    {
+        use std::io::Write as _;
+        let mut held = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&numvfs)
+            .unwrap();
+        held.write_all(b"0\n").unwrap();
+        held.write_all(b"6\n").unwrap();
+    }
+    assert_eq!(read(&numvfs), "6");
+    drain(&mut listener, Duration::from_millis(300));
     // the kernel's refusals, and no event for them
     assert_eq!(errno(write(&numvfs, "3")), Some(nix::libc::EBUSY));
     assert_eq!(errno(write(&numvfs, "65")), Some(nix::libc::ERANGE));

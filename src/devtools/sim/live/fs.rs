@@ -344,8 +344,8 @@ impl LiveFs {
     }
 
     fn find(&self, live: &mut Live, ino: Ino) -> Result<Found, Errno> {
-        if live.tree.node(ino).is_some() {
-            return Ok(Found::Static(ino));
+        if let Some(current) = live.tree.resolve(ino) {
+            return Ok(Found::Static(current));
         }
         live.dyn_keys
             .get(&ino)
@@ -761,10 +761,14 @@ impl Filesystem for LiveFs {
     ) {
         // `echo N > attr` truncates first: sysfs ignores that for the
         // attributes one may write, and refuses it for the others
-        let writable = matches!(
-            self.lock().tree.node(ino.0).map(|n| &n.kind),
-            Some(Kind::Control(..))
-        );
+        let writable = {
+            let live = self.lock();
+            let current = live.tree.resolve(ino.0).unwrap_or(ino.0);
+            matches!(
+                live.tree.node(current).map(|n| &n.kind),
+                Some(Kind::Control(..))
+            )
+        };
         if writable {
             self.getattr(req, ino, fh, reply)
         } else {
@@ -850,7 +854,8 @@ impl Filesystem for LiveFs {
         reply: ReplyWrite,
     ) {
         let mut live = self.lock();
-        let control = match live.tree.node(ino.0).map(|n| &n.kind) {
+        let current = live.tree.resolve(ino.0).unwrap_or(ino.0);
+        let control = match live.tree.node(current).map(|n| &n.kind) {
             Some(Kind::Control(_, control)) => control.clone(),
             Some(_) => return reply.error(Errno::EACCES),
             None => return reply.error(Errno::ENOENT),

@@ -67,6 +67,10 @@ pub struct StaticTree {
     paths: HashMap<PathBuf, Ino>,
     /// The `net/` directories, for `class/net`.
     pub net_dirs: Vec<Ino>,
+    /// Inodes a rebuild replaced, by the path they had: a reader or writer
+    /// that still holds one (an open fd, a lookup just before the change)
+    /// reaches what is at that path now, as with sysfs, not ENOENT.
+    retired: HashMap<Ino, PathBuf>,
 }
 
 /// What the kernel must forget after a rebuild.
@@ -92,6 +96,15 @@ impl StaticTree {
 
     pub fn ino_of(&self, path: &Path) -> Option<Ino> {
         self.paths.get(path).copied()
+    }
+
+    /// The node an inode number stands for now: itself, or what is at the
+    /// path of a retired one.
+    pub fn resolve(&self, ino: Ino) -> Option<Ino> {
+        if self.nodes.contains_key(&ino) {
+            return Some(ino);
+        }
+        self.retired.get(&ino).and_then(|path| self.ino_of(path))
     }
 
     /// Build from the description `describe` feeds, reusing `previous`'s
@@ -229,8 +242,17 @@ impl TreeSink for Builder<'_> {
 /// generation is bumped in `tree`).
 fn diff(previous: &StaticTree, tree: &mut StaticTree) -> Invalidation {
     let mut invalidation = Invalidation::default();
+    tree.retired = previous
+        .retired
+        .iter()
+        .filter(|(_, path)| tree.paths.contains_key(*path))
+        .map(|(ino, path)| (*ino, path.clone()))
+        .collect();
     for (path, &old_ino) in &previous.paths {
         if tree.paths.get(path) != Some(&old_ino) {
+            if tree.paths.contains_key(path) {
+                tree.retired.insert(old_ino, path.clone());
+            }
             if let Some(old) = previous.node(old_ino) {
                 if old_ino != ROOT_INO {
                     invalidation.entries.push((old.parent, old.name.clone()));
