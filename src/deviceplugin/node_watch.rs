@@ -83,6 +83,8 @@ fn watch(
 ) {
     // (first event of the burst, last event, count)
     let mut burst: Option<(Instant, Instant, usize)> = None;
+    // the burst lost events: say so (the rescan is the same)
+    let mut lost = false;
     loop {
         if sender.is_closed() {
             return;
@@ -128,8 +130,14 @@ fn watch(
                     }
                     Ok(None) => break,
                     Err(UeventError::Overrun) => {
+                        // lost events are a burst too: one rescan for all
                         tracing::warn!("device events were lost: rescanning");
-                        let _ = sender.send(NodeEvent::Lost);
+                        let now = Instant::now();
+                        lost = true;
+                        burst = Some(match burst {
+                            Some((first, _, count)) => (first, now, count),
+                            None => (now, now, 0),
+                        });
                     }
                     Err(error) => {
                         tracing::warn!(%error, "an unreadable device event");
@@ -150,8 +158,13 @@ fn watch(
         if let Some((first, last, count)) = burst {
             let now = Instant::now();
             if now >= last + debounce.quiet || now >= first + debounce.longest {
-                let _ = sender.send(NodeEvent::DevicesChanged { events: count });
+                let event = match lost {
+                    true => NodeEvent::Lost,
+                    false => NodeEvent::DevicesChanged { events: count },
+                };
+                let _ = sender.send(event);
                 burst = None;
+                lost = false;
             }
         }
     }

@@ -175,16 +175,30 @@ pub fn stop(pid: u32, root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `pid` runs `... sim serve --sysfs-root <root>`.
+/// Whether `pid` runs `... sim serve --sysfs-root <root>`, however either
+/// side spelled the root (relative, through a symlinked parent).
 fn serves(pid: u32, root: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let root = root.as_os_str().as_encoded_bytes();
-    args.windows(2)
+    if !args
+        .windows(2)
         .any(|w| w == [b"sim".as_slice(), b"serve".as_slice()])
-        && args.contains(&root)
+    {
+        return false;
+    }
+    let Some(served) = args
+        .windows(2)
+        .find(|w| w[0] == b"--sysfs-root".as_slice())
+        .map(|w| Path::new(std::ffi::OsStr::from_bytes(w[1])))
+    else {
+        return false;
+    };
+    // a relative root is relative to the server's working directory
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+    absolute(&cwd.join(served)) == absolute(root)
 }
 
 /// Running, not a zombie waiting for its parent.

@@ -885,14 +885,15 @@ impl Filesystem for LiveFs {
                 Invalidation::default()
             }
         };
+        // Taken before the tree is let go: two writes announce in the order
+        // they changed the node (live, then announcer; never the reverse).
+        let mut announcer = self.announcer.lock().unwrap_or_else(|p| p.into_inner());
         drop(live);
         self.invalidate(&invalidation);
-        {
-            let mut announcer = self.announcer.lock().unwrap_or_else(|p| p.into_inner());
-            for event in &events {
-                announcer.announce(event);
-            }
+        for event in &events {
+            announcer.announce(event);
         }
+        drop(announcer);
         match outcome {
             Ok(()) => reply.written(data.len() as u32),
             Err(WriteError { errno, detail }) => {
