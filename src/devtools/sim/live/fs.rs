@@ -541,7 +541,14 @@ fn current(live: &mut Live, key: &DynKey) -> Option<(NetdevEntry, LinkStatus)> {
     catch_up(live);
     let status = match key {
         DynKey::NetdevFile { .. } => match live.links.fresh(ifindex) {
-            Ok(status) => status?,
+            Ok(status) => {
+                let status = status?;
+                if status.name != name {
+                    // a rename the events have not brought yet: class/net too
+                    live.class_net = None;
+                }
+                status
+            }
             Err(e) => {
                 tracing::warn!(error = %e, ifindex, "reading a link");
                 live.links.get(ifindex)?.clone()

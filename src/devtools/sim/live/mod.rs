@@ -126,7 +126,9 @@ pub fn serve(root: &Path) -> Result<(), SimError> {
             MountOption::NoExec,
         ];
         config.acl = SessionACL::All;
-        // a write that adds VFs blocks one thread; lookups go on on the others
+        // readers wait on the tree's lock while a write makes VFs; the
+        // other threads answer the kernel's own requests meanwhile (an
+        // invalidation may need a lookup answered)
         config.n_threads = Some(4);
         config
     };
