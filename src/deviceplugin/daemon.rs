@@ -427,6 +427,7 @@ impl Daemon {
     }
 
     async fn stop_pool(&mut self, name: &str) {
+        self.base.remove(name);
         if let Some(running) = self.running.remove(name) {
             if let Ok(mut flags) = self.probe_state.registrations.lock() {
                 flags.remove(name);
