@@ -36,6 +36,32 @@ const E810: &str = "intel.com/e810";
 const DPDK: &str = "intel.com/dpdk";
 const CX: &str = "intel.com/cx";
 
+/// A live node and the daemon's dirs (sockets, device-info, CDI) with the
+/// test config written.
+fn node_and_dirs() -> (SimFixture, tempfile::TempDir) {
+    let node = SimFixture::new(two_pf_layout, true);
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["device-plugins", "devinfo", "cdi"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), config(&node.tag)).unwrap();
+    (node, dir)
+}
+
+/// VFs 0 and 1 of PF a into two pods (`<tag>-<name>1`, `-<name>2`),
+/// addressed in 10.<subnet>.0.0/24: their netdevs leave the host's sysfs.
+fn two_vfs_into_pods(node: &SimFixture, name: &str, subnet: u8) -> [common::TestNetns; 2] {
+    let pods = [1, 2].map(|n| common::TestNetns::new(&format!("{}-{name}{n}", node.tag)));
+    for (n, pod) in pods.iter().enumerate() {
+        common::plug_into_pod(
+            &format!("{}av{n}", node.tag),
+            pod,
+            std::net::Ipv4Addr::new(10, subnet, 0, n as u8 + 1),
+        );
+    }
+    pods
+}
+
 struct Setup {
     node: SimFixture,
     dir: tempfile::TempDir,
@@ -46,13 +72,8 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Setup {
-        let node = SimFixture::new(two_pf_layout, true);
-        let dir = tempfile::tempdir().unwrap();
+        let (node, dir) = node_and_dirs();
         let path = |sub: &str| -> PathBuf { dir.path().join(sub) };
-        for sub in ["device-plugins", "devinfo", "cdi"] {
-            std::fs::create_dir_all(path(sub)).unwrap();
-        }
-        std::fs::write(path("config.json"), config(&node.tag)).unwrap();
         let kubelet = KubeletSim::start(&path("device-plugins")).await.unwrap();
         let settings = Settings {
             config_file: path("config.json"),
@@ -285,12 +306,7 @@ async fn a_daemon_killed_while_pods_hold_vfs_comes_back_with_the_same_devices() 
     if !require_root("a_daemon_killed_while_pods_hold_vfs_comes_back_with_the_same_devices") {
         return;
     }
-    let node = SimFixture::new(two_pf_layout, true);
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["device-plugins", "devinfo", "cdi"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-    }
-    std::fs::write(dir.path().join("config.json"), config(&node.tag)).unwrap();
+    let (node, dir) = node_and_dirs();
     let kubelet = KubeletSim::start(&dir.path().join("device-plugins"))
         .await
         .unwrap();
@@ -300,18 +316,7 @@ async fn a_daemon_killed_while_pods_hold_vfs_comes_back_with_the_same_devices() 
         .await
         .unwrap();
 
-    // two VFs go into pods: their netdevs leave the host's sysfs
-    let pods = [
-        common::TestNetns::new(&format!("{}-h1", node.tag)),
-        common::TestNetns::new(&format!("{}-h2", node.tag)),
-    ];
-    for (n, pod) in pods.iter().enumerate() {
-        common::plug_into_pod(
-            &format!("{}av{n}", node.tag),
-            pod,
-            std::net::Ipv4Addr::new(10, 81, 0, n as u8 + 1),
-        );
-    }
+    let _pods = two_vfs_into_pods(&node, "h", 81);
     let vf0_net = node.root.join("bus/pci/devices/0000:3b:01.0/net");
     assert_eq!(std::fs::read_dir(&vf0_net).unwrap().count(), 0);
 
@@ -351,12 +356,7 @@ async fn a_hundred_kubelet_and_twenty_daemon_restarts_lose_no_registration() {
     if !require_root("a_hundred_kubelet_and_twenty_daemon_restarts_lose_no_registration") {
         return;
     }
-    let node = SimFixture::new(two_pf_layout, true);
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["device-plugins", "devinfo", "cdi"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-    }
-    std::fs::write(dir.path().join("config.json"), config(&node.tag)).unwrap();
+    let (node, dir) = node_and_dirs();
     let sockets = dir.path().join("device-plugins");
     let mut kubelet = KubeletSim::start(&sockets).await.unwrap();
     let mut daemon = daemon_binary(&node, dir.path());
@@ -385,17 +385,7 @@ async fn a_hundred_kubelet_and_twenty_daemon_restarts_lose_no_registration() {
         .wait_until("all pools listed", WAIT, all_listed)
         .await
         .unwrap();
-    let pods = [
-        common::TestNetns::new(&format!("{}-s1", node.tag)),
-        common::TestNetns::new(&format!("{}-s2", node.tag)),
-    ];
-    for (n, pod) in pods.iter().enumerate() {
-        common::plug_into_pod(
-            &format!("{}av{n}", node.tag),
-            pod,
-            std::net::Ipv4Addr::new(10, 82, 0, n as u8 + 1),
-        );
-    }
+    let _pods = two_vfs_into_pods(&node, "s", 82);
     let expected = lists(&kubelet);
 
     let mut slowest_kubelet = Duration::ZERO;
