@@ -12,7 +12,7 @@
 //! write returns, so the writer reads the new tree.
 
 use super::node::{LiveNode, WriteError};
-use super::tree::{Ino, Invalidation, Kind, Node, StaticTree, ROOT_INO};
+use super::tree::{Ino, Invalidation, Kind, StaticTree, ROOT_INO};
 use super::Announcer;
 use crate::devtools::sim::tree::{self, relative_target, Counter, NetdevEntry, NetdevState};
 use crate::netlink::{LinkStatus, LinkTable};
@@ -468,20 +468,19 @@ fn dyn_ino(live: &mut Live, key: &DynKey) -> Ino {
 /// The netdev behind a `net/` directory, if the host has it now: its
 /// ifindex and current name.
 fn netdev_of(live: &mut Live, net_dir: Ino) -> Result<(u32, String), Errno> {
-    let Some(Node {
-        kind: Kind::NetDir(entry),
-        ..
-    }) = live.tree.node(net_dir)
-    else {
-        return Err(Errno::ENOENT);
-    };
-    let ifindex = entry.ifindex;
+    let ifindex = live.tree.netdev(net_dir).ok_or(Errno::ENOENT)?.ifindex;
     catch_up(live);
-    live.links
-        .get(ifindex)
-        .filter(|link| link.kind.as_deref() == Some("veth"))
+    host_link(&live.links, ifindex)
         .map(|link| (ifindex, link.name.clone()))
         .ok_or(Errno::ENOENT)
+}
+
+/// The function netdev with that ifindex, if the host has it now (our
+/// veth, not a link that came to hold the number).
+fn host_link(links: &LinkTable, ifindex: u32) -> Option<&LinkStatus> {
+    links
+        .get(ifindex)
+        .filter(|link| link.kind.as_deref() == Some("veth"))
 }
 
 fn catch_up(live: &mut Live) {
@@ -500,18 +499,10 @@ fn class_net(live: &mut Live) -> &BTreeMap<String, (Ino, u32)> {
     if live.class_net.is_none() {
         let mut view = BTreeMap::new();
         for &net_dir in &live.tree.net_dirs {
-            let Some(Node {
-                kind: Kind::NetDir(entry),
-                ..
-            }) = live.tree.node(net_dir)
-            else {
+            let Some(entry) = live.tree.netdev(net_dir) else {
                 continue;
             };
-            if let Some(link) = live
-                .links
-                .get(entry.ifindex)
-                .filter(|link| link.kind.as_deref() == Some("veth"))
-            {
+            if let Some(link) = host_link(&live.links, entry.ifindex) {
                 view.insert(link.name.clone(), (net_dir, entry.ifindex));
             }
         }
@@ -534,10 +525,11 @@ fn class_net(live: &mut Live) -> &BTreeMap<String, (Ino, u32)> {
 /// [`LinkTable::fresh`]); the rest comes from the event-driven table.
 fn current(live: &mut Live, key: &DynKey) -> Option<(NetdevEntry, LinkStatus)> {
     let (net_dir, ifindex, name) = key.netdev();
-    let entry = match live.tree.node(net_dir).map(|n| &n.kind) {
-        Some(Kind::NetDir(entry)) if entry.ifindex == ifindex => (**entry).clone(),
-        _ => return None,
-    };
+    let entry = live
+        .tree
+        .netdev(net_dir)
+        .filter(|entry| entry.ifindex == ifindex)?
+        .clone();
     catch_up(live);
     let status = match key {
         DynKey::NetdevFile { .. } => match live.links.fresh(ifindex) {

@@ -98,6 +98,14 @@ impl StaticTree {
         self.paths.get(path).copied()
     }
 
+    /// The netdev a function's `net/` directory (inode `ino`) stands for.
+    pub fn netdev(&self, ino: Ino) -> Option<&NetdevEntry> {
+        match self.node(ino).map(|n| &n.kind) {
+            Some(Kind::NetDir(entry)) => Some(entry),
+            _ => None,
+        }
+    }
+
     /// The node an inode number stands for now: itself, or what is at the
     /// path of a retired one.
     pub fn resolve(&self, ino: Ino) -> Option<Ino> {
