@@ -85,18 +85,7 @@ mod tests {
     use super::*;
     use crate::deviceplugin::served::{test_pool, DeviceLinks, ServedDevice};
 
-    fn status(index: u32, name: &str, up: bool, carrier: bool) -> LinkStatus {
-        LinkStatus {
-            index,
-            name: name.into(),
-            mac: None,
-            mtu: 1500,
-            flags: if up { 0x1003 } else { 0x1002 },
-            operstate: "unknown",
-            carrier,
-            kind: None,
-        }
-    }
+    use crate::deviceplugin::node_watch::test_status as status;
 
     fn device(id: &str, pf: &str, own: Option<&str>, healthy: bool) -> ServedDevice {
         ServedDevice {

@@ -207,21 +207,28 @@ pub fn link_usable(status: &LinkStatus, is_pf: bool) -> bool {
     }
 }
 
+/// A link as rtnetlink would report it, for the pure tests here and in
+/// `link_health`.
+#[cfg(test)]
+pub(crate) fn test_status(index: u32, name: &str, up: bool, carrier: bool) -> LinkStatus {
+    LinkStatus {
+        index,
+        name: name.into(),
+        mac: None,
+        mtu: 1500,
+        flags: if up { 0x1003 } else { 0x1002 },
+        operstate: if up && carrier { "up" } else { "down" },
+        carrier,
+        kind: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn status(index: u32, name: &str, up: bool, carrier: bool) -> LinkStatus {
-        LinkStatus {
-            index,
-            name: name.into(),
-            mac: None,
-            mtu: 1500,
-            flags: if up { 0x1003 } else { 0x1002 },
-            operstate: if up && carrier { "up" } else { "down" },
-            carrier,
-            kind: None,
-        }
+        test_status(index, name, up, carrier)
     }
 
     #[test]
