@@ -1,6 +1,8 @@
 //! Dynamic Resource Allocation: serving a node's VFs as DRA devices
 //! (docs/dra.md). Self-contained building blocks the daemon wires in:
 //!
+//! - [`api`]: what the daemon asks of the API server (one object-safe
+//!   trait: the kube client, or the stand-in in tests);
 //! - [`names`]: the API's name rules and the names we derive (pure);
 //! - [`slices`]: a pool as ResourceSlices of at most 128 devices (pure);
 //! - [`topology`]: the PCIe root of each function, from sysfs;
@@ -16,6 +18,7 @@
 //! - `standin` (tests and the `devtools` feature): an in-process API
 //!   server stand-in for ResourceSlices and ResourceClaims.
 
+pub mod api;
 pub mod cdi;
 pub mod checkpoint;
 pub mod claims;

@@ -4,7 +4,9 @@
 //! [`ClaimSource`]).
 
 use super::validate::validate_slice;
+use crate::dra::api::{ApiError, ApiFuture, DraApi};
 use crate::dra::claims::{ClaimSource, ClaimSourceError, ClaimView};
+use crate::dra::publish::SliceAction;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +39,11 @@ pub enum StandinError {
 struct State {
     slices: BTreeMap<String, ResourceSlice>,
     claims: BTreeMap<(String, String), ResourceClaim>,
+    /// Node name → UID.
+    nodes: BTreeMap<String, String>,
+    /// While set, every call through [`DraApi`] is unavailable (an API
+    /// server that is down or not up yet).
+    down: bool,
     /// Every write takes the next value, cluster-wide, as etcd's revision.
     revision: u64,
 }
@@ -187,6 +194,95 @@ impl ApiServerStandin {
             .claims
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+}
+
+impl ApiServerStandin {
+    /// A Node object, for the UID that owns its slices.
+    pub fn put_node(&self, name: &str, uid: &str) {
+        let mut state = self.state();
+        state.revision += 1;
+        state.nodes.insert(name.to_owned(), uid.to_owned());
+    }
+
+    /// Take the stand-in down (every [`DraApi`] call unavailable) or up.
+    pub fn set_down(&self, down: bool) {
+        self.state().down = down;
+    }
+
+    fn up(&self) -> Result<(), ApiError> {
+        match self.state().down {
+            true => Err(ApiError::Unavailable(
+                "connection refused (stand-in down)".into(),
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
+impl From<StandinError> for ApiError {
+    fn from(error: StandinError) -> Self {
+        match error {
+            StandinError::AlreadyExists { .. } | StandinError::Conflict { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
+            StandinError::Invalid { .. }
+            | StandinError::NotFound { .. }
+            | StandinError::Immutable { .. } => ApiError::Refused(error.to_string()),
+        }
+    }
+}
+
+impl DraApi for ApiServerStandin {
+    fn get_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ApiFuture<'a, Option<ClaimView>> {
+        Box::pin(async move {
+            self.up()?;
+            Ok(ApiServerStandin::get_claim(self, namespace, name)
+                .as_ref()
+                .map(ClaimView::from_v1))
+        })
+    }
+
+    fn node_uid<'a>(&'a self, node: &'a str) -> ApiFuture<'a, String> {
+        Box::pin(async move {
+            self.up()?;
+            self.state()
+                .nodes
+                .get(node)
+                .cloned()
+                .ok_or_else(|| ApiError::Refused(format!("nodes \"{node}\" not found")))
+        })
+    }
+
+    fn list_slices<'a>(
+        &'a self,
+        node: &'a str,
+        driver: &'a str,
+    ) -> ApiFuture<'a, Vec<ResourceSlice>> {
+        Box::pin(async move {
+            self.up()?;
+            Ok(ApiServerStandin::list_slices(
+                self,
+                Some(node),
+                Some(driver),
+            ))
+        })
+    }
+
+    fn write_slice(&self, action: SliceAction) -> ApiFuture<'_, ()> {
+        Box::pin(async move {
+            self.up()?;
+            match action {
+                SliceAction::Create(slice) => self.create_slice(slice).map(drop)?,
+                SliceAction::Update(slice) => self.update_slice(slice).map(drop)?,
+                SliceAction::Delete(name) => self.delete_slice(&name)?,
+            }
+            Ok(())
+        })
     }
 }
 
@@ -381,5 +477,51 @@ mod tests {
         assert!(!view.allocated);
         assert_eq!(api.get("default", "other").await.unwrap(), None);
         assert!(api.delete_claim("default", "net"));
+    }
+
+    #[tokio::test]
+    async fn through_the_dra_api_handle_as_the_daemon_sees_it() {
+        let standin = ApiServerStandin::new();
+        standin.put_node("worker-1", "node-uid-1");
+        let api: Arc<dyn DraApi> = Arc::new(standin.clone());
+        assert_eq!(api.node_uid("worker-1").await.unwrap(), "node-uid-1");
+        assert!(matches!(
+            api.node_uid("worker-2").await,
+            Err(ApiError::Refused(_))
+        ));
+        api.write_slice(SliceAction::Create(slice("a", "worker-1")))
+            .await
+            .unwrap();
+        // a second create is the API's 409
+        assert!(matches!(
+            api.write_slice(SliceAction::Create(slice("a", "worker-1")))
+                .await,
+            Err(ApiError::Conflict(_))
+        ));
+        let listed = api
+            .list_slices("worker-1", "sriov-rs.invalid")
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(api
+            .list_slices("worker-1", "other.example.com")
+            .await
+            .unwrap()
+            .is_empty());
+        // down: every call unavailable, nothing written
+        standin.set_down(true);
+        assert!(matches!(
+            api.write_slice(SliceAction::Delete("a".into())).await,
+            Err(ApiError::Unavailable(_))
+        ));
+        assert!(matches!(
+            ClaimSource::get(&api, "default", "net").await,
+            Err(ClaimSourceError::Unavailable { .. })
+        ));
+        standin.set_down(false);
+        api.write_slice(SliceAction::Delete("a".into()))
+            .await
+            .unwrap();
+        assert!(standin.list_slices(None, None).is_empty());
     }
 }
