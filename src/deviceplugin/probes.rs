@@ -6,9 +6,13 @@
 //!   kubelet (a node with no pool is ready: it has nothing to register)
 //!   and the config file on disk was accepted, else 503 saying why: the
 //!   pools that are not registered, or the error that refused the config
-//!   (the pools then keep serving the config before it).
+//!   (the pools then keep serving the config before it). With a node
+//!   policy, also not before it was applied, nor while a step of it failed
+//!   or the file is refused; steps refused to protect pods are listed in a
+//!   ready answer (see `provisioning`).
 
 use http_body_util::Full;
+use super::provisioning::{Readiness, SharedProvisioning};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -32,6 +36,7 @@ pub type ConfigRefusal = Arc<Mutex<Option<String>>>;
 pub struct ProbeState {
     pub registrations: Registrations,
     pub config_refused: ConfigRefusal,
+    pub provisioning: SharedProvisioning,
 }
 
 /// The answer to one probe request: status and body.
@@ -58,13 +63,27 @@ pub fn answer(method: &Method, path: &str, state: &ProbeState) -> (StatusCode, S
                 .lock()
                 .map(|r| r.clone())
                 .unwrap_or_else(|_| Some("(state unavailable)".into()));
+            let provisioning = state
+                .provisioning
+                .lock()
+                .map(|p| p.readiness())
+                .unwrap_or_else(|_| Readiness::NotReady("(state unavailable)".into()));
             if let Some(error) = refused {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("config refused, still serving the previous one: {error}\n"),
                 )
+            } else if let Readiness::NotReady(why) = provisioning {
+                (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
             } else if pending.is_empty() {
-                (StatusCode::OK, "ready\n".into())
+                let mut body = String::from("ready\n");
+                if let Readiness::Ready(notes) = provisioning {
+                    for note in notes {
+                        body.push_str(&note);
+                        body.push('\n');
+                    }
+                }
+                (StatusCode::OK, body)
             } else {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
