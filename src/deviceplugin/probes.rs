@@ -170,6 +170,27 @@ mod tests {
     }
 
     #[test]
+    fn readiness_waits_for_the_node_policy_and_lists_steps_refused_for_pods() {
+        let state = ProbeState::default();
+        if let Ok(mut provisioning) = state.provisioning.lock() {
+            provisioning.enabled = true;
+        }
+        let (status, body) = answer(&Method::GET, "/readyz", &state);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body, "node policy not applied yet\n");
+        if let Ok(mut provisioning) = state.provisioning.lock() {
+            provisioning.applied = true;
+            provisioning.refused = vec!["PF ens1f0 (0000:3b:00.0): numVfs 6 -> 0 -> 8".into()];
+        }
+        let (status, body) = answer(&Method::GET, "/readyz", &state);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            "ready\nnode policy step refused (a pod holds the VF): PF ens1f0 (0000:3b:00.0): numVfs 6 -> 0 -> 8\n"
+        );
+    }
+
+    #[test]
     fn a_refused_config_makes_readiness_say_why() {
         let state = ProbeState::default();
         if let Ok(mut refused) = state.config_refused.lock() {

@@ -136,10 +136,10 @@ impl ProvisioningStatus {
         )
     }
 
-    /// File the outcome of one run.
+    /// File the outcome of one run (of the file on disk, or of the policy
+    /// last accepted: `policy_refused` is the caller's to clear).
     fn record(&mut self, report: &Report) {
         self.applied = true;
-        self.policy_refused = None;
         self.refused = report
             .pfs
             .iter()
@@ -301,7 +301,13 @@ impl Provisioner {
         tracing::info!(policy = %self.source.path.display(), ?trigger, "applying the node policy");
         match self.run(policies.clone(), trigger == Trigger::Release).await {
             Ok(ran) => {
-                self.policies = policies;
+                if trigger != Trigger::Release {
+                    // the file on disk is the policy applied now
+                    self.policies = policies;
+                    if let Ok(mut status) = self.status.lock() {
+                        status.policy_refused = None;
+                    }
+                }
                 ran
             }
             Err(error) => {
@@ -627,7 +633,10 @@ mod tests {
         status.policy_refused = Some("policy \"fast\": numVfs: bad".into());
         assert!(matches!(status.readiness(), Readiness::NotReady(why) if why.contains("policy \"fast\": numVfs")));
 
+        // a retry of the policy last accepted does not make the refused file good
         status.record(&report(vec![], vec![], vec![]));
+        assert!(matches!(status.readiness(), Readiness::NotReady(why) if why.contains("refused")));
+        status.policy_refused = None;
         assert_eq!(status.readiness(), Readiness::Ready(vec![]));
         assert_eq!(status.results.runs, 2);
     }
