@@ -397,8 +397,7 @@ fn node_policy_flag_is_the_optional_config_maps_key_and_the_example_parses() {
         };
         assert_eq!(example_cm.metadata.name.as_deref(), Some(cm.name.as_str()));
         assert_eq!(
-            example_cm.metadata.namespace,
-            r.daemon_set.metadata.namespace,
+            example_cm.metadata.namespace, r.daemon_set.metadata.namespace,
             "{example}: in the DaemonSet's namespace"
         );
         let text = example_cm

@@ -25,7 +25,6 @@ use std::process::Output;
 const PF_A: &str = "0000:3b:00.0";
 const PF_B: &str = "0000:5e:00.0";
 
-
 fn iommu_group(root: &Path, bdf: &str) -> String {
     let link = std::fs::read_link(device(root, bdf).join("iommu_group")).unwrap();
     link.file_name().unwrap().to_string_lossy().into_owned()

@@ -168,7 +168,10 @@ impl Setup {
             .arg(format!("--device-plugin-path={}", path("device-plugins")))
             .arg(format!("--devinfo-dir={}", path("devinfo")))
             .arg(format!("--cdi-spec-dir={}", path("cdi")))
-            .arg(format!("--pod-resources-socket={}", path("pod-resources.sock")))
+            .arg(format!(
+                "--pod-resources-socket={}",
+                path("pod-resources.sock")
+            ))
             .arg(format!("--health-addr={}", self.health))
             .arg("--registration-mode=kubelet-socket")
             .arg("--vf-timeout=10")
@@ -238,7 +241,10 @@ async fn pfs_at_zero_vfs_end_up_serving_exactly_the_declared_vfs_and_drivers() {
     let (_, body) = wait_readyz(setup.health, WAIT, |status, _| status == 200).await;
     let ready_after = started.elapsed();
     assert_eq!(setup.num_vfs(PF_A), "6", "ready before provisioning");
-    assert!(setup.kubelet.plugin(E810).is_some_and(|p| p.registrations > 0));
+    assert!(setup
+        .kubelet
+        .plugin(E810)
+        .is_some_and(|p| p.registrations > 0));
     assert_eq!(body, "ready\n", "no step refused or failed");
 
     setup.ids(E810, &strs(&vfs_of_a(0..4))).await;
@@ -311,8 +317,7 @@ async fn a_count_change_is_refused_while_a_pod_holds_a_vf_the_other_pf_applies_a
     // PF a refused: its six VFs stay, the held one on its driver
     assert_eq!(setup.num_vfs(PF_A), "6");
     assert_eq!(setup.driver(held).as_deref(), Some("iavf"));
-    let (status, body) =
-        wait_readyz(setup.health, WAIT, |_, body| body.contains("refused")).await;
+    let (status, body) = wait_readyz(setup.health, WAIT, |_, body| body.contains("refused")).await;
     assert_eq!(status, 200, "refused to protect a pod: still ready: {body}");
     for part in [
         &format!("{tag}a ({PF_A})"),
@@ -337,10 +342,11 @@ async fn a_count_change_is_refused_while_a_pod_holds_a_vf_the_other_pf_applies_a
     // the pod goes: the pending change applies without anyone asking
     setup.kubelet.delete_pod("ran", "du-0");
     let released = Instant::now();
-    setup
-        .ids(E810, &strs(&vfs_of_a([0, 1, 2, 3, 6, 7])))
-        .await;
-    eprintln!("pod deleted -> refused count change applied: {:?}", released.elapsed());
+    setup.ids(E810, &strs(&vfs_of_a([0, 1, 2, 3, 6, 7]))).await;
+    eprintln!(
+        "pod deleted -> refused count change applied: {:?}",
+        released.elapsed()
+    );
     assert_eq!(setup.num_vfs(PF_A), "8");
     let (_, body) = wait_readyz(setup.health, WAIT, |s, b| s == 200 && b == "ready\n").await;
     assert_eq!(body, "ready\n");
@@ -404,16 +410,16 @@ async fn a_garbage_or_conflicting_or_missing_policy_at_start_stops_the_daemon_na
     ]);
     let (_, body) = wait_readyz(setup.health, WAIT, |status, _| status == 200).await;
     assert_eq!(body, "ready\n");
-    assert!(setup.log().contains("no node policy file: nothing to provision"));
+    assert!(setup
+        .log()
+        .contains("no node policy file: nothing to provision"));
     assert_eq!(setup.num_vfs(PF_A), "0");
     daemon.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_policy_later_is_refused_and_the_node_and_pools_stay_as_they_were() {
-    if !require_root(
-        "a_garbage_policy_later_is_refused_and_the_node_and_pools_stay_as_they_were",
-    ) {
+    if !require_root("a_garbage_policy_later_is_refused_and_the_node_and_pools_stay_as_they_were") {
         return;
     }
     let mut setup = Setup::new(0, 0, |tag| policy(tag, 6, None)).await;
@@ -432,7 +438,11 @@ async fn a_garbage_policy_later_is_refused_and_the_node_and_pools_stay_as_they_w
         assert!(body.contains(part), "/readyz names {part}: {body}");
     }
     assert_eq!(status, 503);
-    assert!(setup.log().contains("node policy refused"), "{}", setup.log());
+    assert!(
+        setup.log().contains("node policy refused"),
+        "{}",
+        setup.log()
+    );
     // nothing changed: the node, the pools
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(setup.num_vfs(PF_A), "6");

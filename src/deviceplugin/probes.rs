@@ -11,8 +11,8 @@
 //!   or the file is refused; steps refused to protect pods are listed in a
 //!   ready answer (see `provisioning`).
 
-use http_body_util::Full;
 use super::provisioning::{Readiness, SharedProvisioning};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

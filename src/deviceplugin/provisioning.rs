@@ -154,9 +154,10 @@ impl ProvisioningStatus {
             .iter()
             .flat_map(|pf| {
                 let failed = pf.failed.iter().map(|f| f.message.clone());
-                let skipped = pf.skipped.iter().map(move |s| {
-                    format!("PF {}: {}: skipped: {}", label(pf), s.step, s.reason)
-                });
+                let skipped = pf
+                    .skipped
+                    .iter()
+                    .map(move |s| format!("PF {}: {}: skipped: {}", label(pf), s.step, s.reason));
                 failed.chain(skipped)
             })
             .collect();
@@ -189,7 +190,10 @@ pub fn held_vfs(held: &HeldDevices) -> HeldVfs {
     let mut vfs = HeldVfs::new();
     for (_, id, holder) in held.iter() {
         if let Ok(address) = id.parse::<PciAddress>() {
-            vfs.insert(address, Some(format!("{}/{}", holder.namespace, holder.pod)));
+            vfs.insert(
+                address,
+                Some(format!("{}/{}", holder.namespace, holder.pod)),
+            );
         }
     }
     vfs
@@ -299,7 +303,10 @@ impl Provisioner {
             }
         };
         tracing::info!(policy = %self.source.path.display(), ?trigger, "applying the node policy");
-        match self.run(policies.clone(), trigger == Trigger::Release).await {
+        match self
+            .run(policies.clone(), trigger == Trigger::Release)
+            .await
+        {
             Ok(ran) => {
                 if trigger != Trigger::Release {
                     // the file on disk is the policy applied now
@@ -576,14 +583,24 @@ mod tests {
         let mut status = ProvisioningStatus::default();
         assert_eq!(status.readiness(), Readiness::Ready(vec![]), "no policy");
         status.enabled = true;
-        assert!(matches!(status.readiness(), Readiness::NotReady(why) if why.contains("not applied yet")));
+        assert!(
+            matches!(status.readiness(), Readiness::NotReady(why) if why.contains("not applied yet"))
+        );
 
         status.record(&report(vec![refused_count_change()], vec![], vec![]));
         let Readiness::Ready(notes) = status.readiness() else {
-            panic!("refused steps keep the node ready: {:?}", status.readiness());
+            panic!(
+                "refused steps keep the node ready: {:?}",
+                status.readiness()
+            );
         };
         assert_eq!(notes.len(), 1);
-        for part in ["ens1f0 (0000:3b:00.0)", "numVfs 6 -> 0 -> 8", "0000:3b:01.2", "ran/du-0"] {
+        for part in [
+            "ens1f0 (0000:3b:00.0)",
+            "numVfs 6 -> 0 -> 8",
+            "0000:3b:01.2",
+            "ran/du-0",
+        ] {
             assert!(notes[0].contains(part), "{part}: {}", notes[0]);
         }
         assert_eq!(
@@ -626,12 +643,17 @@ mod tests {
         let Readiness::NotReady(why) = status.readiness() else {
             panic!("a failed step: not ready");
         };
-        assert!(why.contains("waiting for 6 VFs") && why.contains("VF 5"), "{why}");
+        assert!(
+            why.contains("waiting for 6 VFs") && why.contains("VF 5"),
+            "{why}"
+        );
         assert_eq!(status.results.steps_failed, 1);
         assert_eq!(status.results.steps_skipped, 1);
 
         status.policy_refused = Some("policy \"fast\": numVfs: bad".into());
-        assert!(matches!(status.readiness(), Readiness::NotReady(why) if why.contains("policy \"fast\": numVfs")));
+        assert!(
+            matches!(status.readiness(), Readiness::NotReady(why) if why.contains("policy \"fast\": numVfs"))
+        );
 
         // a retry of the policy last accepted does not make the refused file good
         status.record(&report(vec![], vec![], vec![]));

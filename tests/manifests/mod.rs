@@ -67,7 +67,7 @@ pub fn kustomize_with_component(overlay: &str, component: &str) -> Option<String
 }
 
 fn kustomize_dir(dir: &Path) -> Option<String> {
-    let output = match Command::new("kubectl").arg("kustomize").arg(&dir).output() {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             assert!(
