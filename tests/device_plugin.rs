@@ -859,8 +859,11 @@ async fn health_endpoint_reports_liveness_and_registration() {
     // no kubelet yet: alive, not ready, and it says which pools wait
     let deadline = Instant::now() + WAIT;
     let (status, body) = loop {
-        if let Ok(answer) = try_http_get(addr, "/readyz") {
-            break answer;
+        match try_http_get(addr, "/readyz") {
+            // start-up not over: the pools are not all there yet
+            Ok((503, body)) if body == "starting\n" => {}
+            Ok(answer) => break answer,
+            Err(_) => {}
         }
         assert!(Instant::now() < deadline, "health endpoint never answered");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -20,7 +20,7 @@ use crate::pool;
 use crate::sysfs::{SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -356,6 +356,7 @@ impl Daemon {
                 return Err(error);
             }
         }
+        daemon.probe_state.started.store(true, Ordering::Relaxed);
         Ok(daemon)
     }
 

@@ -2,8 +2,9 @@
 //! - `GET /healthz`: 200 while the daemon's event loop answers (the same
 //!   single-threaded runtime serves the pools, so a wedged daemon cannot
 //!   answer either);
-//! - `GET /readyz`: 200 when every served pool is registered with the
-//!   kubelet (a node with no pool is ready: it has nothing to register)
+//! - `GET /readyz`: 503 until start-up is over, then 200 when every
+//!   served pool is registered with the kubelet (a node with no pool is
+//!   ready: it has nothing to register)
 //!   and the config file on disk was accepted, else 503 saying why: the
 //!   pools that are not registered, or the error that refused the config
 //!   (the pools then keep serving the config before it). With a node
@@ -34,6 +35,9 @@ pub type ConfigRefusal = Arc<Mutex<Option<String>>>;
 /// What the probes report on, shared with the daemon.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeState {
+    /// Start-up is over: every pool it found has a runner (before that, an
+    /// empty `registrations` would read as "nothing to wait for").
+    pub started: Arc<AtomicBool>,
     pub registrations: Registrations,
     pub config_refused: ConfigRefusal,
     pub provisioning: SharedProvisioning,
@@ -75,6 +79,8 @@ pub fn answer(method: &Method, path: &str, state: &ProbeState) -> (StatusCode, S
                 )
             } else if let Readiness::NotReady(why) = provisioning {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+            } else if !state.started.load(Ordering::Relaxed) {
+                (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
             } else if pending.is_empty() {
                 let mut body = String::from("ready\n");
                 if let Readiness::Ready(notes) = provisioning {
@@ -143,6 +149,12 @@ mod tests {
         let registrations = &state.registrations;
         let get = |path: &str| answer(&Method::GET, path, &state);
         assert_eq!(
+            get("/readyz"),
+            (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into()),
+            "no pool yet, but start-up is not over"
+        );
+        state.started.store(true, Ordering::Relaxed);
+        assert_eq!(
             get("/readyz").0,
             StatusCode::OK,
             "no pool: nothing to wait for"
@@ -178,6 +190,7 @@ mod tests {
         let (status, body) = answer(&Method::GET, "/readyz", &state);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body, "node policy not applied yet\n");
+        state.started.store(true, Ordering::Relaxed);
         if let Ok(mut provisioning) = state.provisioning.lock() {
             provisioning.applied = true;
             provisioning.refused = vec!["PF ens1f0 (0000:3b:00.0): numVfs 6 -> 0 -> 8".into()];
