@@ -302,7 +302,10 @@ impl Provisioner {
                 }
             }
         };
-        tracing::info!(policy = %self.source.path.display(), ?trigger, "applying the node policy");
+        if trigger != Trigger::Release {
+            // a release retry says something only when it applies (below)
+            tracing::info!(policy = %self.source.path.display(), ?trigger, "applying the node policy");
+        }
         match self
             .run(policies.clone(), trigger == Trigger::Release)
             .await
