@@ -347,6 +347,122 @@ fn device_plugin_mounts_the_kubelet_devinfo_config_and_sysfs_paths() {
     }
 }
 
+/// The node policy: `--node-policy` is the `node-policy.yaml` key of the
+/// optional `sriov-node-policy` ConfigMap, read-only; since the ConfigMap is
+/// optional, the daemon is told that a missing file means no policy. The
+/// example ConfigMap is that ConfigMap, and its policy parses.
+#[test]
+fn node_policy_flag_is_the_optional_config_maps_key_and_the_example_parses() {
+    for r in rendered() {
+        let pod = r.pod();
+        let plugin = r.container(DEVICE_PLUGIN);
+        let policy = flag(args(plugin), "--node-policy").expect("--node-policy");
+        let (dir, file) = policy.rsplit_once('/').unwrap();
+        let mount = plugin
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == dir)
+            .unwrap_or_else(|| panic!("{}: nothing mounted at {dir}", r.name));
+        assert_eq!(mount.read_only, Some(true), "{}", r.name);
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        let cm = volume
+            .config_map
+            .as_ref()
+            .expect("node-policy volume is a ConfigMap");
+        assert_eq!(cm.optional, Some(true), "{}: optional", r.name);
+        let items = cm.items.as_deref().unwrap_or_default();
+        assert!(
+            items.iter().any(|i| i.path == file && i.key == file),
+            "{}: {items:?}",
+            r.name
+        );
+        // optional volume -> the daemon treats a missing file as no policy
+        assert!(
+            args(plugin).iter().any(|a| a == "--node-policy-optional"),
+            "{}",
+            r.name
+        );
+
+        let mut docs = parse_dir("deploy/examples/node-policy");
+        assert_eq!(docs.len(), 1, "one example file");
+        let (example, docs) = docs.remove(0);
+        let [Doc::ConfigMap(example_cm)] = &docs[..] else {
+            panic!("{example}: expected one ConfigMap, got {docs:?}");
+        };
+        assert_eq!(example_cm.metadata.name.as_deref(), Some(cm.name.as_str()));
+        assert_eq!(
+            example_cm.metadata.namespace, r.daemon_set.metadata.namespace,
+            "{example}: in the DaemonSet's namespace"
+        );
+        let text = example_cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(file))
+            .unwrap_or_else(|| panic!("{example}: no key {file}"));
+        let policies = sriov_rs::provision::parse(text, sriov_rs::provision::Format::Yaml)
+            .unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert!(!policies.policies.is_empty());
+    }
+}
+
+/// deploy/components/provisioning grants exactly what applying a policy
+/// writes with: /sys read-write, NET_ADMIN for the PF MTU; everything else
+/// stays dropped and unprivileged.
+#[test]
+fn the_provisioning_component_makes_sysfs_writable_and_adds_net_admin_only() {
+    for overlay in OVERLAYS {
+        let Some(text) = manifests::kustomize_with_component(overlay, "provisioning") else {
+            continue;
+        };
+        let ds = parse_all(&text, &format!("{overlay} + provisioning"))
+            .into_iter()
+            .find_map(|doc| match doc {
+                Doc::DaemonSet(ds) => Some(ds),
+                _ => None,
+            })
+            .expect("a DaemonSet");
+        let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let plugin = all_containers(pod)
+            .find(|c| c.name == DEVICE_PLUGIN)
+            .unwrap();
+        let sysfs_root = flag(args(plugin), "--sysfs-root").expect("--sysfs-root");
+        assert_eq!(
+            host_path_of(pod, plugin, sysfs_root).as_deref(),
+            Some(Path::new("/sys"))
+        );
+        let mount = plugin
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == sysfs_root)
+            .unwrap();
+        assert_eq!(mount.read_only, Some(false), "{overlay}: /sys writable");
+        let security = plugin.security_context.as_ref().unwrap();
+        let caps = security.capabilities.as_ref().unwrap();
+        assert_eq!(caps.add.as_deref(), Some(&["NET_ADMIN".to_string()][..]));
+        assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(security.privileged, Some(false));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        // every other mount as in the overlay alone
+        let plain = render(overlay).unwrap().container(DEVICE_PLUGIN);
+        let others = |c: &Container| -> Vec<String> {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.mount_path != sysfs_root)
+                .map(|m| format!("{}:{}:{:?}", m.name, m.mount_path, m.read_only))
+                .collect()
+        };
+        assert_eq!(others(plugin), others(plain), "{overlay}");
+    }
+}
+
 #[test]
 fn probes_reach_the_health_endpoint_the_daemon_is_told_to_serve() {
     for r in rendered() {

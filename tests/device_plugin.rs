@@ -8,6 +8,8 @@ mod common;
 #[path = "common/sysfs_extras.rs"]
 mod sysfs_extras;
 
+use common::configmap::ConfigMapDir;
+use common::probe::{free_addr, http_get, try_http_get, wait_readyz};
 use serde_json::{json, Value};
 use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
 use sriov_rs::devtools::kubelet_sim::{KubeletSim, SimError};
@@ -94,6 +96,7 @@ impl Node {
             watch_node: true,
             link_health: true,
             rescan_interval: None,
+            node_policy: None,
         }
     }
 
@@ -843,41 +846,11 @@ async fn vfio_no_iommu_groups_uio_functions_and_the_cdi_field() {
     daemon.stop().await;
 }
 
-/// One HTTP/1.1 GET over plain TCP: (status code, body).
-fn try_http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    Ok((status, body))
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    try_http_get(addr, path).unwrap()
-}
-
 #[tokio::test]
 async fn health_endpoint_reports_liveness_and_registration() {
     let node = Node::new(CONFIG);
     let dir = node.path("device-plugins");
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let addr = free_addr();
     let mut child = daemon_command(&node, "--config-file")
         .arg("--registration-mode=kubelet-socket")
         .arg(format!("--health-addr={addr}"))
@@ -886,8 +859,11 @@ async fn health_endpoint_reports_liveness_and_registration() {
     // no kubelet yet: alive, not ready, and it says which pools wait
     let deadline = Instant::now() + WAIT;
     let (status, body) = loop {
-        if let Ok(answer) = try_http_get(addr, "/readyz") {
-            break answer;
+        match try_http_get(addr, "/readyz") {
+            // start-up not over: the pools are not all there yet
+            Ok((503, body)) if body == "starting\n" => {}
+            Ok(answer) => break answer,
+            Err(_) => {}
         }
         assert!(Instant::now() < deadline, "health endpoint never answered");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1169,83 +1145,23 @@ async fn without_pod_resources_a_reload_applies_and_the_daemon_keeps_serving() {
     daemon.stop().await;
 }
 
-/// A ConfigMap volume as the kubelet lays it out: `config.json` is a
-/// symlink through `..data` to a timestamped directory, and an update
-/// writes a new directory and swaps `..data` to it (rename of a temporary
-/// symlink), then removes the old one.
-struct ConfigMapDir {
-    dir: PathBuf,
-    generation: u32,
-}
-
-impl ConfigMapDir {
-    fn new(dir: PathBuf, config: &str) -> ConfigMapDir {
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut volume = ConfigMapDir { dir, generation: 0 };
-        volume.publish(config);
-        std::os::unix::fs::symlink("..data/config.json", volume.dir.join("config.json")).unwrap();
-        volume
-    }
-
-    fn config_file(&self) -> PathBuf {
-        self.dir.join("config.json")
-    }
-
-    fn publish(&mut self, config: &str) {
-        self.generation += 1;
-        let old = format!("..2026_12_05_00_00_0{}", self.generation - 1);
-        let new = format!("..2026_12_05_00_00_0{}", self.generation);
-        std::fs::create_dir(self.dir.join(&new)).unwrap();
-        std::fs::write(self.dir.join(&new).join("config.json"), config).unwrap();
-        std::os::unix::fs::symlink(&new, self.dir.join("..data_tmp")).unwrap();
-        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
-        let _ = std::fs::remove_dir_all(self.dir.join(old));
-    }
-}
-
-async fn wait_readyz(
-    addr: std::net::SocketAddr,
-    want: impl Fn(u16, &str) -> bool,
-) -> (u16, String) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        // blocking I/O off the runtime, which serves the endpoint
-        let got = tokio::task::spawn_blocking(move || try_http_get(addr, "/readyz"))
-            .await
-            .unwrap();
-        if let Ok((status, body)) = got {
-            if want(status, &body) {
-                return (status, body);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never answered as expected"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Issue 12, point 3: a ConfigMap update applies without SIGHUP; an invalid
 /// one is refused naming the resource and key, the pools keep serving the
 /// old config, and /readyz says why until a valid config comes.
 #[tokio::test]
 async fn a_configmap_swap_applies_and_an_invalid_one_is_refused_with_readyz_saying_why() {
     let node = Node::new(CONFIG);
-    let mut volume = ConfigMapDir::new(node.path("pcidp"), CONFIG);
+    let mut volume = ConfigMapDir::new(node.path("pcidp"), "config.json", CONFIG);
     let kubelet = KubeletSim::start(&node.path("device-plugins"))
         .await
         .unwrap();
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let addr = free_addr();
     let mut settings = node.settings(RegistrationMode::KubeletSocket, CdiMode::Off);
-    settings.config_file = volume.config_file();
+    settings.config_file = volume.file();
     settings.health_addr = Some(addr);
     let daemon = start(settings).await;
     all_registered(&kubelet).await;
-    wait_readyz(addr, |status, _| status == 200).await;
+    wait_readyz(addr, WAIT, |status, _| status == 200).await;
     let registrations = kubelet.plugin(NETDEV).unwrap().registrations;
 
     // a valid update: the netdev pool narrowed to VFs 0-1, no SIGHUP
@@ -1265,7 +1181,7 @@ async fn a_configmap_swap_applies_and_an_invalid_one_is_refused_with_readyz_sayi
     // an invalid update: refused, old pools stay, /readyz names resource and key
     let updates = kubelet.plugin(NETDEV).unwrap().updates;
     volume.publish(&CONFIG.replace(r#""drivers": ["iavf"]"#, r#""drivers": "iavf""#));
-    let (status, body) = wait_readyz(addr, |status, _| status == 503).await;
+    let (status, body) = wait_readyz(addr, WAIT, |status, _| status == 503).await;
     assert_eq!(status, 503);
     assert!(body.contains("config refused"), "{body}");
     assert!(
@@ -1288,7 +1204,7 @@ async fn a_configmap_swap_applies_and_an_invalid_one_is_refused_with_readyz_sayi
         .wait_for_devices(NETDEV, WAIT, |d| d.len() == 3)
         .await
         .unwrap();
-    wait_readyz(addr, |status, _| status == 200).await;
+    wait_readyz(addr, WAIT, |status, _| status == 200).await;
     daemon.stop().await;
 }
 

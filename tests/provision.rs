@@ -9,9 +9,9 @@ mod common;
 
 use common::tree::{device, driver_of, listing, read};
 
-use common::{base_pf, require_root, SimFixture, TestNetns};
+use common::{require_root, two_e810_layout as layout, SimFixture, TestNetns};
 use sriov_rs::devtools::sim;
-use sriov_rs::devtools::sim::layout::{Layout, VfSpec};
+use sriov_rs::devtools::sim::layout::VfSpec;
 use sriov_rs::netlink::{LinkOps, Netlink};
 use sriov_rs::netns;
 use sriov_rs::pci::PciAddress;
@@ -24,17 +24,6 @@ use std::process::Output;
 
 const PF_A: &str = "0000:3b:00.0";
 const PF_B: &str = "0000:5e:00.0";
-
-/// Two E810-like PFs, `<tag>a` and `<tag>b`, with `a`/`b` VFs (iavf).
-fn layout(tag: &str, a: u16, b: u16) -> Layout {
-    let mut pf_a = base_pf(PF_A, &format!("{tag}a"));
-    pf_a.num_vfs = a;
-    let mut pf_b = base_pf(PF_B, &format!("{tag}b"));
-    pf_b.num_vfs = b;
-    Layout {
-        pfs: vec![pf_a, pf_b],
-    }
-}
 
 fn iommu_group(root: &Path, bdf: &str) -> String {
     let link = std::fs::read_link(device(root, bdf).join("iommu_group")).unwrap();

@@ -3,7 +3,8 @@
 
 use clap::{Parser, ValueEnum};
 use sriov_rs::deviceplugin::{
-    CdiMode, Control, Daemon, RegistrationMode, Settings, DEFAULT_HELD_RECHECK,
+    CdiMode, Control, Daemon, NodePolicySource, RegistrationMode, Settings, DEFAULT_HELD_RECHECK,
+    DEFAULT_VF_TIMEOUT,
 };
 use sriov_rs::kubelet_api::{
     DEFAULT_DEVICE_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR, DEFAULT_POD_RESOURCES_SOCKET,
@@ -79,6 +80,18 @@ struct Args {
     /// safety net for lost kernel events; 0 turns it off
     #[arg(long, default_value_t = 60)]
     rescan_interval: u64,
+    /// Provision VFs from this node policy (YAML or JSON; see
+    /// docs/provision.md) before serving, and again when it changes
+    #[arg(long, value_name = "FILE")]
+    node_policy: Option<PathBuf>,
+    /// With --node-policy: a missing file means no policy (an optional
+    /// ConfigMap that does not exist) instead of an error
+    #[arg(long, requires = "node_policy")]
+    node_policy_optional: bool,
+    /// With --node-policy: how long to wait (seconds) for VFs and their
+    /// drivers after sriov_numvfs
+    #[arg(long, default_value_t = DEFAULT_VF_TIMEOUT.as_secs())]
+    vf_timeout: u64,
     /// Root under which /dev nodes (vhost-net, tun, rdma_cm) are looked up;
     /// in a container, where the node's /dev is mounted (e.g. /host)
     #[arg(long, default_value = "/")]
@@ -189,6 +202,11 @@ fn main() {
         link_health: !args.no_link_health,
         rescan_interval: (args.rescan_interval > 0)
             .then(|| std::time::Duration::from_secs(args.rescan_interval)),
+        node_policy: args.node_policy.map(|path| NodePolicySource {
+            path,
+            missing_is_empty: args.node_policy_optional,
+            vf_timeout: std::time::Duration::from_secs(args.vf_timeout),
+        }),
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -23,6 +23,10 @@ pub struct ConfigWatch {
     dir: PathBuf,
     events: broadcast::Receiver<DirEvent>,
     stop: watch::Sender<bool>,
+    /// A change was seen and the quiet time after it not yet waited out:
+    /// set across a cancelled [`ConfigWatch::changed`], so that the change
+    /// is not lost when another wake of the daemon's `select!` won.
+    pending: bool,
 }
 
 impl ConfigWatch {
@@ -37,21 +41,27 @@ impl ConfigWatch {
         let (sender, events) = broadcast::channel(64);
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(watch_dir(dir.clone(), sender, stop_rx));
-        ConfigWatch { dir, events, stop }
+        ConfigWatch {
+            dir,
+            events,
+            stop,
+            pending: false,
+        }
     }
 
     /// Waits for something to change in the directory, then for
     /// [`DEBOUNCE`] without further change. Never returns once the watch
-    /// has ended.
+    /// has ended. Cancel-safe: a change seen by a call that was dropped
+    /// during the quiet time is reported by the next call.
     pub async fn changed(&mut self) {
-        loop {
+        while !self.pending {
             match self.events.recv().await {
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                 Ok(event) => {
-                    tracing::debug!(dir = %self.dir.display(), ?event, "config directory changed");
-                    break;
+                    tracing::debug!(dir = %self.dir.display(), ?event, "watched directory changed");
+                    self.pending = true;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Lagged(_)) => self.pending = true,
             }
         }
         while let Ok(next) = tokio::time::timeout(DEBOUNCE, self.events.recv()).await {
@@ -59,11 +69,35 @@ impl ConfigWatch {
                 break;
             }
         }
+        self.pending = false;
     }
 }
 
 impl Drop for ConfigWatch {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+    use super::*;
+
+    /// The daemon waits on `changed` in a `select!` with other wakes: one
+    /// that wins during the quiet time must not swallow the change.
+    #[tokio::test]
+    async fn a_change_seen_by_a_cancelled_wait_is_reported_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node-policy.yaml");
+        let mut watch = ConfigWatch::start(&file);
+        std::fs::write(&file, "policies: []\n").unwrap();
+        // seen, then cancelled within the quiet time
+        let cancelled = tokio::time::timeout(DEBOUNCE / 2, watch.changed()).await;
+        assert!(cancelled.is_err(), "still waiting out the quiet time");
+        // no new event: the pending change alone must end the next wait
+        tokio::time::timeout(DEBOUNCE * 10, watch.changed())
+            .await
+            .expect("the change seen before the cancel is reported");
     }
 }

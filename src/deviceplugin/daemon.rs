@@ -9,6 +9,9 @@ use super::held::{self, HeldDevices, Retained};
 use super::link_health::{self, LinkStates};
 use super::node_watch::{self, NodeEvent};
 use super::probes::{self, ProbeState};
+use super::provisioning::{
+    NodePolicySource, Provisioner, ProvisioningError, ProvisioningStatus, Trigger,
+};
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
@@ -17,7 +20,7 @@ use crate::pool;
 use crate::sysfs::{SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -55,7 +58,8 @@ pub struct Settings {
     /// whether they were released.
     pub held_recheck: Duration,
     /// Watch the config file's directory and reload on a change (a
-    /// ConfigMap's `..data` swap, an edit), as SIGHUP does.
+    /// ConfigMap's `..data` swap, an edit), as SIGHUP does; the node
+    /// policy's directory too.
     pub watch_config: bool,
     /// Follow the node as it changes: link state (device health) from
     /// rtnetlink, PCI devices from kernel uevents (see [`node_watch`]).
@@ -65,6 +69,10 @@ pub struct Settings {
     /// A rescan this often whatever events said: the safety net for lost
     /// events. None: never.
     pub rescan_interval: Option<Duration>,
+    /// Provision VFs from this node policy before serving, and again when
+    /// it changes (see [`super::provisioning`]). None: the VFs are as
+    /// someone else made them.
+    pub node_policy: Option<NodePolicySource>,
 }
 
 /// Default of [`Settings::held_recheck`].
@@ -99,6 +107,8 @@ pub enum DaemonError {
     Discovery(#[from] SysfsError),
     #[error(transparent)]
     Files(#[from] files::FileError),
+    #[error(transparent)]
+    Provisioning(#[from] ProvisioningError),
     #[error("health endpoint on {addr}: {source}")]
     Health {
         addr: std::net::SocketAddr,
@@ -214,6 +224,8 @@ pub struct Daemon {
     /// stays registered with an empty list (the kubelet sees capacity 0 at
     /// once, rather than keeping the devices through a 5-minute grace).
     configured: BTreeSet<String>,
+    /// The node policy, when one is given.
+    provisioner: Option<Provisioner>,
 }
 
 /// What woke the daemon's loop.
@@ -221,6 +233,7 @@ enum Wake {
     Command(Option<Control>),
     HeldRecheck,
     ConfigDirChanged,
+    NodePolicyDirChanged,
     Node(Option<NodeEvent>),
     Rescan,
 }
@@ -247,7 +260,40 @@ impl Daemon {
             }
         }
         let config = load_config(&settings)?;
-        let (pools, configured) = scan_with(&settings, &config)?;
+        let probe_state = ProbeState::default();
+        let mut provisioner = settings.node_policy.clone().map(|source| {
+            Provisioner::new(
+                source,
+                settings.sysfs.clone(),
+                settings.pod_resources_socket.clone(),
+                probe_state.provisioning.clone(),
+                settings.watch_config,
+            )
+        });
+        // Probes first: liveness answers (and readiness says "not applied
+        // yet") while provisioning waits for VFs.
+        let health_task = match settings.health_addr {
+            Some(addr) => Some(
+                probes::serve(addr, probe_state.clone())
+                    .await
+                    .map_err(|source| DaemonError::Health { addr, source })?,
+            ),
+            None => None,
+        };
+        let provisioned = match provisioner.as_mut() {
+            Some(provisioner) => provisioner.start().await.map_err(DaemonError::from),
+            None => Ok(()),
+        };
+        let scanned = provisioned.and_then(|()| scan_with(&settings, &config));
+        let (pools, configured) = match scanned {
+            Ok(scanned) => scanned,
+            Err(error) => {
+                if let Some(task) = health_task {
+                    task.abort();
+                }
+                return Err(error);
+            }
+        };
         let held_recheck = settings.held_recheck;
         let registration = settings.resolve_registration();
         tracing::info!(?registration, pools = pools.len(), "starting");
@@ -257,15 +303,6 @@ impl Daemon {
             }
         }
         let config_seen = std::fs::read(&settings.config_file).ok();
-        let probe_state = ProbeState::default();
-        let health_task = match settings.health_addr {
-            Some(addr) => Some(
-                probes::serve(addr, probe_state.clone())
-                    .await
-                    .map_err(|source| DaemonError::Health { addr, source })?,
-            ),
-            None => None,
-        };
         let (events, _) = broadcast::channel(256);
         let (watcher_stop, watcher_stop_rx) = watch::channel(false);
         tokio::spawn(watch_dir(
@@ -292,6 +329,7 @@ impl Daemon {
             rescan: None,
             configured,
             config,
+            provisioner,
             held_clock: {
                 let mut clock = tokio::time::interval(held_recheck);
                 clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -318,6 +356,7 @@ impl Daemon {
                 return Err(error);
             }
         }
+        daemon.probe_state.started.store(true, Ordering::Relaxed);
         Ok(daemon)
     }
 
@@ -495,6 +534,28 @@ impl Daemon {
             .lock()
             .ok()
             .and_then(|r| r.clone())
+    }
+
+    /// Provisioning as it stands (readiness, refused and failed steps, the
+    /// counters); `enabled` is false without a node policy.
+    pub fn provisioning(&self) -> ProvisioningStatus {
+        self.probe_state
+            .provisioning
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Plans and applies the node policy again (see [`Trigger`]), then
+    /// rescans if the node may have changed: the uevents of the change
+    /// would bring a rescan too, but the pools should not wait for them.
+    async fn reprovision(&mut self, trigger: Trigger) {
+        let Some(provisioner) = self.provisioner.as_mut() else {
+            return;
+        };
+        if provisioner.again(trigger).await {
+            self.rescan().await;
+        }
     }
 
     /// Asks PodResources which devices pods hold; None (logged) when it
@@ -676,7 +737,13 @@ impl Daemon {
         loop {
             // while devices are kept for pods, ask now and then whether
             // they were released
-            let any_kept = !self.kept.is_empty();
+            // (and, while provisioning steps are refused, whether pods
+            // released the VFs that stood in the way)
+            let any_kept = !self.kept.is_empty()
+                || self
+                    .provisioner
+                    .as_ref()
+                    .is_some_and(Provisioner::waiting_for_release);
             let held_clock = &mut self.held_clock;
             let recheck = async {
                 match any_kept {
@@ -688,6 +755,13 @@ impl Daemon {
             let config_changed = async {
                 match config_watch {
                     Some(watch) => watch.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let provisioner = self.provisioner.as_mut();
+            let policy_changed = async {
+                match provisioner {
+                    Some(provisioner) => provisioner.changed().await,
                     None => std::future::pending().await,
                 }
             };
@@ -709,16 +783,21 @@ impl Daemon {
                 command = control.recv() => Wake::Command(command),
                 _ = recheck => Wake::HeldRecheck,
                 _ = config_changed => Wake::ConfigDirChanged,
+                _ = policy_changed => Wake::NodePolicyDirChanged,
                 event = node_changed => Wake::Node(event),
                 _ = rescan => Wake::Rescan,
             };
             match wake {
                 Wake::Command(Some(Control::Reload)) => {
                     tracing::info!("reloading config and rescanning devices");
+                    self.reprovision(Trigger::Reload).await;
                     self.reload().await;
                 }
                 Wake::Command(Some(Control::Shutdown) | None) => break,
-                Wake::HeldRecheck => self.reconcile().await,
+                Wake::HeldRecheck => {
+                    self.reprovision(Trigger::Release).await;
+                    self.reconcile().await;
+                }
                 Wake::Node(None) => {
                     tracing::error!(
                         "the node watch ended: no device health, rescans only on reload"
@@ -741,6 +820,7 @@ impl Daemon {
                     tracing::debug!("periodic rescan");
                     self.rescan().await;
                 }
+                Wake::NodePolicyDirChanged => self.reprovision(Trigger::FileChanged).await,
                 Wake::ConfigDirChanged => {
                     let now = std::fs::read(&self.settings.config_file).ok();
                     if now != self.config_seen {

@@ -92,6 +92,14 @@ impl HeldDevices {
         self.by_resource.get(resource).and_then(|ids| ids.get(id))
     }
 
+    /// Every held device: (resource, device ID, holder).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Holder)> {
+        self.by_resource.iter().flat_map(|(resource, ids)| {
+            ids.iter()
+                .map(move |(id, holder)| (resource.as_str(), id.as_str(), holder))
+        })
+    }
+
     /// Who holds `id` under any resource (the inventory's question).
     pub fn holder_of(&self, id: &str) -> Option<(&str, &Holder)> {
         self.by_resource

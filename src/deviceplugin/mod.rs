@@ -10,7 +10,10 @@
 //!   directory watch, and one pool's serve/register/restart loop;
 //! - [`probes`]: `/healthz` and `/readyz` over HTTP for the kubelet's probes
 //!   (not device health, which ListAndWatch carries);
-//! - [`configwatch`]: the config file's directory, watched for edits;
+//! - [`configwatch`]: the config file's directory, watched for edits (the
+//!   node policy's too);
+//! - [`provisioning`]: the node policy (`--node-policy`) applied before
+//!   serving and after each change, VFs held by pods left alone;
 //! - [`node_watch`]: link state and device changes as they happen;
 //! - [`link_health`]: device health from link state (pure);
 //! - [`daemon`]: everything together, with reload and shutdown.
@@ -25,6 +28,7 @@ pub mod link_health;
 pub mod node_watch;
 pub mod preferred;
 pub mod probes;
+pub mod provisioning;
 pub mod register;
 pub mod runner;
 pub mod served;
@@ -32,3 +36,4 @@ pub mod service;
 
 pub use allocate::CdiMode;
 pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings, DEFAULT_HELD_RECHECK};
+pub use provisioning::{NodePolicySource, ProvisioningResults, DEFAULT_VF_TIMEOUT};

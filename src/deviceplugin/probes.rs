@@ -2,12 +2,17 @@
 //! - `GET /healthz`: 200 while the daemon's event loop answers (the same
 //!   single-threaded runtime serves the pools, so a wedged daemon cannot
 //!   answer either);
-//! - `GET /readyz`: 200 when every served pool is registered with the
-//!   kubelet (a node with no pool is ready: it has nothing to register)
+//! - `GET /readyz`: 503 until start-up is over, then 200 when every
+//!   served pool is registered with the kubelet (a node with no pool is
+//!   ready: it has nothing to register)
 //!   and the config file on disk was accepted, else 503 saying why: the
 //!   pools that are not registered, or the error that refused the config
-//!   (the pools then keep serving the config before it).
+//!   (the pools then keep serving the config before it). With a node
+//!   policy, also not before it was applied, nor while a step of it failed
+//!   or the file is refused; steps refused to protect pods are listed in a
+//!   ready answer (see `provisioning`).
 
+use super::provisioning::{Readiness, SharedProvisioning};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -30,8 +35,12 @@ pub type ConfigRefusal = Arc<Mutex<Option<String>>>;
 /// What the probes report on, shared with the daemon.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeState {
+    /// Start-up is over: every pool it found has a runner (before that, an
+    /// empty `registrations` would read as "nothing to wait for").
+    pub started: Arc<AtomicBool>,
     pub registrations: Registrations,
     pub config_refused: ConfigRefusal,
+    pub provisioning: SharedProvisioning,
 }
 
 /// The answer to one probe request: status and body.
@@ -58,13 +67,29 @@ pub fn answer(method: &Method, path: &str, state: &ProbeState) -> (StatusCode, S
                 .lock()
                 .map(|r| r.clone())
                 .unwrap_or_else(|_| Some("(state unavailable)".into()));
+            let provisioning = state
+                .provisioning
+                .lock()
+                .map(|p| p.readiness())
+                .unwrap_or_else(|_| Readiness::NotReady("(state unavailable)".into()));
             if let Some(error) = refused {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("config refused, still serving the previous one: {error}\n"),
                 )
+            } else if let Readiness::NotReady(why) = provisioning {
+                (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+            } else if !state.started.load(Ordering::Relaxed) {
+                (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
             } else if pending.is_empty() {
-                (StatusCode::OK, "ready\n".into())
+                let mut body = String::from("ready\n");
+                if let Readiness::Ready(notes) = provisioning {
+                    for note in notes {
+                        body.push_str(&note);
+                        body.push('\n');
+                    }
+                }
+                (StatusCode::OK, body)
             } else {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -124,6 +149,12 @@ mod tests {
         let registrations = &state.registrations;
         let get = |path: &str| answer(&Method::GET, path, &state);
         assert_eq!(
+            get("/readyz"),
+            (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into()),
+            "no pool yet, but start-up is not over"
+        );
+        state.started.store(true, Ordering::Relaxed);
+        assert_eq!(
             get("/readyz").0,
             StatusCode::OK,
             "no pool: nothing to wait for"
@@ -147,6 +178,28 @@ mod tests {
         assert_eq!(
             answer(&Method::POST, "/healthz", &state).0,
             StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn readiness_waits_for_the_node_policy_and_lists_steps_refused_for_pods() {
+        let state = ProbeState::default();
+        if let Ok(mut provisioning) = state.provisioning.lock() {
+            provisioning.enabled = true;
+        }
+        let (status, body) = answer(&Method::GET, "/readyz", &state);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body, "node policy not applied yet\n");
+        state.started.store(true, Ordering::Relaxed);
+        if let Ok(mut provisioning) = state.provisioning.lock() {
+            provisioning.applied = true;
+            provisioning.refused = vec!["PF ens1f0 (0000:3b:00.0): numVfs 6 -> 0 -> 8".into()];
+        }
+        let (status, body) = answer(&Method::GET, "/readyz", &state);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            "ready\nnode policy step refused (a pod holds the VF): PF ens1f0 (0000:3b:00.0): numVfs 6 -> 0 -> 8\n"
         );
     }
 

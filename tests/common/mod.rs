@@ -9,7 +9,9 @@
 
 pub mod capture;
 pub mod cni;
+pub mod configmap;
 pub mod dhcp;
+pub mod probe;
 pub mod sysfs_shape;
 pub mod tree;
 
@@ -65,6 +67,18 @@ pub fn two_pf_layout(tag: &str) -> Layout {
     cx.rdma = true;
     Layout {
         pfs: vec![e810, cx],
+    }
+}
+
+/// Two E810-like PFs, `<tag>a` (0000:3b:00.0) and `<tag>b` (0000:5e:00.0),
+/// with `a` and `b` VFs on iavf: what the provisioning tests start from.
+pub fn two_e810_layout(tag: &str, a: u16, b: u16) -> Layout {
+    let mut pf_a = base_pf("0000:3b:00.0", &format!("{tag}a"));
+    pf_a.num_vfs = a;
+    let mut pf_b = base_pf("0000:5e:00.0", &format!("{tag}b"));
+    pf_b.num_vfs = b;
+    Layout {
+        pfs: vec![pf_a, pf_b],
     }
 }
 

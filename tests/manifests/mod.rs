@@ -37,8 +37,37 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// `kubectl kustomize deploy/overlays/<name>`, or None (with a SKIPPED line)
 /// when kubectl is missing outside CI. Under CI=true a missing kubectl fails.
 pub fn kustomize(overlay: &str) -> Option<String> {
-    let dir = repo_path(&format!("deploy/overlays/{overlay}"));
-    let output = match Command::new("kubectl").arg("kustomize").arg(&dir).output() {
+    kustomize_dir(&repo_path(&format!("deploy/overlays/{overlay}")))
+}
+
+/// An overlay rendered with a component of deploy/components added, as a
+/// user's own kustomization would add it (a temp dir that refers to both;
+/// kustomize takes only relative paths there).
+pub fn kustomize_with_component(overlay: &str, component: &str) -> Option<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let up = std::fs::canonicalize(dir.path())
+        .expect("temp dir path")
+        .components()
+        .skip(1)
+        .map(|_| "..")
+        .collect::<Vec<_>>()
+        .join("/");
+    let repo = repo_path("deploy");
+    let repo = repo.to_string_lossy();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources: [\"{up}{repo}/overlays/{overlay}\"]\n\
+             components: [\"{up}{repo}/components/{component}\"]\n"
+        ),
+    )
+    .expect("writing the kustomization");
+    kustomize_dir(dir.path())
+}
+
+fn kustomize_dir(dir: &Path) -> Option<String> {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             assert!(
