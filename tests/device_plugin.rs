@@ -94,6 +94,7 @@ impl Node {
             watch_node: true,
             link_health: true,
             rescan_interval: None,
+            vf_counters_interval: sriov_rs::deviceplugin::DEFAULT_VF_COUNTERS_INTERVAL,
         }
     }
 

@@ -94,6 +94,7 @@ impl Setup {
             watch_node: true,
             link_health: true,
             rescan_interval: None,
+            vf_counters_interval: sriov_rs::deviceplugin::DEFAULT_VF_COUNTERS_INTERVAL,
         };
         let daemon = Daemon::start(settings).await.unwrap();
         let (control, commands) = mpsc::channel(4);
