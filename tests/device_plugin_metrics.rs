@@ -114,7 +114,10 @@ impl Metrics {
         ]
         .into_iter()
         .map(|k| {
-            let v = sample.labels.get(k).unwrap_or_else(|| panic!("{pci}: no {k}"));
+            let v = sample
+                .labels
+                .get(k)
+                .unwrap_or_else(|| panic!("{pci}: no {k}"));
             (k.to_owned(), v.to_owned())
         })
         .collect()
@@ -251,10 +254,17 @@ async fn metrics_follow_allocations_traffic_pods_and_health() {
         .unwrap();
     let m = scrape(addr).await;
     assert_eq!(m.pool("allocated", E810), Some(1.0));
-    assert_eq!(m.pool("allocatable", E810), Some(3.0), "held devices stay allocatable");
+    assert_eq!(
+        m.pool("allocatable", E810),
+        Some(3.0),
+        "held devices stay allocatable"
+    );
     assert_eq!(m.pool("allocated", CX), Some(0.0));
     let vf0 = m.vf_labels(VF0);
-    assert_eq!((vf0["namespace"].as_str(), vf0["pod"].as_str()), ("ran", "web-0"));
+    assert_eq!(
+        (vf0["namespace"].as_str(), vf0["pod"].as_str()),
+        ("ran", "web-0")
+    );
     assert_eq!(m.vf_labels(VF1)["pod"], "");
 
     // traffic across the simulated wire: VF 0 in one pod pings VF 1 in another
