@@ -15,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use manifests::crds::{
     DevicePluginConfig, Ipam, MultusValues, NetworkAttachmentDefinition, SriovNetConf,
 };
-use manifests::{flag, kustomize, parse_all, parse_dir, repo_path, Doc, HelmChart};
+use manifests::{
+    flag, kustomize, kustomize_dir, parse_all, parse_dir, repo_path, Doc, HelmChart,
+};
 use sriov_rs::install_cni;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -454,6 +456,53 @@ fn the_metrics_port_and_scrape_annotations_name_the_daemons_listener() {
             r.name
         );
         assert_eq!(annotation("prometheus.io/path"), "/metrics", "{}", r.name);
+    }
+}
+
+/// docs/k3s.md's way to expose /metrics: the example overlay changes only
+/// HEALTH_ADDR, and the daemon then listens on every address of the node,
+/// on the port the annotations and the port name, still reached by the
+/// loopback probes.
+#[test]
+fn the_metrics_example_exposes_the_same_port_on_the_node() {
+    let Some(text) = kustomize_dir("deploy/examples/metrics") else {
+        return;
+    };
+    let daemon_set = parse_all(&text, "deploy/examples/metrics")
+        .into_iter()
+        .find_map(|doc| match doc {
+            Doc::DaemonSet(ds) => Some(*ds),
+            _ => None,
+        })
+        .expect("a DaemonSet");
+    let template = daemon_set.spec.expect("spec").template;
+    let pod = template.spec.expect("pod spec");
+    let plugin = pod
+        .containers
+        .iter()
+        .find(|c| c.name == DEVICE_PLUGIN)
+        .expect("the device plugin container");
+    let flag = flag(args(plugin), "--health-addr").expect("--health-addr");
+    let addr: std::net::SocketAddr = expand_env(plugin, flag).parse().expect("an address");
+    assert!(addr.ip().is_unspecified(), "{addr}");
+    let annotations = template
+        .metadata
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/port").map(String::as_str),
+        Some(addr.port().to_string().as_str())
+    );
+    let metrics_port = plugin
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .map(|p| p.container_port);
+    assert_eq!(metrics_port, Some(i32::from(addr.port())));
+    for probe in [&plugin.liveness_probe, &plugin.readiness_probe] {
+        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("an HTTP probe");
+        assert_eq!(get.host.as_deref(), Some("127.0.0.1"), "0.0.0.0 covers it");
     }
 }
 

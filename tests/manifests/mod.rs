@@ -37,7 +37,13 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// `kubectl kustomize deploy/overlays/<name>`, or None (with a SKIPPED line)
 /// when kubectl is missing outside CI. Under CI=true a missing kubectl fails.
 pub fn kustomize(overlay: &str) -> Option<String> {
-    let dir = repo_path(&format!("deploy/overlays/{overlay}"));
+    kustomize_dir(&format!("deploy/overlays/{overlay}"))
+}
+
+/// `kubectl kustomize` of any kustomization in the repository (`dir`
+/// relative to its root); None as [`kustomize`].
+pub fn kustomize_dir(dir: &str) -> Option<String> {
+    let dir = repo_path(dir);
     let output = match Command::new("kubectl").arg("kustomize").arg(&dir).output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
