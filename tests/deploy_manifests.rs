@@ -15,9 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use manifests::crds::{
     DevicePluginConfig, Ipam, MultusValues, NetworkAttachmentDefinition, SriovNetConf,
 };
-use manifests::{
-    flag, kustomize, kustomize_dir, parse_all, parse_dir, repo_path, Doc, HelmChart,
-};
+use manifests::{flag, kustomize, kustomize_dir, parse_all, parse_dir, repo_path, Doc, HelmChart};
 use sriov_rs::install_cni;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -501,7 +499,10 @@ fn the_metrics_example_exposes_the_same_port_on_the_node() {
         .map(|p| p.container_port);
     assert_eq!(metrics_port, Some(i32::from(addr.port())));
     for probe in [&plugin.liveness_probe, &plugin.readiness_probe] {
-        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("an HTTP probe");
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("an HTTP probe");
         assert_eq!(get.host.as_deref(), Some("127.0.0.1"), "0.0.0.0 covers it");
     }
 }

@@ -93,9 +93,9 @@ mod tests {
 
     fn write(path: &Path, text: &str) {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+            std::fs::create_dir_all(parent).unwrap();
         }
-        std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        std::fs::write(path, text).unwrap();
     }
 
     fn pf_tree(root: &Path) -> std::path::PathBuf {
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn counters_come_from_each_vfs_stats_directory() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let pf = pf_tree(dir.path());
         for (n, file) in FILES.iter().enumerate() {
             write(
@@ -118,10 +118,8 @@ mod tests {
         // VF 1 lacks a file: left out rather than reported as zero
         write(&pf.join("sriov/1/stats/rx_bytes"), "5\n");
         let sysfs = SysfsRoot::new(dir.path());
-        let address: PciAddress = "0000:3b:00.0".parse().unwrap_or_else(|e| panic!("{e:?}"));
-        let stats = sysfs
-            .vf_stats(address, &[0, 1, 2, 7])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let address: PciAddress = "0000:3b:00.0".parse().unwrap();
+        let stats = sysfs.vf_stats(address, &[0, 1, 2, 7]).unwrap();
         assert_eq!(stats.numa_node, Some(1));
         let vfs = stats.vfs.unwrap_or_default();
         assert_eq!(vfs.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
@@ -140,14 +138,12 @@ mod tests {
 
     #[test]
     fn a_pf_without_sriov_stats_says_so_and_garbage_names_the_file() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let pf = pf_tree(dir.path());
         write(&pf.join("numa_node"), "-1\n");
         let sysfs = SysfsRoot::new(dir.path());
-        let address: PciAddress = "0000:3b:00.0".parse().unwrap_or_else(|e| panic!("{e:?}"));
-        let stats = sysfs
-            .vf_stats(address, &[0])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let address: PciAddress = "0000:3b:00.0".parse().unwrap();
+        let stats = sysfs.vf_stats(address, &[0]).unwrap();
         assert_eq!(
             stats,
             SysfsVfStats::default(),
@@ -158,8 +154,7 @@ mod tests {
             write(&pf.join(format!("sriov/0/stats/{file}")), "1\n");
         }
         write(&pf.join("sriov/0/stats/tx_bytes"), "lots\n");
-        let error = sysfs.vf_stats(address, &[0]).err().map(|e| e.to_string());
-        let error = error.unwrap_or_default();
+        let error = sysfs.vf_stats(address, &[0]).unwrap_err().to_string();
         assert!(
             error.contains("sriov/0/stats/tx_bytes") && error.contains("lots"),
             "{error}"

@@ -27,22 +27,22 @@ type Figure = (&'static str, &'static str, fn(&PoolFigures) -> Option<u64>);
 const POOL_GAUGES: [Figure; 4] = [
     (
         "sriov_dp_pool_capacity",
-        "Devices the pool lists on ListAndWatch (the kubelet's capacity)",
+        "Devices the pool lists on ListAndWatch (the kubelet's capacity).",
         |f| Some(f.capacity),
     ),
     (
         "sriov_dp_pool_allocatable",
-        "Healthy devices of the pool (the kubelet's allocatable, held ones included)",
+        "Healthy devices of the pool (the kubelet's allocatable, held ones included).",
         |f| Some(f.allocatable),
     ),
     (
         "sriov_dp_pool_allocated",
-        "Devices of the pool that pods hold, according to the kubelet's PodResources API",
+        "Devices of the pool that pods hold, according to the kubelet's PodResources API.",
         |f| f.allocated,
     ),
     (
         "sriov_dp_pool_unhealthy",
-        "Unhealthy devices of the pool (link down, or kept only for the pod that holds it)",
+        "Unhealthy devices of the pool (link down, or kept only for the pod that holds it).",
         |f| Some(f.unhealthy),
     ),
 ];
@@ -51,28 +51,28 @@ type VfCounter = (&'static str, &'static str, fn(&LinkCounters) -> u64);
 
 /// The per-VF counters, named as sriov-network-metrics-exporter names them.
 const VF_COUNTERS: [VfCounter; 6] = [
-    ("sriov_vf_rx_bytes", "Bytes received by the VF", |c| {
+    ("sriov_vf_rx_bytes", "Bytes received by the VF.", |c| {
         c.rx_bytes
     }),
-    ("sriov_vf_tx_bytes", "Bytes transmitted by the VF", |c| {
+    ("sriov_vf_tx_bytes", "Bytes transmitted by the VF.", |c| {
         c.tx_bytes
     }),
-    ("sriov_vf_rx_packets", "Packets received by the VF", |c| {
+    ("sriov_vf_rx_packets", "Packets received by the VF.", |c| {
         c.rx_packets
     }),
     (
         "sriov_vf_tx_packets",
-        "Packets transmitted by the VF",
+        "Packets transmitted by the VF.",
         |c| c.tx_packets,
     ),
     (
         "sriov_vf_rx_dropped",
-        "Packets dropped on receipt by the VF",
+        "Packets dropped on receipt by the VF.",
         |c| c.rx_dropped,
     ),
     (
         "sriov_vf_tx_dropped",
-        "Packets dropped on transmission by the VF",
+        "Packets dropped on transmission by the VF.",
         |c| c.tx_dropped,
     ),
 ];
@@ -184,7 +184,7 @@ impl Collector for View {
         encoder
             .encode_descriptor(
                 "sriov_dp_vf_counters_read_seconds",
-                "How long the last read of every served VF's counters took",
+                "How long the last read of every served VF's counters took.",
                 None,
                 MetricType::Gauge,
             )?
