@@ -328,3 +328,87 @@ impl Metrics {
 #[derive(Debug, thiserror::Error)]
 #[error("metrics: {0}")]
 pub struct ScrapeError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters_text(metrics: &Metrics) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &metrics.inner.registry)
+            .unwrap();
+        text
+    }
+
+    #[test]
+    fn each_event_lands_in_its_family_with_its_labels() {
+        let metrics = Metrics::new(None);
+        let registrations = metrics.registrations("intel.com/a");
+        registrations.inc();
+        registrations.inc();
+        metrics.rescanned();
+        metrics.reloaded(ReloadOutcome::Accepted);
+        metrics.reloaded(ReloadOutcome::Refused);
+        metrics.reloaded(ReloadOutcome::Refused);
+        metrics.error(ErrorKind::PodResources);
+        metrics.provisioning_result("ens1f0", ProvisionOutcome::Applied);
+        metrics.provisioning_result("ens2f0", ProvisionOutcome::Refused);
+        metrics.provisioning_result("ens2f0", ProvisionOutcome::Failed);
+        let text = counters_text(&metrics);
+        for line in [
+            r#"sriov_dp_registrations_total{pool="intel.com/a"} 2"#,
+            "sriov_dp_rescans_total 1",
+            r#"sriov_dp_reloads_total{outcome="accepted"} 1"#,
+            r#"sriov_dp_reloads_total{outcome="refused"} 2"#,
+            r#"sriov_dp_errors_total{kind="pod_resources"} 1"#,
+            r#"sriov_dp_provisioning_results_total{pf="ens1f0",outcome="applied"} 1"#,
+            r#"sriov_dp_provisioning_results_total{pf="ens2f0",outcome="refused"} 1"#,
+            r#"sriov_dp_provisioning_results_total{pf="ens2f0",outcome="failed"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        // another handle on the same pool's counter counts into the same series
+        metrics.registrations("intel.com/a").inc();
+        assert!(counters_text(&metrics)
+            .lines()
+            .any(|l| l == r#"sriov_dp_registrations_total{pool="intel.com/a"} 3"#));
+    }
+
+    #[tokio::test]
+    async fn a_scrape_shows_the_pools_watched_and_forgets_the_ones_stopped() {
+        use crate::deviceplugin::served::test_pool;
+        let metrics = Metrics::new(None);
+        let mut pool = test_pool(Vec::new(), false);
+        pool.resource_name = "intel.com/a".into();
+        let (sender, receiver) = watch::channel(Arc::new(pool));
+        metrics.watch_pool("intel.com/a", receiver);
+        let text = metrics.scrape().await.unwrap();
+        assert!(
+            text.contains("sriov_dp_pool_capacity{pool=\"intel.com/a\"} 0\n"),
+            "{text}"
+        );
+        // a change is seen by the next scrape, with no call from the daemon
+        let grown = sender
+            .borrow()
+            .with_devices(vec![crate::deviceplugin::served::ServedDevice {
+                id: "0000:3b:01.0".into(),
+                healthy: false,
+                links: Default::default(),
+                numa_node: None,
+                pf: None,
+                vf_index: None,
+                nodes: Vec::new(),
+                info: Default::default(),
+                device_info: None,
+            }]);
+        sender.send_replace(Arc::new(grown));
+        let text = metrics.scrape().await.unwrap();
+        assert!(
+            text.contains("sriov_dp_pool_unhealthy{pool=\"intel.com/a\"} 1\n"),
+            "{text}"
+        );
+        metrics.forget_pool("intel.com/a");
+        let text = metrics.scrape().await.unwrap();
+        assert!(!text.contains("intel.com/a"), "{text}");
+    }
+}
