@@ -5,7 +5,9 @@
 # relative of `sriov` (it also moves a device into a pod netns), binary
 # sizes, discovery, and the device plugin's start-up, memory and Allocate
 # cost at 1024 and 4096 VFs (hack/bench_dp.py; BENCH_ONLY=dp runs only
-# that part). Prints Markdown tables for the README.
+# that part), and one /metrics scrape at 4096 VFs against /healthz and
+# against reading the VF counter files with cat (hack/bench_metrics.py;
+# BENCH_ONLY=metrics). Prints Markdown tables for the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
@@ -17,6 +19,7 @@ BASE=/usr/lib/cni/host-device
 
 DP_RUNS=${DP_RUNS:-10}
 DP_ALLOCS=${DP_ALLOCS:-200}
+METRICS_RUNS=${METRICS_RUNS:-100}
 
 log "building release binaries"
 cargo build --release --locked --quiet --bins
@@ -30,8 +33,21 @@ device_plugin_bench() {
   rm -rf "$work"
 }
 
+metrics_bench() {
+  echo "### Device plugin: one /metrics scrape, 16 PFs x 256 VFs, $METRICS_RUNS interleaved runs"
+  echo
+  local work
+  work=$(mktemp -d /tmp/sriov-bench-metrics.XXXXXX)
+  python3 hack/bench_metrics.py "$METRICS_RUNS" "$PWD/target/release" "$work" 256
+  rm -rf "$work"
+}
+
 if [ "${BENCH_ONLY:-}" = dp ]; then
   device_plugin_bench
+  exit 0
+fi
+if [ "${BENCH_ONLY:-}" = metrics ]; then
+  metrics_bench
   exit 0
 fi
 
@@ -82,6 +98,9 @@ target/release/sriovctl sim destroy --sysfs-root "$WORK/big" >/dev/null
 
 echo
 device_plugin_bench
+echo
+metrics_bench
+echo
 
 echo "### Discovery over the live simulated tree: 16 PFs x 256 VFs, against the same node as plain files"
 echo

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use manifests::crds::{
     DevicePluginConfig, Ipam, MultusValues, NetworkAttachmentDefinition, SriovNetConf,
 };
-use manifests::{flag, kustomize, parse_all, parse_dir, repo_path, Doc, HelmChart};
+use manifests::{flag, kustomize, kustomize_dir, parse_all, parse_dir, repo_path, Doc, HelmChart};
 use sriov_rs::install_cni;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -463,14 +463,40 @@ fn the_provisioning_component_makes_sysfs_writable_and_adds_net_admin_only() {
     }
 }
 
+/// `value` with each `$(NAME)` replaced as the kubelet does it: from the
+/// container's env entries that carry a literal value. Panics on a
+/// reference it cannot resolve (the kubelet would pass it on verbatim).
+fn expand_env(container: &Container, value: &str) -> String {
+    let mut out = value.to_owned();
+    while let Some(start) = out.find("$(") {
+        let end = start + out[start..].find(')').expect("a closing parenthesis");
+        let name = &out[start + 2..end];
+        let resolved = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| panic!("{}: $({name}) has no literal value", container.name));
+        out.replace_range(start..=end, &resolved);
+    }
+    out
+}
+
+/// The address the DaemonSet tells the daemon to serve probes and metrics on.
+fn health_addr(r: &Rendered) -> std::net::SocketAddr {
+    let plugin = r.container(DEVICE_PLUGIN);
+    let flag = flag(args(plugin), "--health-addr").expect("--health-addr");
+    expand_env(plugin, flag)
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: --health-addr={flag}: {e}", r.name))
+}
+
 #[test]
 fn probes_reach_the_health_endpoint_the_daemon_is_told_to_serve() {
     for r in rendered() {
         let plugin = r.container(DEVICE_PLUGIN);
-        let addr: std::net::SocketAddr = flag(args(plugin), "--health-addr")
-            .expect("--health-addr")
-            .parse()
-            .expect("a socket address");
+        let addr = health_addr(r);
         // loopback only: the port is not exposed; hostNetwork lets the kubelet reach it
         assert!(addr.ip().is_loopback(), "{}: {addr}", r.name);
         assert_eq!(r.pod().host_network, Some(true), "{}", r.name);
@@ -506,6 +532,94 @@ fn probes_reach_the_health_endpoint_the_daemon_is_told_to_serve() {
             &format!("{}/dev", dev_root.trim_end_matches('/')),
         );
         assert_eq!(dev.as_deref(), Some(Path::new("/dev")), "{}", r.name);
+    }
+}
+
+#[test]
+fn the_metrics_port_and_scrape_annotations_name_the_daemons_listener() {
+    for r in rendered() {
+        let plugin = r.container(DEVICE_PLUGIN);
+        let addr = health_addr(r);
+        // off the network by default: loopback (checked with the probes too)
+        assert!(addr.ip().is_loopback(), "{}: {addr}", r.name);
+        let ports = plugin.ports.as_deref().unwrap_or_default();
+        let metrics = ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some("metrics"))
+            .unwrap_or_else(|| panic!("{}: no port named metrics", r.name));
+        assert_eq!(metrics.container_port, i32::from(addr.port()), "{}", r.name);
+        assert_eq!(metrics.protocol.as_deref(), Some("TCP"), "{}", r.name);
+        let annotations = r
+            .daemon_set
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        let annotation = |key: &str| {
+            annotations
+                .get(key)
+                .map(String::as_str)
+                .unwrap_or_else(|| panic!("{}: no {key} annotation", r.name))
+        };
+        assert_eq!(annotation("prometheus.io/scrape"), "true", "{}", r.name);
+        assert_eq!(
+            annotation("prometheus.io/port"),
+            addr.port().to_string(),
+            "{}",
+            r.name
+        );
+        assert_eq!(annotation("prometheus.io/path"), "/metrics", "{}", r.name);
+    }
+}
+
+/// docs/k3s.md's way to expose /metrics: the example overlay changes only
+/// HEALTH_ADDR, and the daemon then listens on every address of the node,
+/// on the port the annotations and the port name, still reached by the
+/// loopback probes.
+#[test]
+fn the_metrics_example_exposes_the_same_port_on_the_node() {
+    let Some(text) = kustomize_dir(&repo_path("deploy/examples/metrics")) else {
+        return;
+    };
+    let daemon_set = parse_all(&text, "deploy/examples/metrics")
+        .into_iter()
+        .find_map(|doc| match doc {
+            Doc::DaemonSet(ds) => Some(*ds),
+            _ => None,
+        })
+        .expect("a DaemonSet");
+    let template = daemon_set.spec.expect("spec").template;
+    let pod = template.spec.expect("pod spec");
+    let plugin = pod
+        .containers
+        .iter()
+        .find(|c| c.name == DEVICE_PLUGIN)
+        .expect("the device plugin container");
+    let flag = flag(args(plugin), "--health-addr").expect("--health-addr");
+    let addr: std::net::SocketAddr = expand_env(plugin, flag).parse().expect("an address");
+    assert!(addr.ip().is_unspecified(), "{addr}");
+    let annotations = template
+        .metadata
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/port").map(String::as_str),
+        Some(addr.port().to_string().as_str())
+    );
+    let metrics_port = plugin
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .map(|p| p.container_port);
+    assert_eq!(metrics_port, Some(i32::from(addr.port())));
+    for probe in [&plugin.liveness_probe, &plugin.readiness_probe] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("an HTTP probe");
+        assert_eq!(get.host.as_deref(), Some("127.0.0.1"), "0.0.0.0 covers it");
     }
 }
 

@@ -97,6 +97,7 @@ impl Node {
             link_health: true,
             rescan_interval: None,
             node_policy: None,
+            vf_counters_interval: sriov_rs::deviceplugin::DEFAULT_VF_COUNTERS_INTERVAL,
         }
     }
 

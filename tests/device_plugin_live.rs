@@ -95,6 +95,7 @@ impl Setup {
             link_health: true,
             rescan_interval: None,
             node_policy: None,
+            vf_counters_interval: sriov_rs::deviceplugin::DEFAULT_VF_COUNTERS_INTERVAL,
         };
         let daemon = Daemon::start(settings).await.unwrap();
         let (control, commands) = mpsc::channel(4);

@@ -60,10 +60,15 @@ struct Args {
     /// sysfs tree to read (also SRIOV_SYSFS_ROOT)
     #[arg(long, env = sriov_rs::sysfs::ENV_SYSFS_ROOT)]
     sysfs_root: Option<PathBuf>,
-    /// Serve /healthz (liveness) and /readyz (every pool registered) over HTTP
-    /// on this address, e.g. 0.0.0.0:8096; off unless given
+    /// Serve /healthz (liveness), /readyz (every pool registered) and
+    /// /metrics (Prometheus) over HTTP on this address, e.g. 127.0.0.1:8096;
+    /// off unless given
     #[arg(long, value_name = "ADDR")]
     health_addr: Option<std::net::SocketAddr>,
+    /// With --health-addr: read the VF counters for /metrics this often
+    /// (seconds; a scrape shows the last read)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    vf_counters_interval: u64,
     /// The kubelet's PodResources socket, asked which devices pods hold so
     /// that a reload never drops or moves one in use; "" turns this off
     // a String, not a PathBuf: clap refuses an empty path
@@ -207,6 +212,7 @@ fn main() {
             missing_is_empty: args.node_policy_optional,
             vf_timeout: std::time::Duration::from_secs(args.vf_timeout),
         }),
+        vf_counters_interval: std::time::Duration::from_secs(args.vf_counters_interval),
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -7,6 +7,7 @@ use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
 use super::held::{self, HeldDevices, Retained};
 use super::link_health::{self, LinkStates};
+use super::metrics::{ErrorKind, Metrics, ReloadOutcome, VfSampler};
 use super::node_watch::{self, NodeEvent};
 use super::probes::{self, ProbeState};
 use super::provisioning::{
@@ -73,6 +74,9 @@ pub struct Settings {
     /// it changes (see [`super::provisioning`]). None: the VFs are as
     /// someone else made them.
     pub node_policy: Option<NodePolicySource>,
+    /// How often the VF counters are read for `/metrics` (only while the
+    /// HTTP endpoint is served); see [`super::metrics`].
+    pub vf_counters_interval: Duration,
 }
 
 /// Default of [`Settings::held_recheck`].
@@ -195,6 +199,10 @@ pub struct Daemon {
     /// What the probe endpoint reports: registrations, a refused config.
     probe_state: ProbeState,
     health_task: Option<tokio::task::JoinHandle<()>>,
+    /// What `/metrics` reports on.
+    metrics: Metrics,
+    /// Reads the VF counters while `/metrics` is served; stops when dropped.
+    _vf_sampler: Option<VfSampler>,
     /// Ends the directory watch at shutdown.
     watcher_stop: watch::Sender<bool>,
     /// The pools config + discovery asked for at the last successful scan,
@@ -242,6 +250,7 @@ impl Daemon {
     /// Scan, write the files, start one runner per pool. Fails only on what
     /// the operator must fix: an unreadable or invalid config, unreadable sysfs.
     pub async fn start(settings: Settings) -> Result<Daemon, DaemonError> {
+        let metrics = Metrics::new(settings.pod_resources_socket.clone());
         // Watching starts before the scan: a change during it is not missed.
         let mut node_events = None;
         let mut links = LinkStates::default();
@@ -255,6 +264,7 @@ impl Daemon {
                     node_events = Some(receiver);
                 }
                 Err(error) => {
+                    metrics.error(ErrorKind::NodeWatch);
                     tracing::error!(%error, "cannot watch the node: no device health, rescans only on reload")
                 }
             }
@@ -268,13 +278,14 @@ impl Daemon {
                 settings.pod_resources_socket.clone(),
                 probe_state.provisioning.clone(),
                 settings.watch_config,
+                metrics.clone(),
             )
         });
         // Probes first: liveness answers (and readiness says "not applied
         // yet") while provisioning waits for VFs.
         let health_task = match settings.health_addr {
             Some(addr) => Some(
-                probes::serve(addr, probe_state.clone())
+                probes::serve(addr, probe_state.clone(), metrics.clone())
                     .await
                     .map_err(|source| DaemonError::Health { addr, source })?,
             ),
@@ -303,6 +314,11 @@ impl Daemon {
             }
         }
         let config_seen = std::fs::read(&settings.config_file).ok();
+        // nobody can scrape without the endpoint: no reads then
+        let vf_sampler = match settings.health_addr {
+            Some(_) => metrics.start_sampler(settings.sysfs.clone(), settings.vf_counters_interval),
+            None => None,
+        };
         let (events, _) = broadcast::channel(256);
         let (watcher_stop, watcher_stop_rx) = watch::channel(false);
         tokio::spawn(watch_dir(
@@ -318,6 +334,8 @@ impl Daemon {
             running: BTreeMap::new(),
             probe_state,
             health_task,
+            metrics,
+            _vf_sampler: vf_sampler,
             watcher_stop,
             wanted: pools.clone(),
             kept: Retained::new(),
@@ -440,7 +458,9 @@ impl Daemon {
         let sender = Arc::new(watch::channel(Arc::new(pool)).0);
         let (stop, stop_rx) = watch::channel(false);
         let registered = Arc::new(AtomicBool::new(false));
+        self.metrics.watch_pool(&name, sender.subscribe());
         let runner = Runner {
+            registrations: self.metrics.registrations(&name),
             registration: self.registration.clone(),
             pool: sender.clone(),
             cdi: self.settings.cdi,
@@ -471,6 +491,7 @@ impl Daemon {
             if let Ok(mut flags) = self.probe_state.registrations.lock() {
                 flags.remove(name);
             }
+            self.metrics.forget_pool(name);
             let _ = running.stop.send(true);
             let mut task = running.task;
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
@@ -496,10 +517,12 @@ impl Daemon {
             Ok(scanned) => scanned,
             Err(error) => {
                 tracing::error!(%error, "reload refused: keeping the current pools");
+                self.metrics.reloaded(ReloadOutcome::Refused);
                 self.set_refusal(Some(error.to_string()));
                 return;
             }
         };
+        self.metrics.reloaded(ReloadOutcome::Accepted);
         self.set_refusal(None);
         self.config = config;
         self.configured = configured;
@@ -510,13 +533,17 @@ impl Daemon {
     /// Discovery again with the config last accepted (device events, the
     /// periodic rescan): a config file half-edited on disk is not applied.
     pub async fn rescan(&mut self) {
+        self.metrics.rescanned();
         match scan_with(&self.settings, &self.config) {
             Ok((pools, configured)) => {
                 self.configured = configured;
                 self.wanted = pools;
                 self.reconcile().await;
             }
-            Err(error) => tracing::error!(%error, "rescan failed: keeping the current pools"),
+            Err(error) => {
+                self.metrics.error(ErrorKind::Rescan);
+                tracing::error!(%error, "rescan failed: keeping the current pools")
+            }
         }
     }
 
@@ -565,6 +592,7 @@ impl Daemon {
         match held::list(socket).await {
             Ok(held) => Some(held),
             Err(error) => {
+                self.metrics.error(ErrorKind::PodResources);
                 tracing::warn!(%error, "cannot learn which devices pods hold: a reload may drop or move a device in use");
                 None
             }
@@ -604,6 +632,11 @@ impl Daemon {
         self.apply(pools, held.as_ref()).await;
     }
 
+    /// The daemon's metrics, for parts that report into them (provisioning).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Devices kept for pods, by pool (empty when none).
     pub fn kept(&self) -> &Retained {
         &self.kept
@@ -638,13 +671,16 @@ impl Daemon {
                 None => {
                     tracing::info!(pool = %pool.resource_name, devices = pool.devices.len(), "new pool");
                     if let Err(error) = self.start_pool(pool, held) {
+                        self.metrics.error(ErrorKind::Pool);
                         tracing::error!(%error, "cannot start a new pool");
                     }
                 }
                 Some(current) if *current != pool => {
                     if let Err(error) = self.write_files(Some(&current), &pool) {
+                        self.metrics.error(ErrorKind::Pool);
                         tracing::error!(pool = %pool.resource_name, %error, "cannot update the pool's files");
                     }
+                    self.metrics.pool_changed(&current, &pool);
                     tracing::info!(pool = %pool.resource_name, devices = pool.devices.len(), "pool changed: pushing the new device list");
                     if let Some(running) = self.running.get(&pool.resource_name) {
                         running.pool.send_replace(Arc::new(pool));
@@ -710,6 +746,7 @@ impl Daemon {
                     tracing::info!(pool = %name, device = %after.id, health, "link state changed");
                 }
             }
+            self.metrics.pool_changed(&current, &shown);
             running.pool.send_replace(Arc::new(shown));
         }
     }
@@ -799,6 +836,7 @@ impl Daemon {
                     self.reconcile().await;
                 }
                 Wake::Node(None) => {
+                    self.metrics.error(ErrorKind::NodeWatch);
                     tracing::error!(
                         "the node watch ended: no device health, rescans only on reload"
                     );

@@ -8,8 +8,10 @@
 //! - [`service`]: the gRPC services of one pool's socket;
 //! - [`register`], [`dirwatch`], [`runner`]: registration, the kubelet
 //!   directory watch, and one pool's serve/register/restart loop;
-//! - [`probes`]: `/healthz` and `/readyz` over HTTP for the kubelet's probes
-//!   (not device health, which ListAndWatch carries);
+//! - [`probes`]: the daemon's HTTP listener: `/healthz` and `/readyz` for the
+//!   kubelet's probes (not device health, which ListAndWatch carries), and
+//!   `/metrics`;
+//! - [`metrics`]: Prometheus metrics per pool, per VF and of the daemon;
 //! - [`configwatch`]: the config file's directory, watched for edits (the
 //!   node policy's too);
 //! - [`provisioning`]: the node policy (`--node-policy`) applied before
@@ -25,6 +27,7 @@ pub mod dirwatch;
 pub mod files;
 pub mod held;
 pub mod link_health;
+pub mod metrics;
 pub mod node_watch;
 pub mod preferred;
 pub mod probes;
@@ -36,4 +39,5 @@ pub mod service;
 
 pub use allocate::CdiMode;
 pub use daemon::{Control, Daemon, DaemonError, RegistrationMode, Settings, DEFAULT_HELD_RECHECK};
-pub use provisioning::{NodePolicySource, ProvisioningResults, DEFAULT_VF_TIMEOUT};
+pub use metrics::{Metrics, DEFAULT_VF_COUNTERS_INTERVAL};
+pub use provisioning::{NodePolicySource, DEFAULT_VF_TIMEOUT};

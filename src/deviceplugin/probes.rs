@@ -1,4 +1,5 @@
-//! Liveness and readiness over plain HTTP for the kubelet's probes:
+//! The daemon's HTTP listener: liveness and readiness for the kubelet's
+//! probes, and `GET /metrics` (see [`super::metrics`]):
 //! - `GET /healthz`: 200 while the daemon's event loop answers (the same
 //!   single-threaded runtime serves the pools, so a wedged daemon cannot
 //!   answer either);
@@ -10,8 +11,10 @@
 //!   (the pools then keep serving the config before it). With a node
 //!   policy, also not before it was applied, nor while a step of it failed
 //!   or the file is refused; steps refused to protect pods are listed in a
-//!   ready answer (see `provisioning`).
+//!   ready answer (see `provisioning`);
+//! - `GET /metrics`: Prometheus text format 0.0.4.
 
+use super::metrics::{self, Metrics};
 use super::provisioning::{Readiness, SharedProvisioning};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -97,18 +100,37 @@ pub fn answer(method: &Method, path: &str, state: &ProbeState) -> (StatusCode, S
                 )
             }
         }
-        _ => (StatusCode::NOT_FOUND, "try /healthz or /readyz\n".into()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "try /healthz, /readyz or /metrics\n".into(),
+        ),
+    }
+}
+
+/// `GET /metrics`: the scrape's text, or 500 saying why not.
+async fn scrape(metrics: &Metrics) -> (StatusCode, &'static str, String) {
+    match metrics.scrape().await {
+        Ok(text) => (StatusCode::OK, metrics::CONTENT_TYPE, text),
+        Err(error) => {
+            tracing::warn!(%error, "scrape failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("{error}\n"),
+            )
+        }
     }
 }
 
 /// Bind `addr` (before returning, so a bad address fails start-up) and
-/// serve the probes until the task is aborted.
+/// serve the probes and the metrics until the task is aborted.
 pub async fn serve(
     addr: SocketAddr,
     state: ProbeState,
+    metrics: Metrics,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "health endpoint listening (/healthz, /readyz)");
+    tracing::info!(%addr, "HTTP endpoint listening (/healthz, /readyz, /metrics)");
     Ok(tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -119,14 +141,24 @@ pub async fn serve(
                 }
             };
             let state = state.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let (status, body) = answer(request.method(), request.uri().path(), &state);
-                    let response = Response::builder()
-                        .status(status)
-                        .header("content-type", "text/plain")
-                        .body(Full::new(Bytes::from(body)));
-                    async move { response }
+                    let (state, metrics) = (state.clone(), metrics.clone());
+                    async move {
+                        let (method, path) = (request.method(), request.uri().path());
+                        let (status, content_type, body) =
+                            if method == Method::GET && path == "/metrics" {
+                                scrape(&metrics).await
+                            } else {
+                                let (status, body) = answer(method, path, &state);
+                                (status, "text/plain", body)
+                            };
+                        Response::builder()
+                            .status(status)
+                            .header("content-type", content_type)
+                            .body(Full::new(Bytes::from(body)))
+                    }
                 });
                 if let Err(error) = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -174,6 +206,7 @@ mod tests {
         flag.store(true, Ordering::Relaxed);
         assert_eq!(get("/readyz").0, StatusCode::OK);
         assert_eq!(get("/healthz"), (StatusCode::OK, "ok\n".into()));
+        // /metrics is the listener's (see `serve`), not a probe
         assert_eq!(get("/metrics").0, StatusCode::NOT_FOUND);
         assert_eq!(
             answer(&Method::POST, "/healthz", &state).0,

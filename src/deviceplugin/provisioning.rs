@@ -19,6 +19,7 @@
 
 use super::configwatch::ConfigWatch;
 use super::held::{self, HeldDevices};
+use super::metrics::{ErrorKind, Metrics, ProvisionOutcome};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::pci::PciAddress;
 use crate::provision::{
@@ -65,24 +66,8 @@ pub enum ProvisioningError {
     Task { path: PathBuf, detail: String },
 }
 
-/// Provisioning outcomes since the daemon started, as plain counters: what
-/// a metrics exporter turns into `_total` counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProvisioningResults {
-    /// Plans applied (at start, after a change, a SIGHUP, a release).
-    pub runs: u64,
-    pub steps_applied: u64,
-    /// Refused by the planner: they would destroy or rebind a VF a pod holds.
-    pub steps_refused: u64,
-    pub steps_failed: u64,
-    /// Not tried because a step they depend on failed.
-    pub steps_skipped: u64,
-    /// Policy files refused after start (invalid or conflicting).
-    pub policies_refused: u64,
-}
-
-/// What provisioning says now, shared with the probe endpoint (and, later,
-/// the metrics).
+/// What provisioning says now, shared with the probe endpoint (the counts
+/// go to the metrics: `sriov_dp_provisioning_results_total`).
 #[derive(Debug, Clone, Default)]
 pub struct ProvisioningStatus {
     /// `--node-policy` given.
@@ -95,7 +80,6 @@ pub struct ProvisioningStatus {
     pub failed: Vec<String>,
     /// Why the policy file on disk is not the one applied (None: it is).
     pub policy_refused: Option<String>,
-    pub results: ProvisioningResults,
 }
 
 pub type SharedProvisioning = Arc<Mutex<ProvisioningStatus>>;
@@ -161,12 +145,6 @@ impl ProvisioningStatus {
                 failed.chain(skipped)
             })
             .collect();
-        let results = &mut self.results;
-        results.runs += 1;
-        results.steps_applied += report.applied() as u64;
-        results.steps_refused += report.refused() as u64;
-        results.steps_failed += report.failed() as u64;
-        results.steps_skipped += report.skipped() as u64;
     }
 }
 
@@ -234,6 +212,7 @@ pub struct Provisioner {
     /// The policy last accepted (what a `Release` run plans with).
     policies: NodePolicies,
     watch: Option<ConfigWatch>,
+    metrics: Metrics,
 }
 
 impl Provisioner {
@@ -246,6 +225,7 @@ impl Provisioner {
         pod_resources: Option<PathBuf>,
         status: SharedProvisioning,
         watch: bool,
+        metrics: Metrics,
     ) -> Provisioner {
         if let Ok(mut status) = status.lock() {
             status.enabled = true;
@@ -259,6 +239,7 @@ impl Provisioner {
             seen: None,
             policies: NodePolicies::default(),
             watch,
+            metrics,
         }
     }
 
@@ -329,9 +310,9 @@ impl Provisioner {
 
     fn refuse(&self, error: &ProvisioningError) {
         tracing::error!(%error, "node policy refused: the node stays as the previous policy left it");
+        self.metrics.error(ErrorKind::NodePolicy);
         if let Ok(mut status) = self.status.lock() {
             status.policy_refused = Some(error.to_string());
-            status.results.policies_refused += 1;
         }
     }
 
@@ -437,6 +418,19 @@ impl Provisioner {
         }
         if let Ok(mut status) = self.status.lock() {
             status.record(&report);
+        }
+        for pf in &report.pfs {
+            let name = pf.name.clone().unwrap_or_else(|| pf.pf.to_string());
+            let steps = [
+                (pf.applied.len(), ProvisionOutcome::Applied),
+                (pf.refused.len(), ProvisionOutcome::Refused),
+                (pf.failed.len(), ProvisionOutcome::Failed),
+                (pf.skipped.len(), ProvisionOutcome::Skipped),
+            ];
+            for (count, outcome) in steps {
+                self.metrics
+                    .provisioning_steps(&name, outcome, count as u64);
+            }
         }
         Ok(true)
     }
@@ -606,15 +600,6 @@ mod tests {
         ] {
             assert!(notes[0].contains(part), "{part}: {}", notes[0]);
         }
-        assert_eq!(
-            status.results,
-            ProvisioningResults {
-                runs: 1,
-                steps_applied: 1,
-                steps_refused: 1,
-                ..Default::default()
-            }
-        );
     }
 
     #[test]
@@ -650,8 +635,6 @@ mod tests {
             why.contains("waiting for 6 VFs") && why.contains("VF 5"),
             "{why}"
         );
-        assert_eq!(status.results.steps_failed, 1);
-        assert_eq!(status.results.steps_skipped, 1);
 
         status.policy_refused = Some("policy \"fast\": numVfs: bad".into());
         assert!(
@@ -663,6 +646,5 @@ mod tests {
         assert!(matches!(status.readiness(), Readiness::NotReady(why) if why.contains("refused")));
         status.policy_refused = None;
         assert_eq!(status.readiness(), Readiness::Ready(vec![]));
-        assert_eq!(status.results.runs, 2);
     }
 }

@@ -48,6 +48,8 @@ pub struct Runner {
     pub stop: watch::Receiver<bool>,
     /// True while the kubelet has us registered (for health reporting).
     pub registered: Arc<AtomicBool>,
+    /// Counts each registration (the `sriov_dp_registrations` metric).
+    pub registrations: prometheus_client::metrics::counter::Counter,
 }
 
 enum Outcome {
@@ -246,6 +248,7 @@ impl Runner {
                     registered_with = kubelet_identity;
                     tracing::info!(pool = %resource, kubelet = %kubelet.display(), "registered with the kubelet");
                     self.registered.store(true, Ordering::Relaxed);
+                    self.registrations.inc();
                     backoff.reset();
                     None
                 }
@@ -312,6 +315,7 @@ impl Runner {
                     Some(v) if v.registered => {
                         tracing::info!(pool = %resource, "registered by the kubelet plugin watcher");
                         self.registered.store(true, Ordering::Relaxed);
+                        self.registrations.inc();
                         backoff.reset();
                     }
                     Some(v) => {

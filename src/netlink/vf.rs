@@ -20,15 +20,19 @@
 //!   netlink-packet-route reads as off.
 //! - With RTEXT_FILTER_SKIP_STATS the kernel leaves out per-VF counters we
 //!   do not need; a PF with hundreds of VFs still answers with a datagram
-//!   over 64 KiB, which the socket sizes per datagram.
+//!   over 64 KiB, which the socket sizes per datagram. The metrics' read of
+//!   those counters ([`Netlink::vf_counters`]) asks without it: each
+//!   IFLA_VF_INFO then carries IFLA_VF_STATS, from the driver's
+//!   `ndo_get_vf_stats` (no IFLA_VF_STATS when the driver has none).
 
 use super::link::format_mac;
-use super::{Netlink, NetlinkError};
+use super::{LinkCounters, Netlink, NetlinkError};
 use netlink_packet_route::link::{
     LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac,
-    VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfVlan, VfVlanInfo, VlanProtocol,
+    VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfStats, VfVlan, VfVlanInfo, VlanProtocol,
 };
 use netlink_packet_route::RouteNetlinkMessage;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The VLAN protocol of a VF's port VLAN.
@@ -307,6 +311,81 @@ pub(crate) fn vf_table_request(pf: &str) -> LinkMessage {
         LinkExtentMask::SkipStats,
     ]));
     message
+}
+
+/// RTM_GETLINK for the PF named `pf`, asking for its VF table with the
+/// per-VF counters (IFLA_VF_STATS).
+pub(crate) fn vf_stats_request(pf: &str) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(pf.to_owned()));
+    message
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+    message
+}
+
+/// VF index → counters, from an RTM_NEWLINK answer to [`vf_stats_request`];
+/// None without IFLA_VFINFO_LIST (not a PF, or a driver without VF info).
+/// A VF without IFLA_VF_STATS (a driver without `ndo_get_vf_stats`) is
+/// left out.
+pub(crate) fn vf_counters_from(message: &LinkMessage) -> Option<BTreeMap<u32, LinkCounters>> {
+    let list = message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::VfInfoList(list) => Some(list),
+            _ => None,
+        })?;
+    let mut out = BTreeMap::new();
+    for info in list {
+        let vf = info.0.iter().find_map(|attribute| match attribute {
+            VfInfo::Mac(mac) => Some(mac.vf_id),
+            _ => None,
+        });
+        let stats = info.0.iter().find_map(|attribute| match attribute {
+            VfInfo::Stats(stats) => Some(stats),
+            _ => None,
+        });
+        let (Some(vf), Some(stats)) = (vf, stats) else {
+            continue;
+        };
+        let mut counters = LinkCounters::default();
+        for stat in stats {
+            match stat {
+                VfStats::RxBytes(v) => counters.rx_bytes = *v,
+                VfStats::RxPackets(v) => counters.rx_packets = *v,
+                VfStats::TxBytes(v) => counters.tx_bytes = *v,
+                VfStats::TxPackets(v) => counters.tx_packets = *v,
+                VfStats::RxDropped(v) => counters.rx_dropped = *v,
+                VfStats::TxDropped(v) => counters.tx_dropped = *v,
+                _ => {}
+            }
+        }
+        out.insert(vf, counters);
+    }
+    Some(out)
+}
+
+impl Netlink {
+    /// The per-VF counters PF `pf`'s driver reports (what `ip -s link show
+    /// <pf>` prints under each VF): VF index → counters. Ok(None) if there
+    /// is no link `pf` or it has no VF table.
+    pub fn vf_counters(
+        &mut self,
+        pf: &str,
+    ) -> Result<Option<BTreeMap<u32, LinkCounters>>, NetlinkError> {
+        let op = format!("read the VF counters of {pf}");
+        match self.get(&op, RouteNetlinkMessage::GetLink(vf_stats_request(pf))) {
+            Ok(answers) => Ok(answers.iter().find_map(|answer| match answer {
+                RouteNetlinkMessage::NewLink(link) => vf_counters_from(link),
+                _ => None,
+            })),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// RTM_SETLINK on the PF with ifindex `pf_index` setting one attribute of

@@ -24,9 +24,11 @@ mod identity;
 mod runs;
 mod scan;
 mod vdpa;
+mod vf_stats;
 pub use auxiliary::{aux_type_of, AuxDevice};
 pub use scan::{NodeScan, ScanOptions};
 pub use vdpa::{VdpaDevice, VHOST_VDPA_DRIVER, VIRTIO_VDPA_DRIVER};
+pub use vf_stats::SysfsVfStats;
 
 /// A sysfs read that failed; always names the path.
 #[derive(Debug, thiserror::Error)]

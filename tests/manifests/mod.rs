@@ -66,7 +66,8 @@ pub fn kustomize_with_component(overlay: &str, component: &str) -> Option<String
     kustomize_dir(dir.path())
 }
 
-fn kustomize_dir(dir: &Path) -> Option<String> {
+/// `kubectl kustomize` of any kustomization dir; None as [`kustomize`].
+pub fn kustomize_dir(dir: &Path) -> Option<String> {
     let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

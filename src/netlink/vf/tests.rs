@@ -447,3 +447,94 @@ fn a_vf_table_captured_from_a_real_pf_decodes() {
         ])
     );
 }
+
+const IFLA_VF_STATS: u16 = 8;
+// enum { IFLA_VF_STATS_RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES,
+// BROADCAST, MULTICAST, PAD, RX_DROPPED, TX_DROPPED }
+const IFLA_VF_STATS_RX_PACKETS: u16 = 0;
+const IFLA_VF_STATS_TX_PACKETS: u16 = 1;
+const IFLA_VF_STATS_RX_BYTES: u16 = 2;
+const IFLA_VF_STATS_TX_BYTES: u16 = 3;
+const IFLA_VF_STATS_BROADCAST: u16 = 4;
+const IFLA_VF_STATS_MULTICAST: u16 = 5;
+const IFLA_VF_STATS_RX_DROPPED: u16 = 7;
+const IFLA_VF_STATS_TX_DROPPED: u16 = 8;
+
+#[test]
+fn the_vf_counters_request_asks_for_vf_info_with_counters() {
+    let mut attrs = nlattr(IFLA_IFNAME, b"ens1f0\0");
+    attrs.extend(nlattr(IFLA_EXT_MASK, &le32(RTEXT_FILTER_VF)));
+    let expected = rtnl(RTM_GETLINK, 1, 1, 0, &attrs);
+    let bytes = request_bytes(
+        RouteNetlinkMessage::GetLink(vf_stats_request("ens1f0")),
+        NLM_F_REQUEST,
+        1,
+    );
+    assert_eq!(bytes, expected);
+}
+
+/// IFLA_VF_STATS as rtnl_fill_vfinfo() nests it: u64 counters in uapi
+/// order (the kernel puts them after the settings, before the VLAN list).
+fn kernel_vf_stats(rx: (u64, u64), tx: (u64, u64), dropped: (u64, u64)) -> Vec<u8> {
+    let u64le = |v: u64| v.to_le_bytes();
+    let mut stats = Vec::new();
+    stats.extend(nlattr(IFLA_VF_STATS_RX_PACKETS, &u64le(rx.0)));
+    stats.extend(nlattr(IFLA_VF_STATS_TX_PACKETS, &u64le(tx.0)));
+    stats.extend(nlattr(IFLA_VF_STATS_RX_BYTES, &u64le(rx.1)));
+    stats.extend(nlattr(IFLA_VF_STATS_TX_BYTES, &u64le(tx.1)));
+    stats.extend(nlattr(IFLA_VF_STATS_BROADCAST, &u64le(9)));
+    stats.extend(nlattr(IFLA_VF_STATS_MULTICAST, &u64le(8)));
+    stats.extend(nlattr(IFLA_VF_STATS_RX_DROPPED, &u64le(dropped.0)));
+    stats.extend(nlattr(IFLA_VF_STATS_TX_DROPPED, &u64le(dropped.1)));
+    nlattr(IFLA_VF_STATS, &stats)
+}
+
+fn parse_counters(bytes: &[u8]) -> Option<std::collections::BTreeMap<u32, LinkCounters>> {
+    let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).unwrap();
+    match message.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => vf_counters_from(&link),
+        other => panic!("not RTM_NEWLINK: {other:?}"),
+    }
+}
+
+#[test]
+fn a_kernel_vf_table_with_counters_decodes_to_each_vfs_counters() {
+    let mac = [0x02, 0, 0, 0, 0, 0x01];
+    // VF 0 and VF 5 with counters; VF 1 from a driver without ndo_get_vf_stats
+    let with_stats = |vf: u32, stats: Vec<u8>| {
+        let plain = kernel_vf_info(vf, mac, 0, 0, [0x81, 0x00], (0, 0), 1, 0, 0);
+        // strip the IFLA_VF_INFO header, add the stats, wrap again
+        let mut inner = plain[4..].to_vec();
+        inner.extend(stats);
+        nlattr(IFLA_VF_INFO, &inner)
+    };
+    let mut list = with_stats(0, kernel_vf_stats((10, 1500), (20, 2500), (1, 2)));
+    list.extend(kernel_vf_info(1, mac, 0, 0, [0x81, 0x00], (0, 0), 1, 0, 0));
+    list.extend(with_stats(
+        5,
+        kernel_vf_stats((u64::MAX, u64::MAX - 1), (0, 0), (0, 0)),
+    ));
+    let mut attrs = nlattr(IFLA_IFNAME, b"ens1f0\0");
+    attrs.extend(nlattr(IFLA_NUM_VF, &le32(3)));
+    attrs.extend(nlattr(IFLA_VFINFO_LIST, &list));
+    let counters = parse_counters(&rtnl(RTM_NEWLINK, 0, 1, 4, &attrs)).unwrap();
+    assert_eq!(counters.keys().copied().collect::<Vec<_>>(), vec![0, 5]);
+    assert_eq!(
+        counters[&0],
+        LinkCounters {
+            rx_bytes: 1500,
+            rx_packets: 10,
+            tx_bytes: 2500,
+            tx_packets: 20,
+            rx_dropped: 1,
+            tx_dropped: 2,
+        }
+    );
+    // 64-bit counters survive whole
+    assert_eq!(counters[&5].rx_packets, u64::MAX);
+    assert_eq!(counters[&5].rx_bytes, u64::MAX - 1);
+
+    // a veth (the simulated node's PF) answers without a VF table
+    let attrs = nlattr(IFLA_IFNAME, b"ens1f0\0");
+    assert_eq!(parse_counters(&rtnl(RTM_NEWLINK, 0, 1, 12, &attrs)), None);
+}
