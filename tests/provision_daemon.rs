@@ -335,6 +335,25 @@ async fn a_count_change_is_refused_while_a_pod_holds_a_vf_the_other_pf_applies_a
     for part in [PF_A, "numVfs 6 -> 0 -> 8", held, "ran/du-0"] {
         assert!(refusal.contains(part), "the log names {part}: {refusal}");
     }
+    // ... and in /metrics: steps counted per PF and outcome
+    let health = setup.health;
+    let (_, metrics) =
+        tokio::task::spawn_blocking(move || common::probe::http_get(health, "/metrics"))
+            .await
+            .unwrap();
+    let refused =
+        format!("sriov_dp_provisioning_results_total{{pf=\"{tag}a\",outcome=\"refused\"}} ");
+    let applied_b =
+        format!("sriov_dp_provisioning_results_total{{pf=\"{tag}b\",outcome=\"applied\"}} ");
+    for series in [&refused, &applied_b] {
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(count >= 1, "{series}{count}");
+    }
     // the pod's VF was never taken away from the kubelet's view
     let e810 = setup.kubelet.plugin(E810).unwrap();
     assert_eq!(ids(&e810.devices.unwrap()), vfs_of_a(0..4));
