@@ -94,6 +94,7 @@ impl Node {
             watch_node: true,
             link_health: true,
             rescan_interval: None,
+            dra: None,
         }
     }
 

@@ -94,6 +94,7 @@ impl Setup {
             watch_node: true,
             link_health: true,
             rescan_interval: None,
+            dra: None,
         };
         let daemon = Daemon::start(settings).await.unwrap();
         let (control, commands) = mpsc::channel(4);

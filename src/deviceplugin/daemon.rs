@@ -5,15 +5,17 @@ use super::allocate::CdiMode;
 use super::configwatch::ConfigWatch;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
-use super::held::{self, HeldDevices, Retained};
+use super::held::{self, DraHoldings, HeldDevices, Holdings, Retained};
 use super::link_health::{self, LinkStates};
 use super::node_watch::{self, NodeEvent};
 use super::probes::{self, ProbeState};
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
-use crate::config::{self, ConfigError};
-use crate::pool;
+use crate::config::{self, AllocationApi, ConfigError};
+use crate::dra::node_plugin::{DraError, DraNode, DraPaths, DraSettings};
+use crate::dra::publisher::PublishSet;
+use crate::pool::{self, Pool};
 use crate::sysfs::{SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -65,6 +67,9 @@ pub struct Settings {
     /// A rescan this often whatever events said: the safety net for lost
     /// events. None: never.
     pub rescan_interval: Option<Duration>,
+    /// Serving pools with `"allocationApi": "dra"` (docs/dra.md); None: such
+    /// a pool refuses the config.
+    pub dra: Option<DraSettings>,
 }
 
 /// Default of [`Settings::held_recheck`].
@@ -99,6 +104,10 @@ pub enum DaemonError {
     Discovery(#[from] SysfsError),
     #[error(transparent)]
     Files(#[from] files::FileError),
+    #[error(transparent)]
+    Dra(#[from] DraError),
+    #[error("{0}: a pool has \"allocationApi\": \"dra\" but this daemon serves no DRA")]
+    NoDra(PathBuf),
     #[error("health endpoint on {addr}: {source}")]
     Health {
         addr: std::net::SocketAddr,
@@ -127,12 +136,22 @@ pub fn load_config(settings: &Settings) -> Result<config::Config, DaemonError> {
     Ok(loaded.config)
 }
 
-/// Discovery with a loaded config → the pools to serve (non-empty ones),
-/// and the full names of every configured resource.
-pub fn scan_with(
-    settings: &Settings,
-    config: &config::Config,
-) -> Result<(Vec<ServedPool>, BTreeSet<String>), DaemonError> {
+/// What one discovery gives.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The pools to serve (non-empty ones), through either API.
+    pub pools: Vec<ServedPool>,
+    /// The full names of every resource configured for the device plugin.
+    pub configured: BTreeSet<String>,
+    /// The DRA pools as discovered, by resource name: the facts their
+    /// ResourceSlices carry.
+    pub dra_sources: BTreeMap<String, Pool>,
+    /// Whether the config has a DRA pool (with devices or not).
+    pub has_dra: bool,
+}
+
+/// Discovery with a loaded config → the pools to serve.
+pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, DaemonError> {
     // only the facts the config's selectors need (see pool::discover_for)
     let devices = pool::discover_for(&settings.sysfs, config)?;
     let routes = match &settings.default_route_netdevs {
@@ -163,8 +182,29 @@ pub fn scan_with(
             tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
         }
     }
-    let configured = config.resources.iter().map(|r| r.full_name()).collect();
-    Ok((served, configured))
+    let is_dra = |r: &config::Resource| r.allocation_api == AllocationApi::Dra;
+    let configured = config
+        .resources
+        .iter()
+        .filter(|r| !is_dra(r))
+        .map(|r| r.full_name())
+        .collect();
+    let has_dra = config.resources.iter().any(is_dra);
+    if has_dra && settings.dra.is_none() {
+        return Err(DaemonError::NoDra(settings.config_file.clone()));
+    }
+    let dra_sources = pools
+        .pools
+        .into_iter()
+        .filter(|p| is_dra(&config.resources[p.resource]))
+        .map(|p| (p.resource_name.clone(), p))
+        .collect();
+    Ok(Scan {
+        pools: served,
+        configured,
+        dra_sources,
+        has_dra,
+    })
 }
 
 struct RunningPool {
@@ -202,6 +242,10 @@ pub struct Daemon {
     links: LinkStates,
     /// Each running pool as `apply` was given it, before link health.
     base: BTreeMap<String, ServedPool>,
+    /// The DRA side, once the config has had a DRA pool.
+    dra: Option<DraNode>,
+    /// The DRA pools as the last scan discovered them (the slices' facts).
+    dra_sources: BTreeMap<String, Pool>,
     /// The periodic rescan's clock.
     rescan: Option<tokio::time::Interval>,
     /// The config last accepted: what a rescan (device events, the
@@ -247,7 +291,12 @@ impl Daemon {
             }
         }
         let config = load_config(&settings)?;
-        let (pools, configured) = scan_with(&settings, &config)?;
+        let Scan {
+            pools,
+            configured,
+            dra_sources,
+            has_dra,
+        } = scan_with(&settings, &config)?;
         let held_recheck = settings.held_recheck;
         let registration = settings.resolve_registration();
         tracing::info!(?registration, pools = pools.len(), "starting");
@@ -289,6 +338,8 @@ impl Daemon {
             node_events,
             links,
             base: BTreeMap::new(),
+            dra: None,
+            dra_sources,
             rescan: None,
             configured,
             config,
@@ -310,6 +361,15 @@ impl Daemon {
         // device-info files now only for devices pods hold (all of them if
         // that is unknown): the rest are written at Allocate
         let held = daemon.held_devices().await;
+        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) = pools
+            .into_iter()
+            .partition(|p| p.api == AllocationApi::Dra);
+        if has_dra {
+            if let Err(error) = daemon.start_dra(dra_pools).await {
+                daemon.shutdown().await;
+                return Err(error);
+            }
+        }
         for pool in pools {
             let pool = daemon.shown(pool);
             if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
@@ -319,6 +379,52 @@ impl Daemon {
             }
         }
         Ok(daemon)
+    }
+
+    /// Start the DRA side with the DRA pools `pools` (none kept yet).
+    async fn start_dra(&mut self, pools: Vec<ServedPool>) -> Result<(), DaemonError> {
+        let Some(settings) = &self.settings.dra else {
+            return Err(DaemonError::NoDra(self.settings.config_file.clone()));
+        };
+        let paths = DraPaths {
+            registry_dir: self.settings.plugins_registry_dir.clone(),
+            cdi_dir: self.settings.cdi_spec_dir.clone(),
+            devinfo_dir: self.settings.devinfo_dir.clone(),
+        };
+        let publish = self.publish_set(&pools);
+        let links = self.settings.link_health.then_some(&self.links);
+        let dra = DraNode::start(settings, paths, pools, links, publish).await?;
+        self.dra = Some(dra);
+        Ok(())
+    }
+
+    /// What the DRA pools `pools` publish: each pool's discovered devices
+    /// that it serves, except those kept for pods (no new claim gets them).
+    fn publish_set(&self, pools: &[ServedPool]) -> PublishSet {
+        let sources: Vec<Pool> = pools
+            .iter()
+            .filter_map(|served| {
+                let source = self.dra_sources.get(&served.resource_name)?;
+                let kept = self.kept.get(&held::pool_key(served));
+                let devices = source
+                    .devices
+                    .iter()
+                    .filter(|d| served.device(&d.id).is_some())
+                    .filter(|d| !kept.is_some_and(|k| k.contains(&d.id)))
+                    .cloned()
+                    .collect();
+                Some(Pool {
+                    devices,
+                    ..source.clone()
+                })
+            })
+            .collect();
+        let refs: Vec<&Pool> = sources.iter().collect();
+        let pcie_roots = crate::dra::topology::pcie_roots(&self.settings.sysfs, &refs);
+        PublishSet {
+            pools: sources,
+            pcie_roots,
+        }
     }
 
     fn update_owners(&self, pools: &[ServedPool]) {
@@ -453,7 +559,17 @@ impl Daemon {
         self.config_seen = std::fs::read(&self.settings.config_file).ok();
         let scanned = load_config(&self.settings)
             .and_then(|config| Ok((scan_with(&self.settings, &config)?, config)));
-        let ((pools, configured), config) = match scanned {
+        let mut scanned = scanned;
+        if let Ok((scan, _)) = &scanned {
+            // the first DRA pool: the DRA side starts (API server, sockets)
+            // before the config is taken, so a failure refuses it
+            if scan.has_dra && self.dra.is_none() {
+                if let Err(error) = self.start_dra(Vec::new()).await {
+                    scanned = Err(error);
+                }
+            }
+        }
+        let (scan, config) = match scanned {
             Ok(scanned) => scanned,
             Err(error) => {
                 tracing::error!(%error, "reload refused: keeping the current pools");
@@ -463,8 +579,7 @@ impl Daemon {
         };
         self.set_refusal(None);
         self.config = config;
-        self.configured = configured;
-        self.wanted = pools;
+        self.take_scan(scan);
         self.reconcile().await;
     }
 
@@ -472,13 +587,18 @@ impl Daemon {
     /// periodic rescan): a config file half-edited on disk is not applied.
     pub async fn rescan(&mut self) {
         match scan_with(&self.settings, &self.config) {
-            Ok((pools, configured)) => {
-                self.configured = configured;
-                self.wanted = pools;
+            Ok(scan) => {
+                self.take_scan(scan);
                 self.reconcile().await;
             }
             Err(error) => tracing::error!(%error, "rescan failed: keeping the current pools"),
         }
+    }
+
+    fn take_scan(&mut self, scan: Scan) {
+        self.configured = scan.configured;
+        self.wanted = scan.pools;
+        self.dra_sources = scan.dra_sources;
     }
 
     /// Why the config on disk is not served (None: it is), for `/readyz`.
@@ -513,29 +633,42 @@ impl Daemon {
     /// Serves the last wanted pools, keeping held devices where they are.
     async fn reconcile(&mut self) {
         let held = self.held_devices().await;
-        let running: Vec<Arc<ServedPool>> = self
+        let mut running: Vec<Arc<ServedPool>> = self
             .running
             .values()
             .map(|r| r.pool.borrow().clone())
             .collect();
+        let mut prepared = BTreeMap::new();
+        if let Some(dra) = &self.dra {
+            running.extend(dra.served());
+            prepared = dra.prepared().await;
+        }
+        let holdings = Holdings {
+            pod_resources: held.as_ref(),
+            dra: self.dra.as_ref().map(|dra| DraHoldings {
+                driver: dra.driver(),
+                node: dra.node(),
+                prepared: &prepared,
+            }),
+        };
         let running_refs: Vec<&ServedPool> = running.iter().map(|p| p.as_ref()).collect();
-        let (pools, kept) = held::keep_held(&running_refs, &self.wanted, held.as_ref(), &self.kept);
-        for (resource, ids) in &kept {
+        let (pools, kept) = held::keep_held(&running_refs, &self.wanted, &holdings, &self.kept);
+        for (key @ (api, resource), ids) in &kept {
             for id in ids {
-                if !self.kept.get(resource).is_some_and(|k| k.contains(id)) {
+                if !self.kept.get(key).is_some_and(|k| k.contains(id)) {
                     let holder = held
                         .as_ref()
                         .and_then(|h| h.holder(resource, id))
                         .map(ToString::to_string)
                         .unwrap_or_default();
-                    tracing::info!(pool = %resource, device = %id, %holder, "a pod holds this device: kept in its pool as Unhealthy until released");
+                    tracing::info!(pool = %resource, api = api.as_str(), device = %id, %holder, "a pod holds this device: kept where it is served, not offered, until released");
                 }
             }
         }
-        for (resource, ids) in &self.kept {
+        for (key @ (api, resource), ids) in &self.kept {
             for id in ids {
-                if !kept.get(resource).is_some_and(|k| k.contains(id)) {
-                    tracing::info!(pool = %resource, device = %id, "released by its pod: the pending change applies");
+                if !kept.get(key).is_some_and(|k| k.contains(id)) {
+                    tracing::info!(pool = %resource, api = api.as_str(), device = %id, "released by its pod: the pending change applies");
                 }
             }
         }
@@ -551,6 +684,23 @@ impl Daemon {
     /// Serves `pools`: changed pools get the new list, new ones start, gone
     /// ones stop.
     async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
+        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) = pools
+            .into_iter()
+            .partition(|p| p.api == AllocationApi::Dra);
+        self.apply_device_plugin(pools, held).await;
+        // after the device plugin side: a VF moving from it to DRA leaves
+        // ListAndWatch before it is published
+        if let Some(mut dra) = self.dra.take() {
+            let publish = self.publish_set(&dra_pools);
+            let links = self.settings.link_health.then_some(&self.links);
+            dra.set_pools(dra_pools, links, publish).await;
+            self.dra = Some(dra);
+        } else if !dra_pools.is_empty() {
+            tracing::error!("DRA pools without the DRA side: not served");
+        }
+    }
+
+    async fn apply_device_plugin(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
         self.update_owners(&pools);
         let pools: Vec<ServedPool> = pools.into_iter().map(|pool| self.shown(pool)).collect();
         let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
@@ -626,9 +776,12 @@ impl Daemon {
     }
 
     /// Links changed: push every pool whose devices' health changed.
-    fn refresh_health(&mut self) {
+    async fn refresh_health(&mut self) {
         if !self.settings.link_health {
             return;
+        }
+        if let Some(dra) = self.dra.as_mut() {
+            dra.refresh_health(&self.links).await;
         }
         for (name, base) in &self.base {
             let Some(running) = self.running.get(name) else {
@@ -663,6 +816,9 @@ impl Daemon {
             for error in files::remove_cdi_specs(&self.settings.cdi_spec_dir) {
                 tracing::warn!(%error, "cannot remove a CDI spec");
             }
+        }
+        if let Some(dra) = self.dra.take() {
+            dra.shutdown().await;
         }
         let _ = self.watcher_stop.send(true);
         if let Some(task) = self.health_task.take() {
@@ -733,7 +889,7 @@ impl Daemon {
                     NodeEvent::Lost => self.rescan().await,
                     links => {
                         if self.links.update(&links) {
-                            self.refresh_health();
+                            self.refresh_health().await;
                         }
                     }
                 },

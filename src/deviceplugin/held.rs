@@ -17,6 +17,7 @@
 //! would make a node without the socket mounted never apply a config edit.
 
 use super::served::ServedPool;
+use crate::config::AllocationApi;
 use crate::kubelet_api::podresources::v1::{
     pod_resources_lister_client::PodResourcesListerClient, AllocatableResourcesRequest,
     ListPodResourcesRequest, ListPodResourcesResponse,
@@ -56,10 +57,21 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// Resource name → device ID → who holds it.
+/// A device of a DRA claim as PodResources names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DraDeviceRef {
+    pub driver: String,
+    pub pool: String,
+    pub device: String,
+}
+
+/// Resource name → device ID → who holds it (device plugin), and the
+/// devices of DRA claims pods use (`dynamic_resources`, kubelets with
+/// DRA and PodResources' DRA support).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeldDevices {
     by_resource: BTreeMap<String, BTreeMap<String, Holder>>,
+    dra: BTreeMap<DraDeviceRef, Holder>,
 }
 
 impl HeldDevices {
@@ -67,20 +79,28 @@ impl HeldDevices {
         let mut held = HeldDevices::default();
         for pod in &list.pod_resources {
             for container in &pod.containers {
+                let holder = || Holder {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    container: container.name.clone(),
+                };
+                for claim in &container.dynamic_resources {
+                    for device in &claim.claim_resources {
+                        let key = DraDeviceRef {
+                            driver: device.driver_name.clone(),
+                            pool: device.pool_name.clone(),
+                            device: device.device_name.clone(),
+                        };
+                        held.dra.insert(key, holder());
+                    }
+                }
                 for devices in &container.devices {
                     let ids = held
                         .by_resource
                         .entry(devices.resource_name.clone())
                         .or_default();
                     for id in &devices.device_ids {
-                        ids.insert(
-                            id.clone(),
-                            Holder {
-                                namespace: pod.namespace.clone(),
-                                pod: pod.name.clone(),
-                                container: container.name.clone(),
-                            },
-                        );
+                        ids.insert(id.clone(), holder());
                     }
                 }
             }
@@ -90,6 +110,17 @@ impl HeldDevices {
 
     pub fn holder(&self, resource: &str, id: &str) -> Option<&Holder> {
         self.by_resource.get(resource).and_then(|ids| ids.get(id))
+    }
+
+    /// Who holds device `id` of pool `resource` through a DRA claim of
+    /// `driver`, found by the names this node publishes it under.
+    pub fn dra_holder_of(&self, driver: &str, node: &str, resource: &str, id: &str) -> Option<&Holder> {
+        let key = DraDeviceRef {
+            driver: driver.to_owned(),
+            pool: crate::dra::slices::pool_name(node, resource)?,
+            device: crate::dra::names::device_name(id)?,
+        };
+        self.dra.get(&key)
     }
 
     /// Who holds `id` under any resource (the inventory's question).
@@ -151,47 +182,103 @@ pub async fn allocatable(
         .map_err(|_| PodResourcesError::Timeout(socket.to_owned()))?
 }
 
-/// Devices kept in a pool past the config, by resource name.
-pub type Retained = BTreeMap<String, BTreeSet<String>>;
+/// A running pool: the API serving it and its resource name. A pool moving
+/// between the device plugin and DRA runs under both while a pod holds one
+/// of its VFs through the old one.
+pub type PoolKey = (AllocationApi, String);
+
+/// The key of `pool`.
+pub fn pool_key(pool: &ServedPool) -> PoolKey {
+    (pool.api, pool.resource_name.clone())
+}
+
+/// Devices kept in a pool past the config, by pool.
+pub type Retained = BTreeMap<PoolKey, BTreeSet<String>>;
+
+/// What pods hold, through each API, as far as it is known.
+#[derive(Debug, Clone, Copy)]
+pub struct Holdings<'a> {
+    /// PodResources' answer; None when it could not be asked.
+    pub pod_resources: Option<&'a HeldDevices>,
+    /// The DRA side: our driver and node (to find PodResources' DRA claims
+    /// by the names we publish), and the devices of the claims prepared
+    /// and not yet unprepared, by resource name: the kubelet's own record
+    /// of what it handed to pods through DRA, known even when PodResources
+    /// is not. None when the daemon serves no DRA pool.
+    pub dra: Option<DraHoldings<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DraHoldings<'a> {
+    pub driver: &'a str,
+    pub node: &'a str,
+    pub prepared: &'a BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Holdings<'_> {
+    /// Whether a pod holds device `id` of the running pool `pool` through
+    /// `pool`'s API. Unknown (PodResources not answering) counts as held
+    /// only for devices kept before.
+    fn holds(&self, pool: &ServedPool, id: &str, kept_before: &Retained) -> bool {
+        let kept_already = || {
+            kept_before
+                .get(&pool_key(pool))
+                .is_some_and(|ids| ids.contains(id))
+        };
+        match pool.api {
+            AllocationApi::DevicePlugin => match self.pod_resources {
+                Some(held) => held.holder(&pool.resource_name, id).is_some(),
+                None => kept_already(),
+            },
+            AllocationApi::Dra => {
+                let Some(dra) = &self.dra else {
+                    return kept_already();
+                };
+                let prepared = dra
+                    .prepared
+                    .get(&pool.resource_name)
+                    .is_some_and(|ids| ids.contains(id));
+                let listed = match self.pod_resources {
+                    Some(held) => held.dra_holder_of(dra.driver, dra.node, &pool.resource_name, id).is_some(),
+                    None => kept_already(),
+                };
+                prepared || listed
+            }
+        }
+    }
+}
 
 /// What a reload should serve: `wanted` (config + discovery), except that a
 /// device a pod holds through a running pool, which `wanted` would drop from
-/// that pool, stays in it as `Unhealthy` and leaves any other pool.
+/// that pool (or serve through the other API), stays in it as `Unhealthy`
+/// and leaves any other pool. For a device plugin pool that means listed
+/// Unhealthy (no new pod gets it, Allocate still answers for it); for a DRA
+/// pool it stays prepared, and the publisher leaves the kept devices out of
+/// the slices, so no new claim gets it.
 ///
-/// `held` is None when PodResources could not be asked: then only the
-/// devices in `kept_before` stay kept. Returns the pools to serve and the
-/// devices now kept. Pure.
+/// Returns the pools to serve and the devices now kept. Pure.
 pub fn keep_held(
     running: &[&ServedPool],
     wanted: &[ServedPool],
-    held: Option<&HeldDevices>,
+    held: &Holdings<'_>,
     kept_before: &Retained,
 ) -> (Vec<ServedPool>, Retained) {
-    let mut out: BTreeMap<String, ServedPool> = wanted
-        .iter()
-        .map(|p| (p.resource_name.clone(), p.clone()))
-        .collect();
+    let mut out: BTreeMap<PoolKey, ServedPool> =
+        wanted.iter().map(|p| (pool_key(p), p.clone())).collect();
     let mut kept = Retained::new();
     for old in running {
+        let key = pool_key(old);
         for device in &old.devices {
-            let is_held = match held {
-                Some(held) => held.holder(&old.resource_name, &device.id).is_some(),
-                None => kept_before
-                    .get(&old.resource_name)
-                    .is_some_and(|ids| ids.contains(&device.id)),
-            };
-            let still_here = out
-                .get(&old.resource_name)
-                .is_some_and(|p| p.device(&device.id).is_some());
-            if !is_held || still_here {
+            let still_here = out.get(&key).is_some_and(|p| p.device(&device.id).is_some());
+            if still_here || !held.holds(old, &device.id, kept_before) {
                 continue;
             }
-            kept.entry(old.resource_name.clone())
+            kept.entry(key.clone())
                 .or_default()
                 .insert(device.id.clone());
             // not advertised twice: out of the pool it would move to
-            for pool in out.values_mut() {
-                if pool.resource_name != old.resource_name && pool.device(&device.id).is_some() {
+            for (other, pool) in out.iter_mut() {
+                if *other != key && pool.device(&device.id).is_some() {
                     let devices = pool
                         .devices
                         .iter()
@@ -202,7 +289,7 @@ pub fn keep_held(
                 }
             }
             let pool = out
-                .entry(old.resource_name.clone())
+                .entry(key.clone())
                 .or_insert_with(|| old.with_devices(Vec::new()));
             let mut devices = pool.devices.clone();
             let mut kept_device = device.clone();
@@ -282,6 +369,17 @@ mod tests {
             .collect()
     }
 
+    fn dp(held: Option<&HeldDevices>) -> Holdings<'_> {
+        Holdings {
+            pod_resources: held,
+            dra: None,
+        }
+    }
+
+    fn key(resource: &str) -> PoolKey {
+        (AllocationApi::DevicePlugin, resource.into())
+    }
+
     fn d(id: &str, healthy: bool) -> (String, bool) {
         (id.into(), healthy)
     }
@@ -291,7 +389,7 @@ mod tests {
         let a = pool("a", &["01.0", "01.1"]);
         let wanted = [pool("a", &["01.0"]), pool("b", &["01.1", "02.0"])];
         let held = held("intel.com/a", &["01.1"]);
-        let (pools, kept) = keep_held(&[&a], &wanted, Some(&held), &Retained::new());
+        let (pools, kept) = keep_held(&[&a], &wanted, &dp(Some(&held)), &Retained::new());
         assert_eq!(
             view(&pools),
             [
@@ -302,7 +400,7 @@ mod tests {
                 ("intel.com/b".into(), vec![d("02.0", true)]),
             ]
         );
-        assert_eq!(kept["intel.com/a"], BTreeSet::from(["01.1".to_owned()]));
+        assert_eq!(kept[&key("intel.com/a")], BTreeSet::from(["01.1".to_owned()]));
     }
 
     #[test]
@@ -311,9 +409,9 @@ mod tests {
         let mut a = pool("a", &["01.0", "01.1"]);
         a.devices[1].healthy = false;
         let wanted = [pool("a", &["01.0"]), pool("b", &["01.1"])];
-        let before = Retained::from([("intel.com/a".into(), BTreeSet::from(["01.1".into()]))]);
+        let before = Retained::from([(key("intel.com/a"), BTreeSet::from(["01.1".into()]))]);
         let nothing = HeldDevices::default();
-        let (pools, kept) = keep_held(&[&a], &wanted, Some(&nothing), &before);
+        let (pools, kept) = keep_held(&[&a], &wanted, &dp(Some(&nothing)), &before);
         assert_eq!(
             view(&pools),
             [
@@ -328,7 +426,7 @@ mod tests {
     fn a_pool_dropped_from_the_config_lives_on_with_its_held_devices_only() {
         let a = pool("a", &["01.0", "01.1"]);
         let held = held("intel.com/a", &["01.0"]);
-        let (pools, _) = keep_held(&[&a], &[], Some(&held), &Retained::new());
+        let (pools, _) = keep_held(&[&a], &[], &dp(Some(&held)), &Retained::new());
         assert_eq!(
             view(&pools),
             [("intel.com/a".into(), vec![d("01.0", false)])]
@@ -338,8 +436,8 @@ mod tests {
     #[test]
     fn unknown_holders_keep_only_what_was_kept_before() {
         let a = pool("a", &["01.0", "01.1", "01.2"]);
-        let before = Retained::from([("intel.com/a".into(), BTreeSet::from(["01.2".into()]))]);
-        let (pools, kept) = keep_held(&[&a], &[pool("a", &["01.0"])], None, &before);
+        let before = Retained::from([(key("intel.com/a"), BTreeSet::from(["01.2".into()]))]);
+        let (pools, kept) = keep_held(&[&a], &[pool("a", &["01.0"])], &dp(None), &before);
         assert_eq!(
             view(&pools),
             [(
@@ -357,7 +455,7 @@ mod tests {
         let (pools, kept) = keep_held(
             &[&a],
             &[pool("b", &["01.0"])],
-            Some(&held),
+            &dp(Some(&held)),
             &Retained::new(),
         );
         assert_eq!(

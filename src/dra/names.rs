@@ -24,6 +24,15 @@ pub fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= DNS_SUBDOMAIN_MAX && name.split('.').all(is_dns_label)
 }
 
+/// Longest DRA driver name.
+pub const DRIVER_NAME_MAX: usize = 63;
+
+/// A DRA driver name: a DNS subdomain of at most [`DRIVER_NAME_MAX`]
+/// characters (the API server refuses slices of longer ones).
+pub fn is_driver_name(name: &str) -> bool {
+    name.len() <= DRIVER_NAME_MAX && is_dns_subdomain(name)
+}
+
 /// A ResourceSlice pool name: DNS subdomains separated by `/`, at most 253
 /// characters.
 pub fn is_pool_name(name: &str) -> bool {
