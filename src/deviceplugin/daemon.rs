@@ -361,9 +361,8 @@ impl Daemon {
         // device-info files now only for devices pods hold (all of them if
         // that is unknown): the rest are written at Allocate
         let held = daemon.held_devices().await;
-        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) = pools
-            .into_iter()
-            .partition(|p| p.api == AllocationApi::Dra);
+        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
+            pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
         if has_dra {
             if let Err(error) = daemon.start_dra(dra_pools).await {
                 daemon.shutdown().await;
@@ -684,9 +683,8 @@ impl Daemon {
     /// Serves `pools`: changed pools get the new list, new ones start, gone
     /// ones stop.
     async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
-        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) = pools
-            .into_iter()
-            .partition(|p| p.api == AllocationApi::Dra);
+        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
+            pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
         self.apply_device_plugin(pools, held).await;
         // after the device plugin side: a VF moving from it to DRA leaves
         // ListAndWatch before it is published

@@ -114,7 +114,13 @@ impl HeldDevices {
 
     /// Who holds device `id` of pool `resource` through a DRA claim of
     /// `driver`, found by the names this node publishes it under.
-    pub fn dra_holder_of(&self, driver: &str, node: &str, resource: &str, id: &str) -> Option<&Holder> {
+    pub fn dra_holder_of(
+        &self,
+        driver: &str,
+        node: &str,
+        resource: &str,
+        id: &str,
+    ) -> Option<&Holder> {
         let key = DraDeviceRef {
             driver: driver.to_owned(),
             pool: crate::dra::slices::pool_name(node, resource)?,
@@ -239,7 +245,9 @@ impl Holdings<'_> {
                     .get(&pool.resource_name)
                     .is_some_and(|ids| ids.contains(id));
                 let listed = match self.pod_resources {
-                    Some(held) => held.dra_holder_of(dra.driver, dra.node, &pool.resource_name, id).is_some(),
+                    Some(held) => held
+                        .dra_holder_of(dra.driver, dra.node, &pool.resource_name, id)
+                        .is_some(),
                     None => kept_already(),
                 };
                 prepared || listed
@@ -269,7 +277,9 @@ pub fn keep_held(
     for old in running {
         let key = pool_key(old);
         for device in &old.devices {
-            let still_here = out.get(&key).is_some_and(|p| p.device(&device.id).is_some());
+            let still_here = out
+                .get(&key)
+                .is_some_and(|p| p.device(&device.id).is_some());
             if still_here || !held.holds(old, &device.id, kept_before) {
                 continue;
             }
@@ -311,7 +321,7 @@ mod tests {
     use super::*;
     use crate::deviceplugin::served::{test_pool, ServedDevice};
     use crate::kubelet_api::podresources::v1::{
-        ContainerDevices, ContainerResources, PodResources,
+        ClaimResource, ContainerDevices, ContainerResources, DynamicResource, PodResources,
     };
 
     fn device(id: &str) -> ServedDevice {
@@ -400,7 +410,10 @@ mod tests {
                 ("intel.com/b".into(), vec![d("02.0", true)]),
             ]
         );
-        assert_eq!(kept[&key("intel.com/a")], BTreeSet::from(["01.1".to_owned()]));
+        assert_eq!(
+            kept[&key("intel.com/a")],
+            BTreeSet::from(["01.1".to_owned()])
+        );
     }
 
     #[test]
@@ -472,5 +485,160 @@ mod tests {
         assert_eq!(holder.as_deref(), Some("ran/web-0 (app)"));
         assert!(held.holder("intel.com/b", "01.0").is_none());
         assert_eq!(held.holder_of("01.0").map(|(r, _)| r), Some("intel.com/a"));
+    }
+
+    fn dra_pool(name: &str, ids: &[&str]) -> ServedPool {
+        let mut pool = pool(name, ids);
+        pool.api = AllocationApi::Dra;
+        pool
+    }
+
+    fn views(pools: &[ServedPool]) -> Vec<(AllocationApi, String, Vec<(String, bool)>)> {
+        let apis = pools.iter().map(|p| p.api);
+        apis.zip(view(pools))
+            .map(|(api, (name, devices))| (api, name, devices))
+            .collect()
+    }
+
+    const DP: AllocationApi = AllocationApi::DevicePlugin;
+    const DRA: AllocationApi = AllocationApi::Dra;
+
+    #[test]
+    fn a_pool_moved_to_dra_keeps_a_vf_held_through_the_device_plugin_there() {
+        let a = pool("a", &["0000:3b:02.0", "0000:3b:02.1"]);
+        let wanted = [dra_pool("a", &["0000:3b:02.0", "0000:3b:02.1"])];
+        let held = held("intel.com/a", &["0000:3b:02.1"]);
+        let prepared = BTreeMap::new();
+        let holdings = Holdings {
+            pod_resources: Some(&held),
+            dra: Some(DraHoldings {
+                driver: "sriov-rs.invalid",
+                node: "worker-1",
+                prepared: &prepared,
+            }),
+        };
+        let (pools, kept) = keep_held(&[&a], &wanted, &holdings, &Retained::new());
+        assert_eq!(
+            views(&pools),
+            [
+                (DP, "intel.com/a".into(), vec![d("0000:3b:02.1", false)]),
+                (DRA, "intel.com/a".into(), vec![d("0000:3b:02.0", true)]),
+            ]
+        );
+        assert_eq!(
+            kept,
+            Retained::from([(key("intel.com/a"), BTreeSet::from(["0000:3b:02.1".into()]))])
+        );
+    }
+
+    #[test]
+    fn a_pool_moved_back_keeps_a_prepared_vf_in_dra_even_without_pod_resources() {
+        let a = dra_pool("a", &["0000:3b:02.0", "0000:3b:02.1"]);
+        let wanted = [pool("a", &["0000:3b:02.0", "0000:3b:02.1"])];
+        let prepared = BTreeMap::from([(
+            "intel.com/a".to_string(),
+            BTreeSet::from(["0000:3b:02.0".to_string()]),
+        )]);
+        let holdings = Holdings {
+            pod_resources: None,
+            dra: Some(DraHoldings {
+                driver: "sriov-rs.invalid",
+                node: "worker-1",
+                prepared: &prepared,
+            }),
+        };
+        let (pools, kept) = keep_held(&[&a], &wanted, &holdings, &Retained::new());
+        assert_eq!(
+            views(&pools),
+            [
+                (DP, "intel.com/a".into(), vec![d("0000:3b:02.1", true)]),
+                (DRA, "intel.com/a".into(), vec![d("0000:3b:02.0", false)]),
+            ]
+        );
+        assert_eq!(
+            kept,
+            Retained::from([(
+                (DRA, "intel.com/a".into()),
+                BTreeSet::from(["0000:3b:02.0".into()])
+            )])
+        );
+    }
+
+    #[test]
+    fn a_dra_claim_in_pod_resources_holds_the_device_it_names() {
+        let list = ListPodResourcesResponse {
+            pod_resources: vec![PodResources {
+                name: "web-0".into(),
+                namespace: "ran".into(),
+                containers: vec![ContainerResources {
+                    name: "app".into(),
+                    dynamic_resources: vec![DynamicResource {
+                        claim_name: "vf".into(),
+                        claim_namespace: "ran".into(),
+                        claim_resources: vec![ClaimResource {
+                            cdi_devices: vec![],
+                            driver_name: "sriov-rs.invalid".into(),
+                            pool_name: "worker-1/intel.com/a".into(),
+                            device_name: "0000-3b-02-1".into(),
+                        }],
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let held = HeldDevices::from_list(&list);
+        let holder = held.dra_holder_of(
+            "sriov-rs.invalid",
+            "worker-1",
+            "intel.com/a",
+            "0000:3b:02.1",
+        );
+        assert_eq!(
+            holder.map(ToString::to_string).as_deref(),
+            Some("ran/web-0 (app)")
+        );
+        assert!(held
+            .dra_holder_of(
+                "other.example.com",
+                "worker-1",
+                "intel.com/a",
+                "0000:3b:02.1"
+            )
+            .is_none());
+        assert!(held
+            .dra_holder_of(
+                "sriov-rs.invalid",
+                "worker-2",
+                "intel.com/a",
+                "0000:3b:02.1"
+            )
+            .is_none());
+        // held through DRA, not through the device plugin's resource
+        assert!(held.holder("intel.com/a", "0000:3b:02.1").is_none());
+
+        let a = dra_pool("a", &["0000:3b:02.0", "0000:3b:02.1"]);
+        let prepared = BTreeMap::new();
+        let holdings = Holdings {
+            pod_resources: Some(&held),
+            dra: Some(DraHoldings {
+                driver: "sriov-rs.invalid",
+                node: "worker-1",
+                prepared: &prepared,
+            }),
+        };
+        let (pools, _) = keep_held(
+            &[&a],
+            &[pool("a", &["0000:3b:02.0", "0000:3b:02.1"])],
+            &holdings,
+            &Retained::new(),
+        );
+        assert_eq!(
+            views(&pools),
+            [
+                (DP, "intel.com/a".into(), vec![d("0000:3b:02.0", true)]),
+                (DRA, "intel.com/a".into(), vec![d("0000:3b:02.1", false)]),
+            ]
+        );
     }
 }

@@ -11,12 +11,12 @@
 use super::api::DraApi;
 use super::checkpoint::CheckpointError;
 use super::inventory::DraInventory;
-use super::names::{is_driver_name, is_dns_subdomain};
+use super::names::{is_dns_subdomain, is_driver_name};
 use super::prepare::{PrepareSettings, Preparer};
 use super::publisher::{PublishSet, PublishState, Publisher};
 use super::service::{
-    dra_router, dra_socket_path, registration_router, registration_socket_path,
-    DeviceHealthReport, DraHealthService, DraPluginService, DraRegistration,
+    dra_router, dra_socket_path, registration_router, registration_socket_path, DeviceHealthReport,
+    DraHealthService, DraPluginService, DraRegistration,
 };
 use crate::deviceplugin::dirwatch::{watch_dir, DirEvent};
 use crate::deviceplugin::files;
@@ -95,7 +95,9 @@ pub struct DraPaths {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DraError {
-    #[error("DRA driver name {0:?} is not a DNS subdomain of at most 63 characters (--dra-driver-name)")]
+    #[error(
+        "DRA driver name {0:?} is not a DNS subdomain of at most 63 characters (--dra-driver-name)"
+    )]
     DriverName(String),
     #[error("DRA pools need this node's name: --node-name or NODE_NAME")]
     NoNodeName,
@@ -200,12 +202,7 @@ impl DraNode {
             preparer: preparer.clone(),
             claims: Arc::new(api.clone()),
         };
-        let router = dra_router(
-            plugin,
-            Some(DraHealthService {
-                reports: health_rx,
-            }),
-        );
+        let router = dra_router(plugin, Some(DraHealthService { reports: health_rx }));
         let mut tasks = Vec::new();
         let mut server_stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -390,7 +387,10 @@ impl DraNode {
 fn with_health(
     pools: Vec<ServedPool>,
     links: Option<&LinkStates>,
-) -> (BTreeMap<String, ServedPool>, BTreeMap<String, Arc<ServedPool>>) {
+) -> (
+    BTreeMap<String, ServedPool>,
+    BTreeMap<String, Arc<ServedPool>>,
+) {
     let shown = pools
         .iter()
         .map(|pool| {

@@ -170,8 +170,8 @@ impl Publisher {
                 .list_slices(&self.node, &self.driver)
                 .await
                 .map_err(PassError::Api)?;
-            let desired = desired_slices(&ctx, &pools, &published, generations)
-                .map_err(PassError::Slices)?;
+            let desired =
+                desired_slices(&ctx, &pools, &published, generations).map_err(PassError::Slices)?;
             let count = desired.len();
             let actions = reconcile(&published, desired);
             let writes = actions.len();
