@@ -202,3 +202,140 @@ impl Publisher {
         Err(PassError::Conflicts(last_conflict))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::dra::standin::ApiServerStandin;
+    use crate::pool::PoolDevice;
+
+    const NODE: &str = "worker-1";
+    const DRIVER: &str = "sriov-rs.invalid";
+
+    fn vf(i: u32) -> PoolDevice {
+        let id = format!(
+            "0000:{:02x}:{:02x}.{}",
+            0x3b + i / 128,
+            (i % 128) / 8,
+            i % 8
+        );
+        PoolDevice {
+            id: id.clone(),
+            pf_name: Some("ens1f0".into()),
+            pf_pci_address: Some("0000:3b:00.0".into()),
+            vf_index: Some(i),
+            vendor: "8086".into(),
+            device: "154c".into(),
+            driver: Some("iavf".into()),
+            numa_node: Some(0),
+            iommu_group: None,
+            netdev: None,
+            link_type: Some("ether".into()),
+            rdma_devices: vec![],
+            device_nodes: vec![],
+            selector: 0,
+            pci_address: id,
+            aux_type: None,
+            vdpa: None,
+            pkey: None,
+        }
+    }
+
+    fn set(vfs: u32) -> Arc<PublishSet> {
+        Arc::new(PublishSet {
+            pools: vec![Pool {
+                resource_name: "intel.com/sriov_net".into(),
+                device_type: "netDevice",
+                exclude_topology: false,
+                allocation_policy: None,
+                resource: 0,
+                devices: (0..vfs).map(vf).collect(),
+            }],
+            pcie_roots: HashMap::new(),
+        })
+    }
+
+    /// Slice count per generation and devices per slice, as listed.
+    fn published(api: &ApiServerStandin) -> Vec<(i64, i64, usize)> {
+        api.list_slices(Some(NODE), Some(DRIVER))
+            .iter()
+            .map(|s| {
+                (
+                    s.spec.pool.generation,
+                    s.spec.pool.resource_slice_count,
+                    s.spec.devices.as_ref().map_or(0, Vec::len),
+                )
+            })
+            .collect()
+    }
+
+    async fn until(
+        state: &mut watch::Receiver<PublishState>,
+        what: impl Fn(&PublishState) -> bool,
+    ) {
+        tokio::time::timeout(Duration::from_secs(10), state.wait_for(|s| what(s)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn publishes_in_chunks_retries_a_late_api_server_and_relists_periodically() {
+        let api = ApiServerStandin::new();
+        api.set_down(true);
+        let (set_tx, set_rx) = watch::channel(set(300));
+        let (state_tx, mut state) = watch::channel(PublishState::Pending);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(
+            Publisher {
+                api: Arc::new(api.clone()),
+                driver: DRIVER.into(),
+                node: NODE.into(),
+                set: set_rx,
+                republish: Arc::new(Notify::new()),
+                every: Some(Duration::from_millis(200)),
+                stop: stop_rx,
+                state: state_tx,
+            }
+            .run(),
+        );
+        // down: failed, retried with backoff, never ends the task
+        until(
+            &mut state,
+            |s| matches!(s, PublishState::Failed(e) if e.contains("unavailable")),
+        )
+        .await;
+        // up, but the Node is unknown: refused (and said so) until it exists
+        api.set_down(false);
+        until(
+            &mut state,
+            |s| matches!(s, PublishState::Failed(e) if e.contains("not found")),
+        )
+        .await;
+        api.put_node(NODE, "node-uid");
+        // the periodic pass picks it up: 300 VFs are 3 slices
+        until(&mut state, |s| *s == PublishState::Published { slices: 3 }).await;
+        assert_eq!(published(&api), [(1, 3, 128), (1, 3, 128), (1, 3, 44)]);
+
+        // slices deleted behind our back (a kubelet restart we missed): the
+        // periodic re-list puts them back, one generation on
+        api.delete_node_slices(NODE);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while published(&api).is_empty() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(published(&api), [(2, 3, 128), (2, 3, 128), (2, 3, 44)]);
+
+        // the pool shrinks: one slice, the next generation
+        set_tx.send_replace(set(100));
+        until(&mut state, |s| *s == PublishState::Published { slices: 1 }).await;
+        assert_eq!(published(&api), [(3, 1, 100)]);
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
