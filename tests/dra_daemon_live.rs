@@ -26,6 +26,9 @@ use sriov_rs::dra::node_plugin::{ApiConnector, DraSettings};
 use sriov_rs::dra::standin::ApiServerStandin;
 use sriov_rs::kubelet_api::deviceplugin::v1beta1::Device;
 use sriov_rs::kubelet_api::dra::{v1, v1beta1};
+use sriov_rs::kubelet_api::dra_health::v1alpha1::{
+    dra_resource_health_client::DraResourceHealthClient, HealthStatus, NodeWatchResourcesRequest,
+};
 use sriov_rs::kubelet_api::pluginregistration::{
     registration_client::RegistrationClient, InfoRequest, PluginInfo, RegistrationStatus,
 };
@@ -713,4 +716,57 @@ async fn a_pool_moved_to_dra_keeps_a_held_vf_in_the_device_plugin_until_released
     let claimed = setup.prepare("grab", "uid-grab").await;
     assert_eq!(claimed.error, "", "released: now a DRA device");
     setup.stop_daemon().await;
+}
+
+/// The shipped binary: a config with a DRA pool needs the API server, and
+/// the error says what is missing; a driver name the API server would
+/// refuse is refused at start.
+#[test]
+fn the_binary_names_what_a_dra_pool_needs() {
+    let node = SimFixture::new(two_pf_layout, false);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, self::config(&node.tag, "devicePlugin")).unwrap();
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sriov-device-plugin"))
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--sysfs-root")
+            .arg(&node.root)
+            .arg("--device-plugin-path")
+            .arg(dir.path())
+            .arg("--plugins-registry-path")
+            .arg(dir.path())
+            .arg("--dra-plugin-path")
+            .arg(dir.path())
+            .args([
+                "--pod-resources-socket",
+                "",
+                "--registration-mode",
+                "kubelet-socket",
+            ])
+            .args(extra)
+            .env_remove("NODE_NAME")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--dra-driver-name", "Not_A_Domain"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--dra-driver-name \"Not_A_Domain\""),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--node-name or NODE_NAME"), "{stderr}");
+    let (code, stderr) = run(&["--node-name", NODE]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("DRA pools need the kube client"),
+        "{stderr}"
+    );
 }
