@@ -538,13 +538,58 @@ async fn one_daemon_serves_a_device_plugin_pool_and_a_dra_pool() {
     assert_eq!(now.devices.as_deref().map(healthy), Some(ids(&e810)));
     let allocated = setup
         .kubelet
-        .allocate(E810, &[e810_id.clone()])
+        .allocate(E810, std::slice::from_ref(&e810_id))
         .await
         .unwrap();
     assert_eq!(
         allocated.container_responses[0].envs["PCIDEVICE_INTEL_COM_E810"],
         e810_id
     );
+
+    // the health stream follows the same link health as ListAndWatch: PF
+    // b's cable pulled turns the DRA pool's devices Unhealthy, not e810's
+    let mut health = DraResourceHealthClient::new(uds::connect(setup.dra_socket()).await.unwrap());
+    let mut stream = health
+        .node_watch_resources(NodeWatchResourcesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.devices.len(), 2);
+    assert!(first
+        .devices
+        .iter()
+        .all(|d| d.health == i32::from(HealthStatus::Healthy)));
+    let pf_b = format!("{}b", setup.node.tag);
+    sim::set_carrier(&setup.node.root, &pf_b, false).unwrap();
+    let pulled = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(pulled
+        .devices
+        .iter()
+        .all(|d| d.health == i32::from(HealthStatus::Unhealthy)));
+    assert!(pulled
+        .devices
+        .iter()
+        .all(|d| d.device.as_ref().unwrap().pool_name == CX_POOL));
+    assert_eq!(
+        healthy(&setup.kubelet.plugin(E810).unwrap().devices.unwrap()),
+        ids(&e810)
+    );
+    sim::set_carrier(&setup.node.root, &pf_b, true).unwrap();
+    let back = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(back
+        .devices
+        .iter()
+        .all(|d| d.health == i32::from(HealthStatus::Healthy)));
+    drop(stream);
     setup.stop_daemon().await;
     // the sockets go, the prepared claim's files stay (a pod uses them)
     assert!(!setup.dra_socket().exists());

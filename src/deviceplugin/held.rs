@@ -493,7 +493,10 @@ mod tests {
         pool
     }
 
-    fn views(pools: &[ServedPool]) -> Vec<(AllocationApi, String, Vec<(String, bool)>)> {
+    /// Each pool's API, name, and (device, healthy) pairs.
+    type PoolView = (AllocationApi, String, Vec<(String, bool)>);
+
+    fn views(pools: &[ServedPool]) -> Vec<PoolView> {
         let apis = pools.iter().map(|p| p.api);
         apis.zip(view(pools))
             .map(|(api, (name, devices))| (api, name, devices))
