@@ -643,6 +643,10 @@ async fn restarts_of_the_daemon_the_kubelet_and_a_late_api_server() {
     // the kubelet wipes its registry dir: the registration socket comes back
     std::fs::remove_file(setup.registration_socket()).unwrap();
     setup.plugin_watcher_registers().await;
+    // ... or removes and recreates the directory itself
+    std::fs::remove_dir_all(setup.path("plugins_registry")).unwrap();
+    std::fs::create_dir(setup.path("plugins_registry")).unwrap();
+    setup.plugin_watcher_registers().await;
 
     // a claim prepared, then the daemon restarts while the API server is
     // down: the checkpoint answers the same, and Unprepare still works
@@ -677,6 +681,78 @@ async fn restarts_of_the_daemon_the_kubelet_and_a_late_api_server() {
     assert_eq!(setup.unprepare("vf", "uid-1").await, "");
     assert!(setup.spec("uid-1").is_none());
     setup.api.set_down(false);
+
+    // the DRA pool's VFs are destroyed: its slices go, and a claim that
+    // names one of them is that claim's error
+    let numvfs = setup
+        .node
+        .root
+        .join("bus/pci/devices/0000:d8:00.0/sriov_numvfs");
+    std::fs::write(&numvfs, "0\n").unwrap();
+    setup
+        .wait_slices("cx gone", |s| device_names(s, CX_POOL).is_empty())
+        .await;
+    let gone = setup.prepare("new", "uid-2").await;
+    assert!(
+        gone.error.contains("is not a device of node"),
+        "{}",
+        gone.error
+    );
+    assert_eq!(
+        setup.kubelet.plugin(E810).unwrap().devices.unwrap().len(),
+        3
+    );
+    setup.stop_daemon().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_moved_back_to_the_device_plugin_keeps_a_prepared_vf_in_dra_until_unprepared() {
+    if !require_root(
+        "a_pool_moved_back_to_the_device_plugin_keeps_a_prepared_vf_in_dra_until_unprepared",
+    ) {
+        return;
+    }
+    let mut setup = Setup::new("devicePlugin").await;
+    setup.start_daemon().await;
+    setup.wait_dp(E810, |d| d.len() == 3).await;
+    setup.plugin_watcher_registers().await;
+    setup
+        .wait_slices("cx", |s| device_names(s, CX_POOL).len() == 2)
+        .await;
+    let (prepared, other) = ("0000:d8:00.2", "0000:d8:00.3");
+    put_claim(&setup.api, "vf", "uid-1", &[(CX_POOL, &label(prepared))]);
+    assert_eq!(setup.prepare("vf", "uid-1").await.error, "");
+
+    // cx moves to the device plugin while the claim is prepared: the
+    // prepared VF stays with DRA (Prepare still answers for it), the other
+    // one is offered through the device plugin, and no slice offers either
+    let tag = setup.node.tag.clone();
+    let moved_back = config(&tag, "devicePlugin").replacen(
+        r#""resourceName": "cx", "allocationApi": "dra""#,
+        r#""resourceName": "cx", "allocationApi": "devicePlugin""#,
+        1,
+    );
+    std::fs::write(setup.path("config.json"), moved_back).unwrap();
+    setup.reload().await;
+    let dp = setup.wait_dp(CX, |d| !d.is_empty()).await;
+    assert_eq!(ids(&dp), BTreeSet::from([other.to_owned()]));
+    setup
+        .wait_slices("cx no longer published", |s| {
+            device_names(s, CX_POOL).is_empty()
+        })
+        .await;
+    let again = setup.prepare("vf", "uid-1").await;
+    assert_eq!(again.error, "", "still prepared through DRA");
+    assert!(setup.devinfo(CX, prepared).is_some());
+
+    // Unprepare: the VF joins the device plugin pool
+    assert_eq!(setup.unprepare("vf", "uid-1").await, "");
+    let dp = setup.wait_dp(CX, |d| d.len() == 2).await;
+    assert_eq!(
+        healthy(&dp),
+        BTreeSet::from([prepared.to_owned(), other.to_owned()])
+    );
+    assert!(setup.spec("uid-1").is_none());
     setup.stop_daemon().await;
 }
 
