@@ -36,6 +36,7 @@ use sriov_rs::kubelet_api::uds;
 use sriov_rs::sysfs::SysfsRoot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -65,6 +66,8 @@ struct Setup {
     dir: tempfile::TempDir,
     kubelet: KubeletSim,
     api: ApiServerStandin,
+    /// How often the daemon asked for its API handle.
+    connects: Arc<AtomicUsize>,
     daemon: Option<(mpsc::Sender<Control>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -98,6 +101,7 @@ impl Setup {
             dir,
             kubelet,
             api,
+            connects: Arc::default(),
             daemon: None,
         }
     }
@@ -108,6 +112,12 @@ impl Setup {
 
     fn settings(&self) -> Settings {
         let api: Arc<dyn DraApi> = Arc::new(self.api.clone());
+        let connects = self.connects.clone();
+        let connector = ApiConnector::new(move || {
+            connects.fetch_add(1, Ordering::SeqCst);
+            let api = api.clone();
+            Box::pin(async move { Ok(api) })
+        });
         Settings {
             config_file: self.path("config.json"),
             resource_prefix: "intel.com".into(),
@@ -131,7 +141,7 @@ impl Setup {
                 driver: DRIVER.into(),
                 node: Some(NODE.into()),
                 plugin_dir: self.path("plugins"),
-                api: ApiConnector::ready(api),
+                api: connector,
                 republish_every: None,
             }),
         }
@@ -890,4 +900,47 @@ fn the_binary_names_what_a_dra_pool_needs() {
         stderr.contains("DRA pools need the kube client"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_dra_pool_no_api_server_until_a_reload_adds_one() {
+    if !require_root("no_dra_pool_no_api_server_until_a_reload_adds_one") {
+        return;
+    }
+    let mut setup = Setup::new("devicePlugin").await;
+    let tag = setup.node.tag.clone();
+    let no_dra = config(&tag, "devicePlugin").replacen(
+        r#""resourceName": "cx", "allocationApi": "dra""#,
+        r#""resourceName": "cx""#,
+        1,
+    );
+    std::fs::write(setup.path("config.json"), no_dra).unwrap();
+    setup.start_daemon().await;
+    setup.wait_dp(E810, |d| d.len() == 3).await;
+    setup.wait_dp(CX, |d| d.len() == 2).await;
+    // as today: no API handle asked for, no DRA socket, no slice
+    assert_eq!(setup.connects.load(Ordering::SeqCst), 0);
+    assert!(!setup.registration_socket().exists());
+    assert!(!setup.dra_socket().exists());
+
+    // a reload makes cx a DRA pool: the DRA side starts and publishes it,
+    // and the device plugin stops offering it
+    std::fs::write(setup.path("config.json"), config(&tag, "devicePlugin")).unwrap();
+    setup.reload().await;
+    setup.plugin_watcher_registers().await;
+    setup
+        .wait_slices("cx published after the reload", |s| {
+            device_names(s, CX_POOL).len() == 2
+        })
+        .await;
+    assert_eq!(setup.connects.load(Ordering::SeqCst), 1);
+    let deadline = Instant::now() + WAIT;
+    while setup.kubelet.plugin(CX).is_some_and(|p| p.stream_open) {
+        assert!(
+            Instant::now() < deadline,
+            "cx still served through the device plugin"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    setup.stop_daemon().await;
 }

@@ -363,12 +363,6 @@ impl Daemon {
         let held = daemon.held_devices().await;
         let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
             pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
-        if has_dra {
-            if let Err(error) = daemon.start_dra(dra_pools).await {
-                daemon.shutdown().await;
-                return Err(error);
-            }
-        }
         for pool in pools {
             let pool = daemon.shown(pool);
             if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
@@ -377,11 +371,22 @@ impl Daemon {
                 return Err(error);
             }
         }
+        // after the device plugin pools, which remove stale device-info
+        // files of their resources: a claim prepared before a pool moved
+        // keeps its files
+        if has_dra {
+            if let Err(error) = daemon.start_dra(Some(dra_pools)).await {
+                daemon.shutdown().await;
+                return Err(error);
+            }
+        }
         Ok(daemon)
     }
 
-    /// Start the DRA side with the DRA pools `pools` (none kept yet).
-    async fn start_dra(&mut self, pools: Vec<ServedPool>) -> Result<(), DaemonError> {
+    /// Start the DRA side with the DRA pools `pools` (none kept yet), or,
+    /// at a reload, with none until the reconcile that follows gives them
+    /// (None: nothing is published before).
+    async fn start_dra(&mut self, pools: Option<Vec<ServedPool>>) -> Result<(), DaemonError> {
         let Some(settings) = &self.settings.dra else {
             return Err(DaemonError::NoDra(self.settings.config_file.clone()));
         };
@@ -390,8 +395,9 @@ impl Daemon {
             cdi_dir: self.settings.cdi_spec_dir.clone(),
             devinfo_dir: self.settings.devinfo_dir.clone(),
         };
-        let publish = self.publish_set(&pools);
+        let publish = pools.as_deref().map(|pools| self.publish_set(pools));
         let links = self.settings.link_health.then_some(&self.links);
+        let pools = pools.unwrap_or_default();
         let dra = DraNode::start(settings, paths, pools, links, publish).await?;
         self.dra = Some(dra);
         Ok(())
@@ -563,7 +569,7 @@ impl Daemon {
             // the first DRA pool: the DRA side starts (API server, sockets)
             // before the config is taken, so a failure refuses it
             if scan.has_dra && self.dra.is_none() {
-                if let Err(error) = self.start_dra(Vec::new()).await {
+                if let Err(error) = self.start_dra(None).await {
                     scanned = Err(error);
                 }
             }
@@ -655,11 +661,15 @@ impl Daemon {
         for (key @ (api, resource), ids) in &kept {
             for id in ids {
                 if !self.kept.get(key).is_some_and(|k| k.contains(id)) {
-                    let holder = held
-                        .as_ref()
-                        .and_then(|h| h.holder(resource, id))
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
+                    let holder = match (api, held.as_ref(), &holdings.dra) {
+                        (AllocationApi::DevicePlugin, Some(h), _) => h.holder(resource, id),
+                        (AllocationApi::Dra, Some(h), Some(dra)) => {
+                            h.dra_holder_of(dra.driver, dra.node, resource, id)
+                        }
+                        _ => None,
+                    }
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "a prepared claim".into());
                     tracing::info!(pool = %resource, api = api.as_str(), device = %id, %holder, "a pod holds this device: kept where it is served, not offered, until released");
                 }
             }

@@ -161,13 +161,14 @@ impl DraNode {
     /// Connect to the API server, load the prepared claims, serve the DRA
     /// socket, register with the plugin watcher and start publishing.
     /// `pools` are the DRA pools before link health, `publish` what to
-    /// publish of them.
+    /// publish of them; None: nothing is published until the first
+    /// [`DraNode::set_pools`] (slices a previous run published stay).
     pub async fn start(
         settings: &DraSettings,
         paths: DraPaths,
         pools: Vec<ServedPool>,
         links: Option<&LinkStates>,
-        publish: PublishSet,
+        publish: Option<PublishSet>,
     ) -> Result<DraNode, DraError> {
         settings.check_driver()?;
         let node = settings.node_name()?.to_owned();
@@ -238,7 +239,8 @@ impl DraNode {
         )));
         tasks.push(tokio::spawn(registrar.run()));
 
-        let (publish_tx, publish_rx) = watch::channel(Arc::new(publish));
+        let first_pass = publish.is_some();
+        let (publish_tx, publish_rx) = watch::channel(Arc::new(publish.unwrap_or_default()));
         let (state_tx, publish_state) = watch::channel(PublishState::Pending);
         let publisher = Publisher {
             api,
@@ -247,6 +249,7 @@ impl DraNode {
             set: publish_rx,
             republish,
             every: settings.republish_every,
+            first_pass,
             stop: stop_rx,
             state: state_tx,
         };

@@ -59,6 +59,9 @@ pub struct Publisher {
     /// Publish again now (the kubelet re-registered the plugin).
     pub republish: Arc<Notify>,
     pub every: Option<Duration>,
+    /// Publish `set` at once; false: wait for the first change of `set`
+    /// (its first value is not known yet).
+    pub first_pass: bool,
     pub stop: watch::Receiver<bool>,
     pub state: watch::Sender<PublishState>,
 }
@@ -91,8 +94,7 @@ impl Publisher {
             clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             clock
         });
-        // the first pass at once
-        let mut retry_in: Option<Duration> = Some(Duration::ZERO);
+        let mut retry_in: Option<Duration> = self.first_pass.then_some(Duration::ZERO);
         loop {
             let retry = async {
                 match retry_in {
@@ -295,6 +297,7 @@ mod tests {
                 set: set_rx,
                 republish: Arc::new(Notify::new()),
                 every: Some(Duration::from_millis(200)),
+                first_pass: true,
                 stop: stop_rx,
                 state: state_tx,
             }
