@@ -361,8 +361,13 @@ async fn one_daemon_serves_a_device_plugin_pool_and_a_dra_pool() {
         return;
     }
     let mut setup = Setup::new("devicePlugin").await;
+    let began = Instant::now();
     setup.start_daemon().await;
     let e810 = setup.wait_dp(E810, |d| d.len() == 3).await;
+    eprintln!(
+        "with a DRA pool: start -> e810 listed {:?}",
+        began.elapsed()
+    );
 
     // registration through the plugin watcher, both DRAPlugin versions
     let info = setup.plugin_watcher_registers().await;
@@ -383,6 +388,10 @@ async fn one_daemon_serves_a_device_plugin_pool_and_a_dra_pool() {
     let slices = setup
         .wait_slices("cx published", |s| device_names(s, CX_POOL).len() == 2)
         .await;
+    eprintln!(
+        "with a DRA pool: start -> cx published {:?}",
+        began.elapsed()
+    );
     assert_eq!(slices.len(), 1, "{:#?}", names(&slices));
     let slice = &slices[0];
     assert_eq!(slice.spec.pool.resource_slice_count, 1);
@@ -434,7 +443,9 @@ async fn one_daemon_serves_a_device_plugin_pool_and_a_dra_pool() {
     // Prepare through v1: the CDI spec and device-info file are what
     // Allocate gives for that device (computed by the daemon's own scan)
     put_claim(&setup.api, "vf-a", "uid-a", &[(CX_POOL, &label(cx_ids[0]))]);
+    let prepare_began = Instant::now();
     let answer = setup.prepare("vf-a", "uid-a").await;
+    eprintln!("Prepare (connect + call): {:?}", prepare_began.elapsed());
     assert_eq!(answer.error, "");
     assert_eq!(answer.devices.len(), 1);
     assert_eq!(answer.devices[0].pool_name, CX_POOL);
@@ -915,8 +926,10 @@ async fn no_dra_pool_no_api_server_until_a_reload_adds_one() {
         1,
     );
     std::fs::write(setup.path("config.json"), no_dra).unwrap();
+    let began = Instant::now();
     setup.start_daemon().await;
     setup.wait_dp(E810, |d| d.len() == 3).await;
+    eprintln!("no DRA pool: start -> e810 listed {:?}", began.elapsed());
     setup.wait_dp(CX, |d| d.len() == 2).await;
     // as today: no API handle asked for, no DRA socket, no slice
     assert_eq!(setup.connects.load(Ordering::SeqCst), 0);

@@ -784,12 +784,12 @@ impl Daemon {
     }
 
     /// Links changed: push every pool whose devices' health changed.
-    async fn refresh_health(&mut self) {
+    fn refresh_health(&mut self) {
         if !self.settings.link_health {
             return;
         }
         if let Some(dra) = self.dra.as_mut() {
-            dra.refresh_health(&self.links).await;
+            dra.refresh_health(&self.links);
         }
         for (name, base) in &self.base {
             let Some(running) = self.running.get(name) else {
@@ -897,7 +897,7 @@ impl Daemon {
                     NodeEvent::Lost => self.rescan().await,
                     links => {
                         if self.links.update(&links) {
-                            self.refresh_health().await;
+                            self.refresh_health();
                         }
                     }
                 },

@@ -342,7 +342,9 @@ impl DraNode {
     }
 
     /// Links changed: the health stream gets the DRA pools' new health.
-    pub async fn refresh_health(&mut self, links: &LinkStates) {
+    /// The preparer keeps its inventory: health changes no device's
+    /// identity, and Prepare does not look at it.
+    pub fn refresh_health(&mut self, links: &LinkStates) {
         let shown: BTreeMap<String, Arc<ServedPool>> = self
             .base
             .iter()
@@ -352,9 +354,6 @@ impl DraNode {
             return;
         }
         self.shown = shown;
-        let inventory = DraInventory::new(&self.node, &self.served());
-        let mismatches = self.preparer.lock().await.set_inventory(inventory);
-        report_mismatches(&mismatches);
         self.health
             .send_replace(Arc::new(health_reports(&self.node, &self.shown)));
     }
