@@ -98,6 +98,7 @@ impl Node {
             rescan_interval: None,
             node_policy: None,
             vf_counters_interval: sriov_rs::deviceplugin::DEFAULT_VF_COUNTERS_INTERVAL,
+            dra: None,
         }
     }
 

@@ -96,6 +96,7 @@ impl Setup {
             rescan_interval: None,
             node_policy: None,
             vf_counters_interval: sriov_rs::deviceplugin::DEFAULT_VF_COUNTERS_INTERVAL,
+            dra: None,
         };
         let daemon = Daemon::start(settings).await.unwrap();
         let (control, commands) = mpsc::channel(4);

@@ -202,6 +202,7 @@ async fn metrics_follow_allocations_traffic_pods_and_health() {
         rescan_interval: None,
         vf_counters_interval: Duration::from_millis(100),
         node_policy: None,
+        dra: None,
     };
     let daemon = Daemon::start(settings).await.unwrap();
     let (control, commands) = mpsc::channel(4);

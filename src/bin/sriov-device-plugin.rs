@@ -6,11 +6,17 @@ use sriov_rs::deviceplugin::{
     CdiMode, Control, Daemon, NodePolicySource, RegistrationMode, Settings, DEFAULT_HELD_RECHECK,
     DEFAULT_VF_TIMEOUT,
 };
+use sriov_rs::dra::api::DraApi;
+use sriov_rs::dra::names::is_driver_name;
+use sriov_rs::dra::node_plugin::{ApiConnector, DraSettings};
+use sriov_rs::dra::publisher::DEFAULT_REPUBLISH_EVERY;
 use sriov_rs::kubelet_api::{
-    DEFAULT_DEVICE_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR, DEFAULT_POD_RESOURCES_SOCKET,
+    DEFAULT_DEVICE_PLUGIN_DIR, DEFAULT_DRA_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR,
+    DEFAULT_POD_RESOURCES_SOCKET,
 };
 use sriov_rs::sysfs::SysfsRoot;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
@@ -101,6 +107,20 @@ struct Args {
     /// in a container, where the node's /dev is mounted (e.g. /host)
     #[arg(long, default_value = "/")]
     dev_root: PathBuf,
+    /// The DRA driver name (a DNS subdomain of at most 63 characters) for
+    /// pools with "allocationApi": "dra"; see docs/dra.md before changing it
+    #[arg(long, default_value = sriov_rs::dra::DEFAULT_DRIVER_NAME)]
+    dra_driver_name: String,
+    /// The kubelet's DRA plugin directory: <dir>/<driver>/dra.sock and the
+    /// prepared-claims checkpoint
+    #[arg(long, default_value = DEFAULT_DRA_PLUGIN_DIR)]
+    dra_plugin_path: PathBuf,
+    /// This node's name, which owns the ResourceSlices (DRA pools only)
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Kubeconfig for the API server (DRA pools only); default: in-cluster
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace) or upstream's numeric
     /// glog level (0-2 info, 3 and up debug); RUST_LOG overrides it
     #[arg(long, default_value = "info")]
@@ -175,9 +195,30 @@ async fn forward_signals(control: mpsc::Sender<Control>) -> std::io::Result<()> 
     }
 }
 
+// TODO(lead): at the merge with the kube client (branch dra-kube), call
+// `sriov_rs::dra::kube_api::connect(kubeconfig)` here and map its error to a
+// String; until then a config with a DRA pool is refused with this error.
+async fn connect_kube(_kubeconfig: Option<&Path>) -> Result<Arc<dyn DraApi>, String> {
+    Err("DRA pools need the kube client, which this build does not have yet".into())
+}
+
 fn main() {
     let args = Args::parse_from(go_style_args());
     sriov_rs::logging::init(&log_filter(&args.log_level, args.v));
+    if !is_driver_name(&args.dra_driver_name) {
+        eprintln!(
+            "sriov-device-plugin: --dra-driver-name {:?} is not a DNS subdomain of at most 63 characters",
+            args.dra_driver_name
+        );
+        std::process::exit(1);
+    }
+    // built only when the config has a DRA pool: a daemon without one
+    // needs no API server and no RBAC
+    let kubeconfig = args.kubeconfig.clone();
+    let api = ApiConnector::new(move || {
+        let kubeconfig = kubeconfig.clone();
+        Box::pin(async move { connect_kube(kubeconfig.as_deref()).await })
+    });
     let settings = Settings {
         config_file: args.config_file,
         resource_prefix: args.resource_prefix,
@@ -213,6 +254,13 @@ fn main() {
             vf_timeout: std::time::Duration::from_secs(args.vf_timeout),
         }),
         vf_counters_interval: std::time::Duration::from_secs(args.vf_counters_interval),
+        dra: Some(DraSettings {
+            driver: args.dra_driver_name,
+            node: args.node_name,
+            plugin_dir: args.dra_plugin_path,
+            api,
+            republish_every: Some(DEFAULT_REPUBLISH_EVERY),
+        }),
     };
     // One thread: a handful of sockets and timers; keeps the footprint small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

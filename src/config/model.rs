@@ -88,7 +88,7 @@ impl AllocationPolicy {
 
 /// Our extension (`allocationApi`): which kubelet API serves the pool's devices. Upstream has no
 /// such key and ignores it, so a config that moves a pool to DRA still loads there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum AllocationApi {
     /// The device plugin API (ListAndWatch, Allocate): the default, as upstream.
     #[default]

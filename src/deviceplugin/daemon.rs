@@ -5,7 +5,7 @@ use super::allocate::CdiMode;
 use super::configwatch::ConfigWatch;
 use super::dirwatch::{watch_dir, DirEvent};
 use super::files;
-use super::held::{self, HeldDevices, Retained};
+use super::held::{self, DraHoldings, HeldDevices, Holdings, Retained};
 use super::link_health::{self, LinkStates};
 use super::metrics::{ErrorKind, Metrics, ReloadOutcome, VfSampler};
 use super::node_watch::{self, NodeEvent};
@@ -16,8 +16,10 @@ use super::provisioning::{
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
-use crate::config::{self, ConfigError};
-use crate::pool;
+use crate::config::{self, AllocationApi, ConfigError};
+use crate::dra::node_plugin::{DraError, DraNode, DraPaths, DraSettings};
+use crate::dra::publisher::PublishSet;
+use crate::pool::{self, Pool};
 use crate::sysfs::{SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -77,6 +79,9 @@ pub struct Settings {
     /// How often the VF counters are read for `/metrics` (only while the
     /// HTTP endpoint is served); see [`super::metrics`].
     pub vf_counters_interval: Duration,
+    /// Serving pools with `"allocationApi": "dra"` (docs/dra.md); None: such
+    /// a pool refuses the config.
+    pub dra: Option<DraSettings>,
 }
 
 /// Default of [`Settings::held_recheck`].
@@ -113,6 +118,10 @@ pub enum DaemonError {
     Files(#[from] files::FileError),
     #[error(transparent)]
     Provisioning(#[from] ProvisioningError),
+    #[error(transparent)]
+    Dra(#[from] DraError),
+    #[error("{0}: a pool has \"allocationApi\": \"dra\" but this daemon serves no DRA")]
+    NoDra(PathBuf),
     #[error("health endpoint on {addr}: {source}")]
     Health {
         addr: std::net::SocketAddr,
@@ -141,12 +150,22 @@ pub fn load_config(settings: &Settings) -> Result<config::Config, DaemonError> {
     Ok(loaded.config)
 }
 
-/// Discovery with a loaded config → the pools to serve (non-empty ones),
-/// and the full names of every configured resource.
-pub fn scan_with(
-    settings: &Settings,
-    config: &config::Config,
-) -> Result<(Vec<ServedPool>, BTreeSet<String>), DaemonError> {
+/// What one discovery gives.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The pools to serve (non-empty ones), through either API.
+    pub pools: Vec<ServedPool>,
+    /// The full names of every resource configured for the device plugin.
+    pub configured: BTreeSet<String>,
+    /// The DRA pools as discovered, by resource name: the facts their
+    /// ResourceSlices carry.
+    pub dra_sources: BTreeMap<String, Pool>,
+    /// Whether the config has a DRA pool (with devices or not).
+    pub has_dra: bool,
+}
+
+/// Discovery with a loaded config → the pools to serve.
+pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, DaemonError> {
     // only the facts the config's selectors need (see pool::discover_for)
     let devices = pool::discover_for(&settings.sysfs, config)?;
     let routes = match &settings.default_route_netdevs {
@@ -177,8 +196,29 @@ pub fn scan_with(
             tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
         }
     }
-    let configured = config.resources.iter().map(|r| r.full_name()).collect();
-    Ok((served, configured))
+    let is_dra = |r: &config::Resource| r.allocation_api == AllocationApi::Dra;
+    let configured = config
+        .resources
+        .iter()
+        .filter(|r| !is_dra(r))
+        .map(|r| r.full_name())
+        .collect();
+    let has_dra = config.resources.iter().any(is_dra);
+    if has_dra && settings.dra.is_none() {
+        return Err(DaemonError::NoDra(settings.config_file.clone()));
+    }
+    let dra_sources = pools
+        .pools
+        .into_iter()
+        .filter(|p| is_dra(&config.resources[p.resource]))
+        .map(|p| (p.resource_name.clone(), p))
+        .collect();
+    Ok(Scan {
+        pools: served,
+        configured,
+        dra_sources,
+        has_dra,
+    })
 }
 
 struct RunningPool {
@@ -220,6 +260,10 @@ pub struct Daemon {
     links: LinkStates,
     /// Each running pool as `apply` was given it, before link health.
     base: BTreeMap<String, ServedPool>,
+    /// The DRA side, once the config has had a DRA pool.
+    dra: Option<DraNode>,
+    /// The DRA pools as the last scan discovered them (the slices' facts).
+    dra_sources: BTreeMap<String, Pool>,
     /// The periodic rescan's clock.
     rescan: Option<tokio::time::Interval>,
     /// The config last accepted: what a rescan (device events, the
@@ -296,7 +340,12 @@ impl Daemon {
             None => Ok(()),
         };
         let scanned = provisioned.and_then(|()| scan_with(&settings, &config));
-        let (pools, configured) = match scanned {
+        let Scan {
+            pools,
+            configured,
+            dra_sources,
+            has_dra,
+        } = match scanned {
             Ok(scanned) => scanned,
             Err(error) => {
                 if let Some(task) = health_task {
@@ -344,6 +393,8 @@ impl Daemon {
             node_events,
             links,
             base: BTreeMap::new(),
+            dra: None,
+            dra_sources,
             rescan: None,
             configured,
             config,
@@ -366,6 +417,8 @@ impl Daemon {
         // device-info files now only for devices pods hold (all of them if
         // that is unknown): the rest are written at Allocate
         let held = daemon.held_devices().await;
+        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
+            pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
         for pool in pools {
             let pool = daemon.shown(pool);
             if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
@@ -374,8 +427,66 @@ impl Daemon {
                 return Err(error);
             }
         }
+        // after the device plugin pools, which remove stale device-info
+        // files of their resources: a claim prepared before a pool moved
+        // keeps its files
+        if has_dra {
+            if let Err(error) = daemon.start_dra(Some(dra_pools)).await {
+                daemon.shutdown().await;
+                return Err(error);
+            }
+        }
         daemon.probe_state.started.store(true, Ordering::Relaxed);
         Ok(daemon)
+    }
+
+    /// Start the DRA side with the DRA pools `pools` (none kept yet), or,
+    /// at a reload, with none until the reconcile that follows gives them
+    /// (None: nothing is published before).
+    async fn start_dra(&mut self, pools: Option<Vec<ServedPool>>) -> Result<(), DaemonError> {
+        let Some(settings) = &self.settings.dra else {
+            return Err(DaemonError::NoDra(self.settings.config_file.clone()));
+        };
+        let paths = DraPaths {
+            registry_dir: self.settings.plugins_registry_dir.clone(),
+            cdi_dir: self.settings.cdi_spec_dir.clone(),
+            devinfo_dir: self.settings.devinfo_dir.clone(),
+        };
+        let publish = pools.as_deref().map(|pools| self.publish_set(pools));
+        let links = self.settings.link_health.then_some(&self.links);
+        let pools = pools.unwrap_or_default();
+        let dra = DraNode::start(settings, paths, pools, links, publish).await?;
+        self.dra = Some(dra);
+        Ok(())
+    }
+
+    /// What the DRA pools `pools` publish: each pool's discovered devices
+    /// that it serves, except those kept for pods (no new claim gets them).
+    fn publish_set(&self, pools: &[ServedPool]) -> PublishSet {
+        let sources: Vec<Pool> = pools
+            .iter()
+            .filter_map(|served| {
+                let source = self.dra_sources.get(&served.resource_name)?;
+                let kept = self.kept.get(&held::pool_key(served));
+                let devices = source
+                    .devices
+                    .iter()
+                    .filter(|d| served.device(&d.id).is_some())
+                    .filter(|d| !kept.is_some_and(|k| k.contains(&d.id)))
+                    .cloned()
+                    .collect();
+                Some(Pool {
+                    devices,
+                    ..source.clone()
+                })
+            })
+            .collect();
+        let refs: Vec<&Pool> = sources.iter().collect();
+        let pcie_roots = crate::dra::topology::pcie_roots(&self.settings.sysfs, &refs);
+        PublishSet {
+            pools: sources,
+            pcie_roots,
+        }
     }
 
     fn update_owners(&self, pools: &[ServedPool]) {
@@ -513,7 +624,17 @@ impl Daemon {
         self.config_seen = std::fs::read(&self.settings.config_file).ok();
         let scanned = load_config(&self.settings)
             .and_then(|config| Ok((scan_with(&self.settings, &config)?, config)));
-        let ((pools, configured), config) = match scanned {
+        let mut scanned = scanned;
+        if let Ok((scan, _)) = &scanned {
+            // the first DRA pool: the DRA side starts (API server, sockets)
+            // before the config is taken, so a failure refuses it
+            if scan.has_dra && self.dra.is_none() {
+                if let Err(error) = self.start_dra(None).await {
+                    scanned = Err(error);
+                }
+            }
+        }
+        let (scan, config) = match scanned {
             Ok(scanned) => scanned,
             Err(error) => {
                 tracing::error!(%error, "reload refused: keeping the current pools");
@@ -525,8 +646,7 @@ impl Daemon {
         self.metrics.reloaded(ReloadOutcome::Accepted);
         self.set_refusal(None);
         self.config = config;
-        self.configured = configured;
-        self.wanted = pools;
+        self.take_scan(scan);
         self.reconcile().await;
     }
 
@@ -535,9 +655,8 @@ impl Daemon {
     pub async fn rescan(&mut self) {
         self.metrics.rescanned();
         match scan_with(&self.settings, &self.config) {
-            Ok((pools, configured)) => {
-                self.configured = configured;
-                self.wanted = pools;
+            Ok(scan) => {
+                self.take_scan(scan);
                 self.reconcile().await;
             }
             Err(error) => {
@@ -545,6 +664,12 @@ impl Daemon {
                 tracing::error!(%error, "rescan failed: keeping the current pools")
             }
         }
+    }
+
+    fn take_scan(&mut self, scan: Scan) {
+        self.configured = scan.configured;
+        self.wanted = scan.pools;
+        self.dra_sources = scan.dra_sources;
     }
 
     /// Why the config on disk is not served (None: it is), for `/readyz`.
@@ -602,29 +727,46 @@ impl Daemon {
     /// Serves the last wanted pools, keeping held devices where they are.
     async fn reconcile(&mut self) {
         let held = self.held_devices().await;
-        let running: Vec<Arc<ServedPool>> = self
+        let mut running: Vec<Arc<ServedPool>> = self
             .running
             .values()
             .map(|r| r.pool.borrow().clone())
             .collect();
+        let mut prepared = BTreeMap::new();
+        if let Some(dra) = &self.dra {
+            running.extend(dra.served());
+            prepared = dra.prepared().await;
+        }
+        let holdings = Holdings {
+            pod_resources: held.as_ref(),
+            dra: self.dra.as_ref().map(|dra| DraHoldings {
+                driver: dra.driver(),
+                node: dra.node(),
+                prepared: &prepared,
+            }),
+        };
         let running_refs: Vec<&ServedPool> = running.iter().map(|p| p.as_ref()).collect();
-        let (pools, kept) = held::keep_held(&running_refs, &self.wanted, held.as_ref(), &self.kept);
-        for (resource, ids) in &kept {
+        let (pools, kept) = held::keep_held(&running_refs, &self.wanted, &holdings, &self.kept);
+        for (key @ (api, resource), ids) in &kept {
             for id in ids {
-                if !self.kept.get(resource).is_some_and(|k| k.contains(id)) {
-                    let holder = held
-                        .as_ref()
-                        .and_then(|h| h.holder(resource, id))
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    tracing::info!(pool = %resource, device = %id, %holder, "a pod holds this device: kept in its pool as Unhealthy until released");
+                if !self.kept.get(key).is_some_and(|k| k.contains(id)) {
+                    let holder = match (api, held.as_ref(), &holdings.dra) {
+                        (AllocationApi::DevicePlugin, Some(h), _) => h.holder(resource, id),
+                        (AllocationApi::Dra, Some(h), Some(dra)) => {
+                            h.dra_holder_of(dra.driver, dra.node, resource, id)
+                        }
+                        _ => None,
+                    }
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "a prepared claim".into());
+                    tracing::info!(pool = %resource, api = api.as_str(), device = %id, %holder, "a pod holds this device: kept where it is served, not offered, until released");
                 }
             }
         }
-        for (resource, ids) in &self.kept {
+        for (key @ (api, resource), ids) in &self.kept {
             for id in ids {
-                if !kept.get(resource).is_some_and(|k| k.contains(id)) {
-                    tracing::info!(pool = %resource, device = %id, "released by its pod: the pending change applies");
+                if !kept.get(key).is_some_and(|k| k.contains(id)) {
+                    tracing::info!(pool = %resource, api = api.as_str(), device = %id, "released by its pod: the pending change applies");
                 }
             }
         }
@@ -645,6 +787,22 @@ impl Daemon {
     /// Serves `pools`: changed pools get the new list, new ones start, gone
     /// ones stop.
     async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
+        let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
+            pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
+        self.apply_device_plugin(pools, held).await;
+        // after the device plugin side: a VF moving from it to DRA leaves
+        // ListAndWatch before it is published
+        if let Some(mut dra) = self.dra.take() {
+            let publish = self.publish_set(&dra_pools);
+            let links = self.settings.link_health.then_some(&self.links);
+            dra.set_pools(dra_pools, links, publish).await;
+            self.dra = Some(dra);
+        } else if !dra_pools.is_empty() {
+            tracing::error!("DRA pools without the DRA side: not served");
+        }
+    }
+
+    async fn apply_device_plugin(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
         self.update_owners(&pools);
         let pools: Vec<ServedPool> = pools.into_iter().map(|pool| self.shown(pool)).collect();
         let wanted: Vec<String> = pools.iter().map(|p| p.resource_name.clone()).collect();
@@ -727,6 +885,9 @@ impl Daemon {
         if !self.settings.link_health {
             return;
         }
+        if let Some(dra) = self.dra.as_mut() {
+            dra.refresh_health(&self.links);
+        }
         for (name, base) in &self.base {
             let Some(running) = self.running.get(name) else {
                 continue;
@@ -761,6 +922,9 @@ impl Daemon {
             for error in files::remove_cdi_specs(&self.settings.cdi_spec_dir) {
                 tracing::warn!(%error, "cannot remove a CDI spec");
             }
+        }
+        if let Some(dra) = self.dra.take() {
+            dra.shutdown().await;
         }
         let _ = self.watcher_stop.send(true);
         if let Some(task) = self.health_task.take() {

@@ -17,6 +17,7 @@
 //! would make a node without the socket mounted never apply a config edit.
 
 use super::served::ServedPool;
+use crate::config::AllocationApi;
 use crate::kubelet_api::podresources::v1::{
     pod_resources_lister_client::PodResourcesListerClient, AllocatableResourcesRequest,
     ListPodResourcesRequest, ListPodResourcesResponse,
@@ -56,10 +57,21 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// Resource name → device ID → who holds it.
+/// A device of a DRA claim as PodResources names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DraDeviceRef {
+    pub driver: String,
+    pub pool: String,
+    pub device: String,
+}
+
+/// Resource name → device ID → who holds it (device plugin), and the
+/// devices of DRA claims pods use (`dynamic_resources`, kubelets with
+/// DRA and PodResources' DRA support).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeldDevices {
     by_resource: BTreeMap<String, BTreeMap<String, Holder>>,
+    dra: BTreeMap<DraDeviceRef, Holder>,
 }
 
 impl HeldDevices {
@@ -67,20 +79,28 @@ impl HeldDevices {
         let mut held = HeldDevices::default();
         for pod in &list.pod_resources {
             for container in &pod.containers {
+                let holder = || Holder {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    container: container.name.clone(),
+                };
+                for claim in &container.dynamic_resources {
+                    for device in &claim.claim_resources {
+                        let key = DraDeviceRef {
+                            driver: device.driver_name.clone(),
+                            pool: device.pool_name.clone(),
+                            device: device.device_name.clone(),
+                        };
+                        held.dra.insert(key, holder());
+                    }
+                }
                 for devices in &container.devices {
                     let ids = held
                         .by_resource
                         .entry(devices.resource_name.clone())
                         .or_default();
                     for id in &devices.device_ids {
-                        ids.insert(
-                            id.clone(),
-                            Holder {
-                                namespace: pod.namespace.clone(),
-                                pod: pod.name.clone(),
-                                container: container.name.clone(),
-                            },
-                        );
+                        ids.insert(id.clone(), holder());
                     }
                 }
             }
@@ -98,6 +118,28 @@ impl HeldDevices {
             ids.iter()
                 .map(move |(id, holder)| (resource.as_str(), id.as_str(), holder))
         })
+    }
+
+    /// Every device held through a DRA claim, with its holder.
+    pub fn dra_devices(&self) -> impl Iterator<Item = (&DraDeviceRef, &Holder)> {
+        self.dra.iter()
+    }
+
+    /// Who holds device `id` of pool `resource` through a DRA claim of
+    /// `driver`, found by the names this node publishes it under.
+    pub fn dra_holder_of(
+        &self,
+        driver: &str,
+        node: &str,
+        resource: &str,
+        id: &str,
+    ) -> Option<&Holder> {
+        let key = DraDeviceRef {
+            driver: driver.to_owned(),
+            pool: crate::dra::slices::pool_name(node, resource)?,
+            device: crate::dra::names::device_name(id)?,
+        };
+        self.dra.get(&key)
     }
 
     /// Who holds `id` under any resource (the inventory's question).
@@ -159,47 +201,107 @@ pub async fn allocatable(
         .map_err(|_| PodResourcesError::Timeout(socket.to_owned()))?
 }
 
-/// Devices kept in a pool past the config, by resource name.
-pub type Retained = BTreeMap<String, BTreeSet<String>>;
+/// A running pool: the API serving it and its resource name. A pool moving
+/// between the device plugin and DRA runs under both while a pod holds one
+/// of its VFs through the old one.
+pub type PoolKey = (AllocationApi, String);
+
+/// The key of `pool`.
+pub fn pool_key(pool: &ServedPool) -> PoolKey {
+    (pool.api, pool.resource_name.clone())
+}
+
+/// Devices kept in a pool past the config, by pool.
+pub type Retained = BTreeMap<PoolKey, BTreeSet<String>>;
+
+/// What pods hold, through each API, as far as it is known.
+#[derive(Debug, Clone, Copy)]
+pub struct Holdings<'a> {
+    /// PodResources' answer; None when it could not be asked.
+    pub pod_resources: Option<&'a HeldDevices>,
+    /// The DRA side: our driver and node (to find PodResources' DRA claims
+    /// by the names we publish), and the devices of the claims prepared
+    /// and not yet unprepared, by resource name: the kubelet's own record
+    /// of what it handed to pods through DRA, known even when PodResources
+    /// is not. None when the daemon serves no DRA pool.
+    pub dra: Option<DraHoldings<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DraHoldings<'a> {
+    pub driver: &'a str,
+    pub node: &'a str,
+    pub prepared: &'a BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Holdings<'_> {
+    /// Whether a pod holds device `id` of the running pool `pool` through
+    /// `pool`'s API. Unknown (PodResources not answering) counts as held
+    /// only for devices kept before.
+    fn holds(&self, pool: &ServedPool, id: &str, kept_before: &Retained) -> bool {
+        let kept_already = || {
+            kept_before
+                .get(&pool_key(pool))
+                .is_some_and(|ids| ids.contains(id))
+        };
+        match pool.api {
+            AllocationApi::DevicePlugin => match self.pod_resources {
+                Some(held) => held.holder(&pool.resource_name, id).is_some(),
+                None => kept_already(),
+            },
+            AllocationApi::Dra => {
+                let Some(dra) = &self.dra else {
+                    return kept_already();
+                };
+                let prepared = dra
+                    .prepared
+                    .get(&pool.resource_name)
+                    .is_some_and(|ids| ids.contains(id));
+                let listed = match self.pod_resources {
+                    Some(held) => held
+                        .dra_holder_of(dra.driver, dra.node, &pool.resource_name, id)
+                        .is_some(),
+                    None => kept_already(),
+                };
+                prepared || listed
+            }
+        }
+    }
+}
 
 /// What a reload should serve: `wanted` (config + discovery), except that a
 /// device a pod holds through a running pool, which `wanted` would drop from
-/// that pool, stays in it as `Unhealthy` and leaves any other pool.
+/// that pool (or serve through the other API), stays in it as `Unhealthy`
+/// and leaves any other pool. For a device plugin pool that means listed
+/// Unhealthy (no new pod gets it, Allocate still answers for it); for a DRA
+/// pool it stays prepared, and the publisher leaves the kept devices out of
+/// the slices, so no new claim gets it.
 ///
-/// `held` is None when PodResources could not be asked: then only the
-/// devices in `kept_before` stay kept. Returns the pools to serve and the
-/// devices now kept. Pure.
+/// Returns the pools to serve and the devices now kept. Pure.
 pub fn keep_held(
     running: &[&ServedPool],
     wanted: &[ServedPool],
-    held: Option<&HeldDevices>,
+    held: &Holdings<'_>,
     kept_before: &Retained,
 ) -> (Vec<ServedPool>, Retained) {
-    let mut out: BTreeMap<String, ServedPool> = wanted
-        .iter()
-        .map(|p| (p.resource_name.clone(), p.clone()))
-        .collect();
+    let mut out: BTreeMap<PoolKey, ServedPool> =
+        wanted.iter().map(|p| (pool_key(p), p.clone())).collect();
     let mut kept = Retained::new();
     for old in running {
+        let key = pool_key(old);
         for device in &old.devices {
-            let is_held = match held {
-                Some(held) => held.holder(&old.resource_name, &device.id).is_some(),
-                None => kept_before
-                    .get(&old.resource_name)
-                    .is_some_and(|ids| ids.contains(&device.id)),
-            };
             let still_here = out
-                .get(&old.resource_name)
+                .get(&key)
                 .is_some_and(|p| p.device(&device.id).is_some());
-            if !is_held || still_here {
+            if still_here || !held.holds(old, &device.id, kept_before) {
                 continue;
             }
-            kept.entry(old.resource_name.clone())
+            kept.entry(key.clone())
                 .or_default()
                 .insert(device.id.clone());
             // not advertised twice: out of the pool it would move to
-            for pool in out.values_mut() {
-                if pool.resource_name != old.resource_name && pool.device(&device.id).is_some() {
+            for (other, pool) in out.iter_mut() {
+                if *other != key && pool.device(&device.id).is_some() {
                     let devices = pool
                         .devices
                         .iter()
@@ -210,7 +312,7 @@ pub fn keep_held(
                 }
             }
             let pool = out
-                .entry(old.resource_name.clone())
+                .entry(key.clone())
                 .or_insert_with(|| old.with_devices(Vec::new()));
             let mut devices = pool.devices.clone();
             let mut kept_device = device.clone();
@@ -232,7 +334,7 @@ mod tests {
     use super::*;
     use crate::deviceplugin::served::{test_pool, ServedDevice};
     use crate::kubelet_api::podresources::v1::{
-        ContainerDevices, ContainerResources, PodResources,
+        ClaimResource, ContainerDevices, ContainerResources, DynamicResource, PodResources,
     };
 
     fn device(id: &str) -> ServedDevice {
@@ -290,6 +392,17 @@ mod tests {
             .collect()
     }
 
+    fn dp(held: Option<&HeldDevices>) -> Holdings<'_> {
+        Holdings {
+            pod_resources: held,
+            dra: None,
+        }
+    }
+
+    fn key(resource: &str) -> PoolKey {
+        (AllocationApi::DevicePlugin, resource.into())
+    }
+
     fn d(id: &str, healthy: bool) -> (String, bool) {
         (id.into(), healthy)
     }
@@ -299,7 +412,7 @@ mod tests {
         let a = pool("a", &["01.0", "01.1"]);
         let wanted = [pool("a", &["01.0"]), pool("b", &["01.1", "02.0"])];
         let held = held("intel.com/a", &["01.1"]);
-        let (pools, kept) = keep_held(&[&a], &wanted, Some(&held), &Retained::new());
+        let (pools, kept) = keep_held(&[&a], &wanted, &dp(Some(&held)), &Retained::new());
         assert_eq!(
             view(&pools),
             [
@@ -310,7 +423,10 @@ mod tests {
                 ("intel.com/b".into(), vec![d("02.0", true)]),
             ]
         );
-        assert_eq!(kept["intel.com/a"], BTreeSet::from(["01.1".to_owned()]));
+        assert_eq!(
+            kept[&key("intel.com/a")],
+            BTreeSet::from(["01.1".to_owned()])
+        );
     }
 
     #[test]
@@ -319,9 +435,9 @@ mod tests {
         let mut a = pool("a", &["01.0", "01.1"]);
         a.devices[1].healthy = false;
         let wanted = [pool("a", &["01.0"]), pool("b", &["01.1"])];
-        let before = Retained::from([("intel.com/a".into(), BTreeSet::from(["01.1".into()]))]);
+        let before = Retained::from([(key("intel.com/a"), BTreeSet::from(["01.1".into()]))]);
         let nothing = HeldDevices::default();
-        let (pools, kept) = keep_held(&[&a], &wanted, Some(&nothing), &before);
+        let (pools, kept) = keep_held(&[&a], &wanted, &dp(Some(&nothing)), &before);
         assert_eq!(
             view(&pools),
             [
@@ -336,7 +452,7 @@ mod tests {
     fn a_pool_dropped_from_the_config_lives_on_with_its_held_devices_only() {
         let a = pool("a", &["01.0", "01.1"]);
         let held = held("intel.com/a", &["01.0"]);
-        let (pools, _) = keep_held(&[&a], &[], Some(&held), &Retained::new());
+        let (pools, _) = keep_held(&[&a], &[], &dp(Some(&held)), &Retained::new());
         assert_eq!(
             view(&pools),
             [("intel.com/a".into(), vec![d("01.0", false)])]
@@ -346,8 +462,8 @@ mod tests {
     #[test]
     fn unknown_holders_keep_only_what_was_kept_before() {
         let a = pool("a", &["01.0", "01.1", "01.2"]);
-        let before = Retained::from([("intel.com/a".into(), BTreeSet::from(["01.2".into()]))]);
-        let (pools, kept) = keep_held(&[&a], &[pool("a", &["01.0"])], None, &before);
+        let before = Retained::from([(key("intel.com/a"), BTreeSet::from(["01.2".into()]))]);
+        let (pools, kept) = keep_held(&[&a], &[pool("a", &["01.0"])], &dp(None), &before);
         assert_eq!(
             view(&pools),
             [(
@@ -365,7 +481,7 @@ mod tests {
         let (pools, kept) = keep_held(
             &[&a],
             &[pool("b", &["01.0"])],
-            Some(&held),
+            &dp(Some(&held)),
             &Retained::new(),
         );
         assert_eq!(
@@ -382,5 +498,163 @@ mod tests {
         assert_eq!(holder.as_deref(), Some("ran/web-0 (app)"));
         assert!(held.holder("intel.com/b", "01.0").is_none());
         assert_eq!(held.holder_of("01.0").map(|(r, _)| r), Some("intel.com/a"));
+    }
+
+    fn dra_pool(name: &str, ids: &[&str]) -> ServedPool {
+        let mut pool = pool(name, ids);
+        pool.api = AllocationApi::Dra;
+        pool
+    }
+
+    /// Each pool's API, name, and (device, healthy) pairs.
+    type PoolView = (AllocationApi, String, Vec<(String, bool)>);
+
+    fn views(pools: &[ServedPool]) -> Vec<PoolView> {
+        let apis = pools.iter().map(|p| p.api);
+        apis.zip(view(pools))
+            .map(|(api, (name, devices))| (api, name, devices))
+            .collect()
+    }
+
+    const DP: AllocationApi = AllocationApi::DevicePlugin;
+    const DRA: AllocationApi = AllocationApi::Dra;
+
+    #[test]
+    fn a_pool_moved_to_dra_keeps_a_vf_held_through_the_device_plugin_there() {
+        let a = pool("a", &["0000:3b:02.0", "0000:3b:02.1"]);
+        let wanted = [dra_pool("a", &["0000:3b:02.0", "0000:3b:02.1"])];
+        let held = held("intel.com/a", &["0000:3b:02.1"]);
+        let prepared = BTreeMap::new();
+        let holdings = Holdings {
+            pod_resources: Some(&held),
+            dra: Some(DraHoldings {
+                driver: "sriov-rs.invalid",
+                node: "worker-1",
+                prepared: &prepared,
+            }),
+        };
+        let (pools, kept) = keep_held(&[&a], &wanted, &holdings, &Retained::new());
+        assert_eq!(
+            views(&pools),
+            [
+                (DP, "intel.com/a".into(), vec![d("0000:3b:02.1", false)]),
+                (DRA, "intel.com/a".into(), vec![d("0000:3b:02.0", true)]),
+            ]
+        );
+        assert_eq!(
+            kept,
+            Retained::from([(key("intel.com/a"), BTreeSet::from(["0000:3b:02.1".into()]))])
+        );
+    }
+
+    #[test]
+    fn a_pool_moved_back_keeps_a_prepared_vf_in_dra_even_without_pod_resources() {
+        let a = dra_pool("a", &["0000:3b:02.0", "0000:3b:02.1"]);
+        let wanted = [pool("a", &["0000:3b:02.0", "0000:3b:02.1"])];
+        let prepared = BTreeMap::from([(
+            "intel.com/a".to_string(),
+            BTreeSet::from(["0000:3b:02.0".to_string()]),
+        )]);
+        let holdings = Holdings {
+            pod_resources: None,
+            dra: Some(DraHoldings {
+                driver: "sriov-rs.invalid",
+                node: "worker-1",
+                prepared: &prepared,
+            }),
+        };
+        let (pools, kept) = keep_held(&[&a], &wanted, &holdings, &Retained::new());
+        assert_eq!(
+            views(&pools),
+            [
+                (DP, "intel.com/a".into(), vec![d("0000:3b:02.1", true)]),
+                (DRA, "intel.com/a".into(), vec![d("0000:3b:02.0", false)]),
+            ]
+        );
+        assert_eq!(
+            kept,
+            Retained::from([(
+                (DRA, "intel.com/a".into()),
+                BTreeSet::from(["0000:3b:02.0".into()])
+            )])
+        );
+    }
+
+    #[test]
+    fn a_dra_claim_in_pod_resources_holds_the_device_it_names() {
+        let list = ListPodResourcesResponse {
+            pod_resources: vec![PodResources {
+                name: "web-0".into(),
+                namespace: "ran".into(),
+                containers: vec![ContainerResources {
+                    name: "app".into(),
+                    dynamic_resources: vec![DynamicResource {
+                        claim_name: "vf".into(),
+                        claim_namespace: "ran".into(),
+                        claim_resources: vec![ClaimResource {
+                            cdi_devices: vec![],
+                            driver_name: "sriov-rs.invalid".into(),
+                            pool_name: "worker-1/intel.com/a".into(),
+                            device_name: "0000-3b-02-1".into(),
+                        }],
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let held = HeldDevices::from_list(&list);
+        let holder = held.dra_holder_of(
+            "sriov-rs.invalid",
+            "worker-1",
+            "intel.com/a",
+            "0000:3b:02.1",
+        );
+        assert_eq!(
+            holder.map(ToString::to_string).as_deref(),
+            Some("ran/web-0 (app)")
+        );
+        assert!(held
+            .dra_holder_of(
+                "other.example.com",
+                "worker-1",
+                "intel.com/a",
+                "0000:3b:02.1"
+            )
+            .is_none());
+        assert!(held
+            .dra_holder_of(
+                "sriov-rs.invalid",
+                "worker-2",
+                "intel.com/a",
+                "0000:3b:02.1"
+            )
+            .is_none());
+        // held through DRA, not through the device plugin's resource
+        assert!(held.holder("intel.com/a", "0000:3b:02.1").is_none());
+
+        let a = dra_pool("a", &["0000:3b:02.0", "0000:3b:02.1"]);
+        let prepared = BTreeMap::new();
+        let holdings = Holdings {
+            pod_resources: Some(&held),
+            dra: Some(DraHoldings {
+                driver: "sriov-rs.invalid",
+                node: "worker-1",
+                prepared: &prepared,
+            }),
+        };
+        let (pools, _) = keep_held(
+            &[&a],
+            &[pool("a", &["0000:3b:02.0", "0000:3b:02.1"])],
+            &holdings,
+            &Retained::new(),
+        );
+        assert_eq!(
+            views(&pools),
+            [
+                (DP, "intel.com/a".into(), vec![d("0000:3b:02.0", true)]),
+                (DRA, "intel.com/a".into(), vec![d("0000:3b:02.1", false)]),
+            ]
+        );
     }
 }

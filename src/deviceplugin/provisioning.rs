@@ -163,11 +163,21 @@ pub enum Held {
 }
 
 /// The VFs among the devices pods hold: IDs that are PCI addresses (the
-/// others, auxiliary devices, are not VFs), each with `namespace/pod`.
+/// others, auxiliary devices, are not VFs), through the device plugin or a
+/// DRA claim, each with `namespace/pod`.
 pub fn held_vfs(held: &HeldDevices) -> HeldVfs {
     let mut vfs = HeldVfs::new();
     for (_, id, holder) in held.iter() {
         if let Ok(address) = id.parse::<PciAddress>() {
+            vfs.insert(
+                address,
+                Some(format!("{}/{}", holder.namespace, holder.pod)),
+            );
+        }
+    }
+    // VFs pods use through DRA claims, named as our slices name them
+    for (device, holder) in held.dra_devices() {
+        if let Some(address) = crate::dra::names::pci_address_of(&device.device) {
             vfs.insert(
                 address,
                 Some(format!("{}/{}", holder.namespace, holder.pod)),
@@ -497,6 +507,44 @@ mod tests {
 
     fn pci(s: &str) -> PciAddress {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn vfs_of_dra_claims_are_held_too() {
+        use crate::kubelet_api::podresources::v1::{ClaimResource, DynamicResource};
+        let list = ListPodResourcesResponse {
+            pod_resources: vec![PodResources {
+                name: "cu-1".into(),
+                namespace: "ran".into(),
+                containers: vec![ContainerResources {
+                    name: "app".into(),
+                    dynamic_resources: vec![DynamicResource {
+                        claim_name: "vf".into(),
+                        claim_namespace: "ran".into(),
+                        claim_resources: vec![
+                            ClaimResource {
+                                driver_name: "sriov-rs.invalid".into(),
+                                pool_name: "worker-1/intel.com/e810".into(),
+                                device_name: "0000-3b-01-4".into(),
+                                ..Default::default()
+                            },
+                            ClaimResource {
+                                driver_name: "sriov-rs.invalid".into(),
+                                pool_name: "worker-1/mellanox.com/sf".into(),
+                                device_name: "mlx5-core-sf-2".into(),
+                                ..Default::default()
+                            },
+                        ],
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let vfs = held_vfs(&HeldDevices::from_list(&list));
+        let mut expected = HeldVfs::new();
+        expected.insert(pci("0000:3b:01.4"), Some("ran/cu-1".into()));
+        assert_eq!(vfs, expected);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! Pure: the facts that live outside the pool (uio/RDMA char devices,
 //! no-IOMMU groups, `/dev` nodes) come through [`NodeFacts`].
 
-use crate::config::{DeviceType, Resource};
+use crate::config::{AllocationApi, DeviceType, Resource};
 use crate::pool::{Pool, PoolDevice};
 use crate::sysfs::{RdmaCharDevices, SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, HashMap};
@@ -130,6 +130,10 @@ pub struct ServedPool {
     pub spread: bool,
     /// Devices follow their links' state (`linkHealth`, default true).
     pub link_health: bool,
+    /// Which kubelet API serves it (`allocationApi`): a running pool is
+    /// known by this and its resource name, since a pool moving between
+    /// the two APIs is served by both while a pod holds one of its VFs.
+    pub api: AllocationApi,
     pub devices: Vec<ServedDevice>,
     index: HashMap<String, usize>,
 }
@@ -260,6 +264,7 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
         exclude_topology: pool.exclude_topology,
         spread: resource.allocation_policy == Some(crate::config::AllocationPolicy::Spread),
         link_health: resource.link_health,
+        api: resource.allocation_api,
         devices,
         index,
     }
@@ -442,6 +447,7 @@ pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool 
         exclude_topology: false,
         spread,
         link_health: true,
+        api: AllocationApi::DevicePlugin,
         devices,
         index,
     }

@@ -13,6 +13,9 @@
 //! - [`checkpoint`]: the prepared claims on disk;
 //! - [`prepare`]: NodePrepareResources / NodeUnprepareResources;
 //! - [`publish`]: the ResourceSlice writes from published to desired (pure);
+//! - [`publisher`]: the task that writes them, with retries and republishes;
+//! - [`node_plugin`]: the DRA side of the running daemon (sockets,
+//!   registration, preparer, health stream, publisher);
 //! - [`service`]: the kubelet-facing gRPC services and registration info;
 //! - [`v1beta1`]: our slices as `resource.k8s.io/v1beta1` objects (1.32, 1.33);
 //! - `standin` (tests and the `devtools` feature): an in-process API
@@ -24,8 +27,10 @@ pub mod checkpoint;
 pub mod claims;
 pub mod inventory;
 pub mod names;
+pub mod node_plugin;
 pub mod prepare;
 pub mod publish;
+pub mod publisher;
 pub mod service;
 pub mod slices;
 #[cfg(any(test, feature = "devtools"))]

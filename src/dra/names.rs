@@ -24,6 +24,15 @@ pub fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= DNS_SUBDOMAIN_MAX && name.split('.').all(is_dns_label)
 }
 
+/// Longest DRA driver name.
+pub const DRIVER_NAME_MAX: usize = 63;
+
+/// A DRA driver name: a DNS subdomain of at most [`DRIVER_NAME_MAX`]
+/// characters (the API server refuses slices of longer ones).
+pub fn is_driver_name(name: &str) -> bool {
+    name.len() <= DRIVER_NAME_MAX && is_dns_subdomain(name)
+}
+
 /// A ResourceSlice pool name: DNS subdomains separated by `/`, at most 253
 /// characters.
 pub fn is_pool_name(name: &str) -> bool {
@@ -60,6 +69,19 @@ pub fn device_name(id: &str) -> Option<String> {
     is_dns_label(&name).then_some(name)
 }
 
+/// The PCI address a [`device_name`] was made from, when it was made from
+/// one (`0000-3b-01-0` → `0000:3b:01.0`): the way back for a device a DRA
+/// claim names.
+pub fn pci_address_of(device: &str) -> Option<crate::pci::PciAddress> {
+    let mut parts = device.split('-');
+    let (domain, bus, slot, function) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    format!("{domain}:{bus}:{slot}.{function}").parse().ok()
+}
+
 /// The label form of a config name (`sriov_netdevice` → `sriov-netdevice`),
 /// with the same rules as [`device_name`].
 pub fn label_of(name: &str) -> Option<String> {
@@ -69,6 +91,26 @@ pub fn label_of(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pci_device_name_leads_back_to_its_address_and_nothing_else_does() {
+        for id in ["0000:3b:01.0", "0000:af:1f.7"] {
+            let name = device_name(id).unwrap();
+            assert_eq!(
+                pci_address_of(&name).map(|a| a.to_string()).as_deref(),
+                Some(id),
+                "{name}"
+            );
+        }
+        for name in [
+            "mlx5-core-sf-2",
+            "0000-3b-01",
+            "0000-3b-01-0-1",
+            "zz-3b-01-0",
+        ] {
+            assert_eq!(pci_address_of(name), None, "{name}");
+        }
+    }
 
     #[test]
     fn labels_and_subdomains() {

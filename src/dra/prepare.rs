@@ -270,6 +270,26 @@ impl Preparer {
         })
     }
 
+    /// Write the files of every prepared claim again, where its devices are
+    /// still served as recorded (the others are reported by
+    /// [`Preparer::set_inventory`]): something else may have removed them,
+    /// such as the device plugin side cleaning up the files of a pool that
+    /// moved to DRA under the same resource name.
+    pub fn rewrite_files(&self) -> Vec<PrepareError> {
+        self.checkpoint
+            .claims
+            .iter()
+            .filter_map(|(uid, known)| {
+                let claim = ClaimRef {
+                    namespace: known.namespace.clone(),
+                    name: known.name.clone(),
+                    uid: uid.clone(),
+                };
+                self.write_files(&claim, &known.devices).err()
+            })
+            .collect()
+    }
+
     /// Unprepare every claim; an unknown claim is a success.
     pub fn unprepare(&mut self, claims: &[ClaimRef]) -> BTreeMap<String, Result<(), PrepareError>> {
         let mut answers = BTreeMap::new();
