@@ -65,8 +65,12 @@ fn usage(text: impl Into<String>) -> CtlError {
 fn read_claim(path: &Path) -> Result<ResourceClaim, CtlError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("claim: reading {}: {e}", path.display())))?;
-    let claim: ResourceClaim = serde_yaml_ng::from_str(&text)
-        .map_err(|e| usage(format!("claim: {} is not a v1 ResourceClaim: {e}", path.display())))?;
+    let claim: ResourceClaim = serde_yaml_ng::from_str(&text).map_err(|e| {
+        usage(format!(
+            "claim: {} is not a v1 ResourceClaim: {e}",
+            path.display()
+        ))
+    })?;
     if claim.metadata.name.is_none() || claim.metadata.namespace.is_none() {
         return Err(usage(format!(
             "claim: {} needs metadata.name and metadata.namespace",
@@ -102,10 +106,7 @@ async fn command(server: &mut HttpStandin, line: &str) -> Result<bool, CtlError>
             println!("down");
         }
         ["up"] => {
-            server
-                .bring_up()
-                .await
-                .map_err(|e| usage(e.to_string()))?;
+            server.bring_up().await.map_err(|e| usage(e.to_string()))?;
             println!("up {}", server.url());
         }
         ["versions", list] => {

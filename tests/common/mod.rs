@@ -10,6 +10,7 @@
 pub mod capture;
 pub mod cni;
 pub mod dhcp;
+pub mod dra;
 pub mod sysfs_shape;
 pub mod tree;
 
