@@ -94,8 +94,7 @@ impl DraNode {
             health: false,
             verdicts: verdicts_tx,
         };
-        let registration_listener =
-            UdsListener::bind(&registration_socket_path(&registry, DRIVER))?;
+        let registration_listener = UdsListener::bind(registration_socket_path(&registry, DRIVER))?;
         tasks.push(tokio::spawn(uds::serve(
             registration_router(registration),
             registration_listener,
