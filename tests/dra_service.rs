@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::dra::{served_pools, NETDEV_POOL, VFIO_POOL};
+use common::dra::{served_pools, DRIVER, NETDEV_POOL, NODE, VFIO_POOL};
 use std::collections::HashMap;
 use std::error::Error;
 use std::future::Future;
@@ -33,8 +33,6 @@ use tokio::sync::{mpsc, oneshot};
 type TestResult = Result<(), Box<dyn Error>>;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
-const DRIVER: &str = "sriov-rs.invalid";
-const NODE: &str = "worker-1";
 
 async fn within_timeout(body: impl Future<Output = TestResult>) -> TestResult {
     tokio::time::timeout(TEST_TIMEOUT, body).await?

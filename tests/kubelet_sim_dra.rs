@@ -7,37 +7,25 @@
 
 mod common;
 
-use common::dra::{served_pools, NETDEV_POOL, VFIO_POOL};
+use common::dra::{DraDriver, DRIVER, NETDEV_POOL, NODE, VFIO_POOL};
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use serde_json::{json, Value};
 use sriov_rs::devtools::kubelet_dra::{DraService, DraSettings, NodeSlicesApi};
 use sriov_rs::devtools::kubelet_sim::KubeletSim;
 use sriov_rs::dra::api::{ApiError, DraApi};
 use sriov_rs::dra::claims::ClaimRef;
-use sriov_rs::dra::inventory::DraInventory;
 use sriov_rs::dra::kube_api::{self, KubeDraApi, ResourceApiVersion};
-use sriov_rs::dra::prepare::{PrepareSettings, Preparer};
-use sriov_rs::dra::service::{
-    dra_router, dra_socket_path, registration_router, registration_socket_path, DraPluginService,
-    DraRegistration,
-};
 use sriov_rs::dra::standin::{ApiServerStandin, HttpStandin};
-use sriov_rs::kubelet_api::pluginregistration::RegistrationStatus;
-use sriov_rs::kubelet_api::uds::{self, UdsListener};
 use std::error::Error;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 const WAIT: Duration = Duration::from_secs(5);
-const DRIVER: &str = "sriov-rs.invalid";
-const NODE: &str = "worker-1";
 
 async fn within_timeout(body: impl Future<Output = TestResult>) -> TestResult {
     tokio::time::timeout(TEST_TIMEOUT, body).await?
@@ -49,63 +37,24 @@ struct DraNode {
     dir: tempfile::TempDir,
     server: HttpStandin,
     kubeconfig: PathBuf,
-    verdicts: mpsc::UnboundedReceiver<RegistrationStatus>,
-    tasks: Vec<JoinHandle<Result<(), uds::UdsError>>>,
+    driver: DraDriver,
 }
 
 impl DraNode {
     async fn start(versions: &[ResourceApiVersion]) -> Result<Self, Box<dyn Error>> {
         let dir = tempfile::tempdir()?;
-        let root = dir.path();
         let api = ApiServerStandin::new();
         api.put_node(NODE, "node-uid-1");
         let server = HttpStandin::start(api, "127.0.0.1:0".parse()?, versions).await?;
-        let kubeconfig = root.join("kubeconfig");
+        let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig)?;
         let claims: Arc<dyn DraApi> = kube_api::connect(Some(&kubeconfig)).await?;
-
-        let settings = PrepareSettings {
-            driver: DRIVER.into(),
-            node: NODE.into(),
-            cdi_dir: root.join("cdi"),
-            devinfo_dir: root.join("devinfo"),
-            checkpoint: root.join("plugins").join(DRIVER).join("checkpoint.json"),
-        };
-        let (preparer, _) = Preparer::start(settings, DraInventory::new(NODE, &served_pools()?))?;
-        let service = DraPluginService {
-            preparer: Arc::new(tokio::sync::Mutex::new(preparer)),
-            claims: Arc::new(claims),
-        };
-        let socket = dra_socket_path(&root.join("plugins"), DRIVER);
-        std::fs::create_dir_all(socket.parent().ok_or("no parent")?)?;
-        let dra_listener = UdsListener::bind(&socket)?;
-        let mut tasks = vec![tokio::spawn(uds::serve(
-            dra_router(service, None),
-            dra_listener,
-            std::future::pending(),
-        ))];
-
-        let registry = root.join("plugins_registry");
-        std::fs::create_dir_all(&registry)?;
-        let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
-        let registration = DraRegistration {
-            driver: DRIVER.into(),
-            endpoint: socket.to_string_lossy().into_owned(),
-            health: false,
-            verdicts: verdicts_tx,
-        };
-        let registration_listener = UdsListener::bind(registration_socket_path(&registry, DRIVER))?;
-        tasks.push(tokio::spawn(uds::serve(
-            registration_router(registration),
-            registration_listener,
-            std::future::pending(),
-        )));
+        let driver = DraDriver::serve(dir.path(), claims).await?;
         Ok(DraNode {
             dir,
             server,
             kubeconfig,
-            verdicts,
-            tasks,
+            driver,
         })
     }
 
@@ -158,14 +107,6 @@ impl DraNode {
     }
 }
 
-impl Drop for DraNode {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 fn claim(name: &str, uid: &str) -> ClaimRef {
     ClaimRef {
         namespace: "default".into(),
@@ -189,7 +130,7 @@ async fn registered_as(
     assert_eq!(view.registrations, 1);
     assert!(view.offered.iter().any(|o| o == "v1.DRAPlugin"));
     assert!(view.offered.iter().any(|o| o == "v1beta1.DRAPlugin"));
-    let verdict = tokio::time::timeout(WAIT, node.verdicts.recv())
+    let verdict = tokio::time::timeout(WAIT, node.driver.verdicts.recv())
         .await?
         .ok_or("no verdict")?;
     assert!(verdict.plugin_registered, "{verdict:?}");
@@ -295,7 +236,7 @@ async fn a_refused_driver_hears_why_and_cannot_be_called() -> TestResult {
         let mut node = DraNode::start(&[ResourceApiVersion::V1]).await?;
         // a kubelet that speaks none of the services the driver offers
         let kubelet = node.kubelet(&[]).await?;
-        let verdict = tokio::time::timeout(WAIT, node.verdicts.recv())
+        let verdict = tokio::time::timeout(WAIT, node.driver.verdicts.recv())
             .await?
             .ok_or("no verdict")?;
         assert!(!verdict.plugin_registered);

@@ -4,10 +4,26 @@
 
 use sriov_rs::config;
 use sriov_rs::deviceplugin::served::{serve_pool, NodeFacts, ServedPool};
+use sriov_rs::dra::api::DraApi;
+use sriov_rs::dra::inventory::DraInventory;
+use sriov_rs::dra::prepare::{PrepareSettings, Preparer};
+use sriov_rs::dra::service::{
+    dra_router, dra_socket_path, registration_router, registration_socket_path, DraPluginService,
+    DraRegistration,
+};
+use sriov_rs::kubelet_api::pluginregistration::RegistrationStatus;
+use sriov_rs::kubelet_api::uds::{self, UdsListener};
 use sriov_rs::pool::{Pool, PoolDevice};
 use sriov_rs::sysfs::{RdmaCharDevices, SysfsError};
 use std::error::Error;
+use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The driver and node the DRA tests serve.
+pub const DRIVER: &str = "sriov-rs.invalid";
+pub const NODE: &str = "worker-1";
 
 /// The DRA pools of `served_pools` on node `worker-1`.
 pub const NETDEV_POOL: &str = "worker-1/intel.com/sriov-net";
@@ -95,4 +111,64 @@ pub fn served_pools() -> Result<Vec<Arc<ServedPool>>, Box<dyn Error>> {
             ))
         })
         .collect())
+}
+
+/// The DRA driver of [`served_pools`] on node [`NODE`], served on the
+/// sockets of a node under `root` (`plugins/<driver>/dra.sock` and
+/// `plugins_registry/<driver>-reg.sock`; CDI specs in `cdi/`, device-info
+/// files in `devinfo/`), reading claims through `claims`. Stops when
+/// dropped.
+pub struct DraDriver {
+    /// What the kubelet answered to each registration.
+    pub verdicts: mpsc::UnboundedReceiver<RegistrationStatus>,
+    tasks: Vec<JoinHandle<Result<(), uds::UdsError>>>,
+}
+
+impl DraDriver {
+    pub async fn serve(root: &Path, claims: Arc<dyn DraApi>) -> Result<Self, Box<dyn Error>> {
+        let settings = PrepareSettings {
+            driver: DRIVER.into(),
+            node: NODE.into(),
+            cdi_dir: root.join("cdi"),
+            devinfo_dir: root.join("devinfo"),
+            checkpoint: root.join("plugins").join(DRIVER).join("checkpoint.json"),
+        };
+        let (preparer, _) = Preparer::start(settings, DraInventory::new(NODE, &served_pools()?))?;
+        let service = DraPluginService {
+            preparer: Arc::new(tokio::sync::Mutex::new(preparer)),
+            claims: Arc::new(claims),
+        };
+        let socket = dra_socket_path(&root.join("plugins"), DRIVER);
+        std::fs::create_dir_all(socket.parent().ok_or("no parent")?)?;
+        let dra_listener = UdsListener::bind(&socket)?;
+        let mut tasks = vec![tokio::spawn(uds::serve(
+            dra_router(service, None),
+            dra_listener,
+            std::future::pending(),
+        ))];
+        let registry = root.join("plugins_registry");
+        std::fs::create_dir_all(&registry)?;
+        let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
+        let registration = DraRegistration {
+            driver: DRIVER.into(),
+            endpoint: socket.to_string_lossy().into_owned(),
+            health: false,
+            verdicts: verdicts_tx,
+        };
+        let registration_listener = UdsListener::bind(registration_socket_path(&registry, DRIVER))?;
+        tasks.push(tokio::spawn(uds::serve(
+            registration_router(registration),
+            registration_listener,
+            std::future::pending(),
+        )));
+        Ok(DraDriver { verdicts, tasks })
+    }
+}
+
+impl Drop for DraDriver {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
