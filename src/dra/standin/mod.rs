@@ -10,11 +10,13 @@
 //!   API server does, pure;
 //! - [`store`]: the objects, `resourceVersion` conflicts, field selectors,
 //!   and claims as a [`super::claims::ClaimSource`];
-//! - [`http`]: the store served over HTTP on loopback with the API
-//!   server's REST paths, for the `kube` client and `sriovctl
-//!   apiserver-sim`.
+//! - [`rest`]: the API server's REST answers over the store (paths,
+//!   versions, conversion, `Status` errors), pure;
+//! - [`http`]: those answers served over HTTP on loopback, for the `kube`
+//!   client and `sriovctl apiserver-sim`.
 
 pub mod http;
+pub mod rest;
 pub mod selectors;
 pub mod store;
 pub mod validate;
