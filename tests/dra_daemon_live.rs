@@ -907,12 +907,14 @@ fn the_binary_names_what_a_dra_pool_needs() {
     let (code, stderr) = run(&[]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("--node-name or NODE_NAME"), "{stderr}");
-    let (code, stderr) = run(&["--node-name", NODE]);
+    let (code, stderr) = run(&[
+        "--node-name",
+        NODE,
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
     assert_eq!(code, Some(1));
-    assert!(
-        stderr.contains("DRA pools need the kube client"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

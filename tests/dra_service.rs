@@ -2,6 +2,9 @@
 //! kubelet (v1 and v1beta1), an in-test claim source plays the API server,
 //! and the files Prepare writes are read back and checked.
 
+mod common;
+
+use common::dra::{served_pools, DRIVER, NETDEV_POOL, NODE, VFIO_POOL};
 use std::collections::HashMap;
 use std::error::Error;
 use std::future::Future;
@@ -10,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sriov_rs::config;
-use sriov_rs::deviceplugin::served::{serve_pool, NodeFacts, ServedPool};
 use sriov_rs::dra::claims::{AllocatedDevice, ClaimSource, ClaimSourceError, ClaimView};
 use sriov_rs::dra::inventory::DraInventory;
 use sriov_rs::dra::prepare::{PrepareSettings, Preparer};
@@ -27,104 +28,14 @@ use sriov_rs::kubelet_api::pluginregistration::{
     registration_client::RegistrationClient, InfoRequest, RegistrationStatus,
 };
 use sriov_rs::kubelet_api::uds::{self, UdsListener};
-use sriov_rs::pool::{Pool, PoolDevice};
-use sriov_rs::sysfs::{RdmaCharDevices, SysfsError};
 use tokio::sync::{mpsc, oneshot};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
-const DRIVER: &str = "sriov-rs.invalid";
-const NODE: &str = "worker-1";
-const NETDEV_POOL: &str = "worker-1/intel.com/sriov-net";
-const VFIO_POOL: &str = "worker-1/intel.com/sriov-dpdk";
 
 async fn within_timeout(body: impl Future<Output = TestResult>) -> TestResult {
     tokio::time::timeout(TEST_TIMEOUT, body).await?
-}
-
-/// No uio, RDMA or no-IOMMU devices; `/dev` has nothing shared.
-struct NoExtras;
-
-impl NodeFacts for NoExtras {
-    fn uio_devices(&self, _id: &str) -> Result<Vec<String>, SysfsError> {
-        Ok(Vec::new())
-    }
-    fn rdma_char_devices(&self, _id: &str) -> Result<RdmaCharDevices, SysfsError> {
-        Ok(RdmaCharDevices::default())
-    }
-    fn is_noiommu_group(&self, _group: u32) -> Result<bool, SysfsError> {
-        Ok(false)
-    }
-    fn dev_node_exists(&self, _path: &str) -> bool {
-        false
-    }
-}
-
-fn vf(id: &str, driver: &str, group: u32) -> PoolDevice {
-    PoolDevice {
-        id: id.into(),
-        pf_name: Some("ens1f0".into()),
-        pf_pci_address: Some("0000:3b:00.0".into()),
-        vf_index: Some(0),
-        vendor: "8086".into(),
-        device: "154c".into(),
-        driver: Some(driver.into()),
-        numa_node: Some(0),
-        iommu_group: Some(group),
-        netdev: None,
-        link_type: Some("ether".into()),
-        rdma_devices: vec![],
-        device_nodes: vec![],
-        selector: 0,
-        pci_address: id.into(),
-        aux_type: None,
-        vdpa: None,
-        pkey: None,
-    }
-}
-
-/// A netdev pool (`iavf`) and a DPDK pool (`vfio-pci`), served as the
-/// device plugin serves them.
-fn served_pools() -> Result<Vec<Arc<ServedPool>>, Box<dyn Error>> {
-    let loaded = config::parse(
-        r#"{"resourceList": [
-            {"resourceName": "sriov_net", "selectors": {"drivers": ["iavf"]}},
-            {"resourceName": "sriov_dpdk", "selectors": {"drivers": ["vfio-pci"]}}
-        ]}"#,
-        "intel.com",
-    )?;
-    let pools = [
-        Pool {
-            resource_name: "intel.com/sriov_net".into(),
-            device_type: "netDevice",
-            exclude_topology: false,
-            allocation_policy: None,
-            resource: 0,
-            devices: vec![
-                vf("0000:3b:02.0", "iavf", 40),
-                vf("0000:3b:02.1", "iavf", 41),
-            ],
-        },
-        Pool {
-            resource_name: "intel.com/sriov_dpdk".into(),
-            device_type: "netDevice",
-            exclude_topology: false,
-            allocation_policy: None,
-            resource: 1,
-            devices: vec![vf("0000:3b:03.0", "vfio-pci", 50)],
-        },
-    ];
-    Ok(pools
-        .iter()
-        .map(|p| {
-            Arc::new(serve_pool(
-                p,
-                &loaded.config.resources[p.resource],
-                &NoExtras,
-            ))
-        })
-        .collect())
 }
 
 /// The API server's claims: (namespace, name) → claim.

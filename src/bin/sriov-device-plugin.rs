@@ -195,11 +195,11 @@ async fn forward_signals(control: mpsc::Sender<Control>) -> std::io::Result<()> 
     }
 }
 
-// TODO(lead): at the merge with the kube client (branch dra-kube), call
-// `sriov_rs::dra::kube_api::connect(kubeconfig)` here and map its error to a
-// String; until then a config with a DRA pool is refused with this error.
-async fn connect_kube(_kubeconfig: Option<&Path>) -> Result<Arc<dyn DraApi>, String> {
-    Err("DRA pools need the kube client, which this build does not have yet".into())
+/// The API server, reached only once the config has a DRA pool.
+async fn connect_kube(kubeconfig: Option<&Path>) -> Result<Arc<dyn DraApi>, String> {
+    sriov_rs::dra::kube_api::connect(kubeconfig)
+        .await
+        .map_err(|error| error.to_string())
 }
 
 fn main() {

@@ -1,6 +1,8 @@
 //! `sriovctl`, the operator's CLI: argument parsing and dispatch. Each
 //! subcommand lives in its own module and returns a `CtlError`.
 
+#[cfg(feature = "devtools")]
+pub mod apiserver_sim;
 pub mod inventory;
 #[cfg(feature = "devtools")]
 pub mod kubelet_sim;
@@ -42,6 +44,10 @@ pub enum Command {
     /// calls Allocate / GetPreferredAllocation on commands from stdin
     #[cfg(feature = "devtools")]
     KubeletSim(kubelet_sim::KubeletSimArgs),
+    /// A stand-in Kubernetes API server for DRA (ResourceSlices,
+    /// ResourceClaims, Nodes) over plain HTTP on loopback; commands on stdin
+    #[cfg(feature = "devtools")]
+    ApiserverSim(apiserver_sim::ApiserverSimArgs),
     /// Bring the node's PFs and VFs to a node policy (numVfs, drivers, PF
     /// MTU); prints the plan, applies it unless --dry-run
     Provision(provision::ProvisionArgs),
@@ -68,6 +74,8 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Inventory(args) => inventory::run(&args, cli.sysfs_root.as_deref()),
         #[cfg(feature = "devtools")]
         Command::KubeletSim(args) => kubelet_sim::run(args),
+        #[cfg(feature = "devtools")]
+        Command::ApiserverSim(args) => apiserver_sim::run(args),
         Command::Provision(args) => provision::run(&args, cli.sysfs_root.as_deref()),
         Command::InstallCni(args) => {
             let report = crate::install_cni::run(&args)?;

@@ -2,9 +2,17 @@
 //! `Registration` service on `kubelet.sock` (or, in plugin-watcher mode,
 //! finds plugin sockets in a `plugins_registry` directory), dials every
 //! registered plugin back, keeps each resource's latest ListAndWatch list,
-//! and calls Allocate / GetPreferredAllocation on request. Written against
-//! the same protos as the plugin, from the kubelet's side of the contract.
+//! and calls Allocate / GetPreferredAllocation on request. DRA drivers found
+//! by the watcher are registered too (GetInfo type `DRAPlugin`), and
+//! NodePrepareResources / NodeUnprepareResources are called on request
+//! ([`super::kubelet_dra`]). Written against the same protos as the plugin,
+//! from the kubelet's side of the contract.
 
+use super::kubelet_dra::{
+    self, choose_service, DraClaimAnswer, DraPluginView, DraService, DraSettings,
+};
+use crate::dra::api::ApiError;
+use crate::dra::claims::ClaimRef;
 use crate::kubelet_api::deviceplugin::v1beta1::{
     device_plugin_client::DevicePluginClient,
     registration_server::{Registration, RegistrationServer},
@@ -12,6 +20,7 @@ use crate::kubelet_api::deviceplugin::v1beta1::{
     ContainerPreferredAllocationRequest, Device, DevicePluginOptions, Empty,
     PreferredAllocationRequest, RegisterRequest,
 };
+use crate::kubelet_api::pluginregistration::PluginInfo;
 use crate::kubelet_api::pluginregistration::{
     registration_client::RegistrationClient as WatcherClient, InfoRequest, RegistrationStatus,
 };
@@ -24,6 +33,7 @@ use crate::kubelet_api::podresources::v1::{
 use crate::kubelet_api::uds::{self, UdsError, UdsListener};
 use crate::kubelet_api::{
     DEVICE_PLUGIN_API_VERSION, HEALTHY, KUBELET_SOCKET_NAME, PLUGIN_TYPE_DEVICE_PLUGIN,
+    PLUGIN_TYPE_DRA_PLUGIN,
 };
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
@@ -81,6 +91,10 @@ struct Shared {
     /// Plugin-watcher mode: reject this many registrations before accepting.
     reject_next: u32,
     plugins: BTreeMap<String, PluginView>,
+    /// DRA drivers found by the watcher, by driver name.
+    dra: BTreeMap<String, DraPluginView>,
+    /// The `DRAPlugin` services this kubelet speaks, most preferred first.
+    dra_services: Vec<DraService>,
     channels: BTreeMap<String, Channel>,
     streams: BTreeMap<String, JoinHandle<()>>,
 }
@@ -98,6 +112,8 @@ pub enum SimError {
     Timeout(Duration, String),
     #[error("resource {0} is not registered")]
     Unknown(String),
+    #[error("DRA driver {0} is not registered")]
+    UnknownDriver(String),
     #[error("{0}")]
     Rpc(#[from] Status),
 }
@@ -110,6 +126,8 @@ pub struct KubeletSim {
     tasks: Vec<JoinHandle<()>>,
     kubelet_socket: Option<PathBuf>,
     pod_resources_socket: Option<PathBuf>,
+    /// What deleting the node's ResourceSlices at start gave, if asked.
+    wiped: Option<Result<usize, ApiError>>,
 }
 
 fn bump(changed: &watch::Sender<u64>) {
@@ -343,6 +361,79 @@ impl PodResourcesLister for PodResourcesService {
     }
 }
 
+/// Whether to refuse a plugin that passed the checks, because
+/// [`KubeletSim::reject_next`] asked for it (counting it down).
+fn rejected_on_request(shared: &Arc<Mutex<Shared>>) -> bool {
+    shared
+        .lock()
+        .map(|mut s| {
+            let reject = s.reject_next > 0;
+            if reject {
+                s.reject_next -= 1;
+            }
+            reject
+        })
+        .unwrap_or(false)
+}
+
+/// A DRA driver found by the watcher: choose the service, record, notify.
+async fn adopt_dra_plugin(
+    mut client: WatcherClient<Channel>,
+    info: PluginInfo,
+    shared: Arc<Mutex<Shared>>,
+    changed: watch::Sender<u64>,
+) -> Result<(), SimError> {
+    let known = shared
+        .lock()
+        .map(|s| s.dra_services.clone())
+        .unwrap_or_default();
+    let chosen = if info.name.is_empty() {
+        Err("empty driver name".to_owned())
+    } else if info.endpoint.is_empty() {
+        Err("empty endpoint".to_owned())
+    } else {
+        choose_service(&known, &info.supported_versions)
+    };
+    let chosen = match chosen {
+        Ok(_) if rejected_on_request(&shared) => {
+            Err("rejected on request (kubelet-sim)".to_owned())
+        }
+        other => other,
+    };
+    if let Ok(mut s) = shared.lock() {
+        let view = s.dra.entry(info.name.clone()).or_default();
+        view.endpoint = PathBuf::from(&info.endpoint);
+        view.offered = info.supported_versions.clone();
+        match &chosen {
+            Ok(service) => {
+                view.service = Some(*service);
+                view.registrations += 1;
+            }
+            Err(error) => {
+                view.service = None;
+                view.rejections += 1;
+                view.last_rejection = Some(error.clone());
+            }
+        }
+    }
+    bump(&changed);
+    let status = match chosen {
+        Ok(service) => {
+            tracing::info!(driver = %info.name, service = service.name(), "kubelet-sim: DRA driver registered");
+            RegistrationStatus {
+                plugin_registered: true,
+                error: String::new(),
+            }
+        }
+        Err(error) => RegistrationStatus {
+            plugin_registered: false,
+            error,
+        },
+    };
+    client.notify_registration_status(status).await?;
+    Ok(())
+}
+
 /// A plugin socket found by the watcher: GetInfo, validate, follow, notify.
 async fn adopt_watched_socket(
     socket: PathBuf,
@@ -351,6 +442,9 @@ async fn adopt_watched_socket(
 ) -> Result<(), SimError> {
     let mut client = WatcherClient::new(uds::connect(&socket).await?);
     let info = client.get_info(InfoRequest {}).await?.into_inner();
+    if info.r#type == PLUGIN_TYPE_DRA_PLUGIN {
+        return adopt_dra_plugin(client, info, shared, changed).await;
+    }
     let problem = if info.r#type != PLUGIN_TYPE_DEVICE_PLUGIN {
         Some(format!(
             "plugin type {:?} is not {PLUGIN_TYPE_DEVICE_PLUGIN}",
@@ -368,19 +462,14 @@ async fn adopt_watched_socket(
     } else {
         None
     };
-    let rejected_on_request = shared
-        .lock()
-        .map(|mut s| {
-            let reject = problem.is_none() && s.reject_next > 0;
-            if reject {
-                s.reject_next -= 1;
-                s.plugins.entry(info.name.clone()).or_default().rejections += 1;
-            }
-            reject
-        })
-        .unwrap_or(false);
-    let problem = problem
-        .or_else(|| rejected_on_request.then(|| "rejected on request (kubelet-sim)".to_owned()));
+    let rejected = problem.is_none() && rejected_on_request(&shared);
+    if rejected {
+        if let Ok(mut s) = shared.lock() {
+            s.plugins.entry(info.name.clone()).or_default().rejections += 1;
+        }
+    }
+    let problem =
+        problem.or_else(|| rejected.then(|| "rejected on request (kubelet-sim)".to_owned()));
     if let Some(error) = problem {
         client
             .notify_registration_status(RegistrationStatus {
@@ -423,6 +512,7 @@ impl KubeletSim {
             tasks: Vec::new(),
             kubelet_socket: None,
             pod_resources_socket: None,
+            wiped: None,
         }
     }
 
@@ -451,6 +541,26 @@ impl KubeletSim {
     /// that appears is asked for its info and, if valid, followed; sockets
     /// already there are found at start, as the kubelet rescans then.
     pub async fn start_plugin_watcher(dir: &Path) -> Result<Self, SimError> {
+        Self::start_plugin_watcher_with(dir, DraSettings::default()).await
+    }
+
+    /// [`KubeletSim::start_plugin_watcher`], with DRA as `dra` says.
+    pub async fn start_plugin_watcher_with(dir: &Path, dra: DraSettings) -> Result<Self, SimError> {
+        let mut sim = Self::new(dir);
+        sim.watch_plugins_registry(dir, dra).await?;
+        Ok(sim)
+    }
+
+    /// Also act as the plugin watcher on `dir` (a kubelet serving
+    /// `kubelet.sock` watches its `plugins_registry` too). First, as a
+    /// starting kubelet, delete the node's ResourceSlices if `dra` says
+    /// where ([`KubeletSim::wiped`] tells how that went; an API server that
+    /// is down does not stop the start).
+    pub async fn watch_plugins_registry(
+        &mut self,
+        dir: &Path,
+        dra: DraSettings,
+    ) -> Result<(), SimError> {
         use crate::deviceplugin::dirwatch::{watch_dir, DirEvent};
         use tokio::sync::broadcast::{self, error::RecvError};
         if !dir.is_dir() {
@@ -459,7 +569,22 @@ impl KubeletSim {
                 source: std::io::ErrorKind::NotFound.into(),
             });
         }
-        let mut sim = Self::new(dir);
+        if let Some(wipe) = &dra.node_slices {
+            let wiped = wipe.api.wipe_node_slices(&wipe.node).await;
+            match &wiped {
+                Ok(count) => {
+                    tracing::info!(node = %wipe.node, count, "kubelet-sim: deleted the node's ResourceSlices")
+                }
+                Err(error) => {
+                    tracing::warn!(node = %wipe.node, %error, "kubelet-sim: cannot delete the node's ResourceSlices")
+                }
+            }
+            self.wiped = Some(wiped);
+        }
+        if let Ok(mut s) = self.shared.lock() {
+            s.dra_services = dra.services;
+        }
+        let sim = self;
         // subscribed before the watch starts, so its first Resync is seen
         let (events, mut received) = broadcast::channel(64);
         let (keep_watching, stop) = watch::channel(false);
@@ -517,7 +642,75 @@ impl KubeletSim {
                 }
             }
         }));
-        Ok(sim)
+        Ok(())
+    }
+
+    /// What deleting the node's ResourceSlices at start gave; None if this
+    /// stand-in was not told where.
+    pub fn wiped(&self) -> Option<&Result<usize, ApiError>> {
+        self.wiped.as_ref()
+    }
+
+    /// Every DRA driver seen so far.
+    pub fn dra_plugins(&self) -> BTreeMap<String, DraPluginView> {
+        self.shared
+            .lock()
+            .map(|s| s.dra.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `ready` holds for the DRA drivers, or fails after
+    /// `timeout` naming `what`.
+    pub async fn wait_for_dra(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&BTreeMap<String, DraPluginView>) -> bool,
+    ) -> Result<BTreeMap<String, DraPluginView>, SimError> {
+        let mut changes = self.changed.subscribe();
+        let wait = async {
+            loop {
+                let plugins = self.dra_plugins();
+                if ready(&plugins) {
+                    return plugins;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| SimError::Timeout(timeout, what.to_owned()))
+    }
+
+    /// A registered driver's socket and the service chosen for it.
+    fn dra_endpoint(&self, driver: &str) -> Result<(PathBuf, DraService), SimError> {
+        self.dra_plugins()
+            .remove(driver)
+            .and_then(|view| Some((view.endpoint, view.service?)))
+            .ok_or_else(|| SimError::UnknownDriver(driver.to_owned()))
+    }
+
+    /// NodePrepareResources for `claims` on `driver`, in the service
+    /// chosen at registration; answers in the order of `claims`.
+    pub async fn prepare(
+        &self,
+        driver: &str,
+        claims: &[ClaimRef],
+    ) -> Result<Vec<DraClaimAnswer>, SimError> {
+        let (endpoint, service) = self.dra_endpoint(driver)?;
+        kubelet_dra::prepare(&endpoint, service, claims).await
+    }
+
+    /// NodeUnprepareResources for `claims` on `driver`.
+    pub async fn unprepare(
+        &self,
+        driver: &str,
+        claims: &[ClaimRef],
+    ) -> Result<Vec<DraClaimAnswer>, SimError> {
+        let (endpoint, service) = self.dra_endpoint(driver)?;
+        kubelet_dra::unprepare(&endpoint, service, claims).await
     }
 
     pub fn dir(&self) -> &Path {

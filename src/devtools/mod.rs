@@ -5,8 +5,11 @@
 //! shows that the shipped daemons build without them.
 //!
 //! - [`kubelet_sim`]: a stand-in kubelet (registration, ListAndWatch,
-//!   Allocate, PodResources);
+//!   Allocate, PodResources, DRA drivers);
+//! - [`kubelet_dra`]: its DRA side (service choice, Prepare/Unprepare, the
+//!   node's ResourceSlices deleted at start);
 //! - [`sim`]: the simulated SR-IOV node (see docs/sim.md).
 
+pub mod kubelet_dra;
 pub mod kubelet_sim;
 pub mod sim;

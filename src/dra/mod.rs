@@ -3,6 +3,8 @@
 //!
 //! - [`api`]: what the daemon asks of the API server (one object-safe
 //!   trait: the kube client, or the stand-in in tests);
+//! - [`kube_api`]: that trait over HTTP with the `kube` client, the API
+//!   version chosen by discovery;
 //! - [`names`]: the API's name rules and the names we derive (pure);
 //! - [`slices`]: a pool as ResourceSlices of at most 128 devices (pure);
 //! - [`topology`]: the PCIe root of each function, from sysfs;
@@ -26,6 +28,7 @@ pub mod cdi;
 pub mod checkpoint;
 pub mod claims;
 pub mod inventory;
+pub mod kube_api;
 pub mod names;
 pub mod node_plugin;
 pub mod prepare;

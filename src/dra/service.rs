@@ -149,7 +149,7 @@ impl<C: ClaimSource + 'static> v1::dra_plugin_server::DraPlugin for DraPluginSer
 /// v1beta1 and v1 messages are the same on the wire (same fields, same
 /// numbers), so one is turned into the other by re-decoding its bytes: one
 /// implementation, and no field can be forgotten in a hand conversion.
-fn convert<From: Message, To: Message + Default>(message: &From) -> Result<To, Status> {
+pub(crate) fn convert<From: Message, To: Message + Default>(message: &From) -> Result<To, Status> {
     To::decode(message.encode_to_vec().as_slice())
         .map_err(|e| Status::internal(format!("convert between DRA API versions: {e}")))
 }

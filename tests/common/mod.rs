@@ -11,6 +11,7 @@ pub mod capture;
 pub mod cni;
 pub mod configmap;
 pub mod dhcp;
+pub mod dra;
 pub mod probe;
 pub mod sysfs_shape;
 pub mod tree;

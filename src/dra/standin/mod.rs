@@ -6,11 +6,21 @@
 //! stand-in kubelet; the shipped daemons build without it).
 //!
 //! - [`validate`]: a ResourceSlice's validation, pure;
+//! - [`selectors`]: field and label selectors, parsed and refused as the
+//!   API server does, pure;
 //! - [`store`]: the objects, `resourceVersion` conflicts, field selectors,
-//!   and claims as a [`super::claims::ClaimSource`].
+//!   and claims as a [`super::claims::ClaimSource`];
+//! - [`rest`]: the API server's REST answers over the store (paths,
+//!   versions, conversion, `Status` errors), pure;
+//! - [`http`]: those answers served over HTTP on loopback, for the `kube`
+//!   client and `sriovctl apiserver-sim`.
 
+pub mod http;
+pub mod rest;
+pub mod selectors;
 pub mod store;
 pub mod validate;
 
+pub use http::HttpStandin;
 pub use store::{ApiServerStandin, StandinError};
 pub use validate::validate_slice;

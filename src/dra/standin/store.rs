@@ -3,6 +3,7 @@
 //! supports) and ResourceClaims (put by tests, read as a
 //! [`ClaimSource`]).
 
+use super::selectors::FieldSelector;
 use super::validate::validate_slice;
 use crate::dra::api::{ApiError, ApiFuture, DraApi};
 use crate::dra::claims::{ClaimSource, ClaimSourceError, ClaimView};
@@ -149,14 +150,18 @@ impl ApiServerStandin {
         Ok(())
     }
 
-    /// List with the field selectors the API supports on slices
-    /// (`spec.nodeName`, `spec.driver`), in name order.
+    /// List by `spec.nodeName` and `spec.driver`, in name order.
     pub fn list_slices(&self, node_name: Option<&str>, driver: Option<&str>) -> Vec<ResourceSlice> {
+        self.select_slices(&FieldSelector::node_and_driver(node_name, driver))
+    }
+
+    /// List by any field selector the API server supports on slices, in
+    /// name order.
+    pub fn select_slices(&self, selector: &FieldSelector) -> Vec<ResourceSlice> {
         self.state()
             .slices
             .values()
-            .filter(|s| node_name.is_none_or(|n| s.spec.node_name.as_deref() == Some(n)))
-            .filter(|s| driver.is_none_or(|d| s.spec.driver == d))
+            .filter(|s| selector.matches(s))
             .cloned()
             .collect()
     }
@@ -205,9 +210,18 @@ impl ApiServerStandin {
         state.nodes.insert(name.to_owned(), uid.to_owned());
     }
 
+    /// The UID of the Node object `name`, if there is one.
+    pub fn node_uid(&self, name: &str) -> Option<String> {
+        self.state().nodes.get(name).cloned()
+    }
+
     /// Take the stand-in down (every [`DraApi`] call unavailable) or up.
     pub fn set_down(&self, down: bool) {
         self.state().down = down;
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.state().down
     }
 
     fn up(&self) -> Result<(), ApiError> {
@@ -250,10 +264,7 @@ impl DraApi for ApiServerStandin {
     fn node_uid<'a>(&'a self, node: &'a str) -> ApiFuture<'a, String> {
         Box::pin(async move {
             self.up()?;
-            self.state()
-                .nodes
-                .get(node)
-                .cloned()
+            self.node_uid(node)
                 .ok_or_else(|| ApiError::Refused(format!("nodes \"{node}\" not found")))
         })
     }
