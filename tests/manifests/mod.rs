@@ -7,10 +7,16 @@
 //! misspelled `readOnlyRootFileSystem` becomes a failure instead of a
 //! silently writable root filesystem.
 
+// Shared by tests/deploy_manifests.rs and tests/deploy_dra.rs, each using a
+// part of it.
+#![allow(dead_code)]
+
 pub mod crds;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaimTemplate};
 use k8s_openapi::Resource;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -28,6 +34,10 @@ pub enum Doc {
     Deployment(Box<Deployment>),
     HelmChart(Box<HelmChart>),
     Nad(Box<NetworkAttachmentDefinition>),
+    ClusterRole(Box<ClusterRole>),
+    ClusterRoleBinding(Box<ClusterRoleBinding>),
+    DeviceClass(Box<DeviceClass>),
+    ResourceClaimTemplate(Box<ResourceClaimTemplate>),
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
@@ -134,6 +144,14 @@ fn parse_doc(value: serde_yaml_ng::Value, origin: &str) -> Result<Doc, String> {
         Doc::HelmChart(try_strict(value, origin)?)
     } else if is(crds::NAD_API_VERSION, "NetworkAttachmentDefinition") {
         Doc::Nad(try_strict(value, origin)?)
+    } else if is(ClusterRole::API_VERSION, ClusterRole::KIND) {
+        Doc::ClusterRole(try_strict(value, origin)?)
+    } else if is(ClusterRoleBinding::API_VERSION, ClusterRoleBinding::KIND) {
+        Doc::ClusterRoleBinding(try_strict(value, origin)?)
+    } else if is(DeviceClass::API_VERSION, DeviceClass::KIND) {
+        Doc::DeviceClass(try_strict(value, origin)?)
+    } else if is(ResourceClaimTemplate::API_VERSION, ResourceClaimTemplate::KIND) {
+        Doc::ResourceClaimTemplate(try_strict(value, origin)?)
     } else {
         return Err(format!("{origin}: unexpected {api_version} {kind}"));
     })
