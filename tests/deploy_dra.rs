@@ -103,7 +103,9 @@ impl Rendered {
             "--resource-prefix",
         )
         .expect("--resource-prefix");
-        config::parse(text, prefix).expect("the DRA config loads").config
+        config::parse(text, prefix)
+            .expect("the DRA config loads")
+            .config
     }
 }
 
@@ -121,7 +123,9 @@ fn daemon_help() -> String {
 fn default_of(help: &str, flag: &str) -> Option<String> {
     let at = help.find(&format!("{flag} "))?;
     let rest = &help[at..];
-    let next_flag = rest[flag.len()..].find("\n  -").map_or(rest.len(), |i| i + flag.len());
+    let next_flag = rest[flag.len()..]
+        .find("\n  -")
+        .map_or(rest.len(), |i| i + flag.len());
     let text = &rest[..next_flag];
     let start = text.find("[default: ")? + "[default: ".len();
     let end = text[start..].find(']')? + start;
@@ -155,7 +159,10 @@ fn rbac_grants_exactly_what_the_driver_calls() {
     .collect();
     assert_eq!(granted, expected);
     // bound to the daemon's own service account, which now mounts its token
-    assert_eq!(r.binding.role_ref.name, r.role.metadata.name.clone().unwrap());
+    assert_eq!(
+        r.binding.role_ref.name,
+        r.role.metadata.name.clone().unwrap()
+    );
     let subjects = r.binding.subjects.clone().unwrap_or_default();
     assert_eq!(subjects.len(), 1);
     assert_eq!(subjects[0].kind, "ServiceAccount");

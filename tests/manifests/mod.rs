@@ -150,7 +150,10 @@ fn parse_doc(value: serde_yaml_ng::Value, origin: &str) -> Result<Doc, String> {
         Doc::ClusterRoleBinding(try_strict(value, origin)?)
     } else if is(DeviceClass::API_VERSION, DeviceClass::KIND) {
         Doc::DeviceClass(try_strict(value, origin)?)
-    } else if is(ResourceClaimTemplate::API_VERSION, ResourceClaimTemplate::KIND) {
+    } else if is(
+        ResourceClaimTemplate::API_VERSION,
+        ResourceClaimTemplate::KIND,
+    ) {
         Doc::ResourceClaimTemplate(try_strict(value, origin)?)
     } else {
         return Err(format!("{origin}: unexpected {api_version} {kind}"));
