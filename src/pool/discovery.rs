@@ -138,50 +138,61 @@ pub fn discover_with(
             .cloned()
     };
 
-    let mut found = Vec::with_capacity(scan.functions.len() + scan.aux_devices.len());
-    for device in &scan.functions {
-        let pf = device
-            .physfn
-            .and_then(|address| by_address.get(&address).copied());
-        let netdev = device.netdevs.first().cloned();
-        let mut facts = DeviceFacts::pci(
-            &device.address.to_string(),
-            parse_hex_u16(&device.vendor),
-            parse_hex_u16(&device.device),
-            device.class,
-        );
-        facts.driver = device.driver.clone();
-        facts.acpi_index = device.acpi_index.as_deref().and_then(|a| a.parse().ok());
-        facts.pf_name = pf.and_then(pf_name);
-        facts.pf_pci_address = device.physfn.map(|a| a.to_string());
-        facts.vf_index = device
-            .physfn
-            .and_then(|_| scan.vf_indexes.get(&device.address).copied());
-        // no netdev (vfio-pci): the PF's link type, as upstream
-        facts.link_type = link_type(netdev.as_ref()).or_else(|| link_type(facts.pf_name.as_ref()));
-        if facts.link_type.as_deref() == Some("infiniband") {
-            facts.pkey = scan.pkeys.get(&device.address).copied();
-        }
-        facts.is_rdma = !device.rdma_devices.is_empty();
-        let vdpa = vdpa_by_parent.get(&device.address).map(|v| (*v).clone());
-        facts.vdpa_type = vdpa.as_ref().and_then(vdpa_type);
-        found.push(Discovered {
-            facts,
-            device: device.clone(),
-            pf_address: device.physfn,
-            netdev,
-            aux: None,
-            vdpa,
-        });
-    }
+    // Aux devices borrow their parent function (and copy it): find them
+    // first, so that the functions can then be moved, not copied.
+    let mut aux_found = Vec::new();
     for aux in &scan.aux_devices {
         match aux_device(aux, &by_address, &scan) {
-            Ok(device) => found.push(device),
+            Ok(device) => aux_found.push(device),
             Err(why) => {
                 tracing::debug!(device = %aux.name, parent = %aux.parent, "not an aux net device: {why}")
             }
         }
     }
+    let facts: Vec<(DeviceFacts, Option<VdpaDevice>)> = scan
+        .functions
+        .iter()
+        .map(|device| {
+            let pf = device
+                .physfn
+                .and_then(|address| by_address.get(&address).copied());
+            let mut facts = DeviceFacts::pci(
+                &device.address.to_string(),
+                parse_hex_u16(&device.vendor),
+                parse_hex_u16(&device.device),
+                device.class,
+            );
+            facts.driver = device.driver.clone();
+            facts.acpi_index = device.acpi_index.as_deref().and_then(|a| a.parse().ok());
+            facts.pf_name = pf.and_then(pf_name);
+            facts.pf_pci_address = device.physfn.map(|a| a.to_string());
+            facts.vf_index = device
+                .physfn
+                .and_then(|_| scan.vf_indexes.get(&device.address).copied());
+            // no netdev (vfio-pci): the PF's link type, as upstream
+            facts.link_type =
+                link_type(device.netdevs.first()).or_else(|| link_type(facts.pf_name.as_ref()));
+            if facts.link_type.as_deref() == Some("infiniband") {
+                facts.pkey = scan.pkeys.get(&device.address).copied();
+            }
+            facts.is_rdma = !device.rdma_devices.is_empty();
+            let vdpa = vdpa_by_parent.get(&device.address).map(|v| (*v).clone());
+            facts.vdpa_type = vdpa.as_ref().and_then(vdpa_type);
+            (facts, vdpa)
+        })
+        .collect();
+    let mut found = Vec::with_capacity(facts.len() + aux_found.len());
+    for (device, (facts, vdpa)) in scan.functions.into_iter().zip(facts) {
+        found.push(Discovered {
+            facts,
+            pf_address: device.physfn,
+            netdev: device.netdevs.first().cloned(),
+            device,
+            aux: None,
+            vdpa,
+        });
+    }
+    found.extend(aux_found);
     Ok(found)
 }
 
