@@ -93,26 +93,27 @@ impl serde::Serialize for InfoProviders {
     }
 }
 
-/// The `pci` object of a device-info file (spec 1.1.0).
+/// The `pci` object of a device-info file (spec 1.1.0). Fields are in
+/// key order: files come out with sorted keys, as they always have.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PciDeviceInfo {
     #[serde(rename = "pci-address")]
     pub pci_address: String,
     #[serde(rename = "pf-pci-address", skip_serializing_if = "Option::is_none")]
     pub pf_pci_address: Option<String>,
-    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
-    pub vhost_net: Option<String>,
     #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
     pub rdma_device: Option<String>,
+    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
+    pub vhost_net: Option<String>,
 }
 
-/// The `vdpa` object of a device-info file (spec 1.1.0).
+/// The `vdpa` object of a device-info file (spec 1.1.0), fields in key order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VdpaDeviceInfo {
-    #[serde(rename = "parent-device")]
-    pub parent_device: String,
     /// `vhost` or `virtio`
     pub driver: String,
+    #[serde(rename = "parent-device")]
+    pub parent_device: String,
     /// `/dev/vhost-vdpa-N`, vhost only
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -129,16 +130,39 @@ pub enum DeviceInfo {
     Vdpa(VdpaDeviceInfo),
 }
 
+/// A device-info file, keys in sorted order. Serialized straight from the
+/// structs: a file per device is written at start when PodResources is
+/// off, and a `serde_json::Value` on the way costs a map per object.
+#[derive(serde::Serialize)]
+struct DeviceInfoFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pci: Option<&'a PciDeviceInfo>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vdpa: Option<&'a VdpaDeviceInfo>,
+    version: &'static str,
+}
+
 impl DeviceInfo {
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            DeviceInfo::Pci(pci) => {
-                serde_json::json!({"type": "pci", "version": "1.1.0", "pci": pci})
-            }
-            DeviceInfo::Vdpa(vdpa) => {
-                serde_json::json!({"type": "vdpa", "version": "1.1.0", "vdpa": vdpa})
-            }
-        }
+    /// The file's JSON: `{"pci":{...},"type":"pci","version":"1.1.0"}`.
+    pub fn file_content(&self) -> String {
+        let file = match self {
+            DeviceInfo::Pci(pci) => DeviceInfoFile {
+                pci: Some(pci),
+                kind: "pci",
+                vdpa: None,
+                version: "1.1.0",
+            },
+            DeviceInfo::Vdpa(vdpa) => DeviceInfoFile {
+                pci: None,
+                kind: "vdpa",
+                vdpa: Some(vdpa),
+                version: "1.1.0",
+            },
+        };
+        // structs of strings always serialize
+        serde_json::to_string(&file).unwrap_or_default()
     }
 }
 
