@@ -509,7 +509,10 @@ async fn one_daemon_serves_a_device_plugin_pool_and_a_dra_pool() {
         .device_info
         .as_ref()
         .unwrap();
-    assert_eq!(setup.devinfo(CX, cx_ids[0]), Some(device_info.to_json()));
+    assert_eq!(
+        setup.devinfo(CX, cx_ids[0]),
+        Some(serde_json::from_str(&device_info.file_content()).unwrap())
+    );
 
     // the other VF through v1beta1
     put_claim(&setup.api, "vf-b", "uid-b", &[(CX_POOL, &label(cx_ids[1]))]);

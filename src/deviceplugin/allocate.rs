@@ -149,13 +149,14 @@ mod tests {
     use super::super::served::{test_pool, NodeSpec, ServedDevice};
     use super::*;
 
-    fn device(id: &str, nodes: &[(&str, &str)], info: &[(&str, &str, &str)]) -> ServedDevice {
-        let mut providers = InfoProviders::new();
+    fn device(
+        id: &str,
+        nodes: &[(&str, &str)],
+        info: &[(&'static str, &'static str, &str)],
+    ) -> ServedDevice {
+        let mut providers = InfoProviders::default();
         for (p, k, v) in info {
-            providers
-                .entry(p.to_string())
-                .or_default()
-                .insert(k.to_string(), v.to_string());
+            providers.insert(p, k, *v);
         }
         ServedDevice {
             id: id.into(),
@@ -274,13 +275,13 @@ mod tests {
 
     #[test]
     fn cdi_modes_reference_devices_with_nodes_only() {
-        let mut pool = vfio_pool();
-        pool.devices.push(device(
+        let mut devices = vfio_pool().devices;
+        devices.push(std::sync::Arc::new(device(
             "0000:3b:02.2",
             &[],
             &[("generic", "deviceID", "0000:3b:02.2")],
-        ));
-        pool = test_pool(pool.devices, false);
+        )));
+        let pool = vfio_pool().with_devices(devices);
         let ids = vec!["0000:3b:02.0".to_string(), "0000:3b:02.2".into()];
         let a = allocate_container(&pool, &ids, CdiMode::Annotation, &HashMap::new()).unwrap();
         assert!(a.devices.is_empty());

@@ -176,6 +176,8 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
         }),
     };
     let pools = pool::build(config, &devices, &routes);
+    // the pools carry what serving needs: free discovery's copy first
+    drop(devices);
     for excluded in &pools.excluded {
         tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
     }

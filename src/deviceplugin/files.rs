@@ -35,6 +35,12 @@ fn file_error<'a>(
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(file_error("create directory", dir))?;
+    write_in_existing_dir(path, bytes, mode)
+}
+
+/// [`write_atomically`] into a directory known to exist (one check per
+/// batch of device-info files rather than one per file).
+fn write_in_existing_dir(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     crate::atomic_file::write(path, bytes, mode).map_err(file_error("write", path))
 }
 
@@ -59,14 +65,7 @@ pub fn device_info_path(dir: &Path, resource_name: &str, id: &str) -> PathBuf {
 
 /// The device-info file (spec 1.1.0) of every netDevice device of `pool`.
 pub fn write_device_info(dir: &Path, pool: &ServedPool) -> Result<(), FileError> {
-    for device in &pool.devices {
-        if let Some(info) = &device.device_info {
-            let body = info.to_json();
-            let path = device_info_path(dir, &pool.resource_name, &device.id);
-            write_atomically(&path, body.to_string().as_bytes(), DEVICE_INFO_MODE)?;
-        }
-    }
-    Ok(())
+    write_device_info_for(dir, pool, pool.device_ids())
 }
 
 /// The device-info files of the devices `ids` of `pool` that have one
@@ -76,14 +75,15 @@ pub fn write_device_info_for<'a>(
     pool: &ServedPool,
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<(), FileError> {
+    let mut dir_ready = false;
     for id in ids {
         if let Some(info) = pool.device(id).and_then(|d| d.device_info.as_ref()) {
+            if !dir_ready {
+                std::fs::create_dir_all(dir).map_err(file_error("create directory", dir))?;
+                dir_ready = true;
+            }
             let path = device_info_path(dir, &pool.resource_name, id);
-            write_atomically(
-                &path,
-                info.to_json().to_string().as_bytes(),
-                DEVICE_INFO_MODE,
-            )?;
+            write_in_existing_dir(&path, info.file_content().as_bytes(), DEVICE_INFO_MODE)?;
         }
     }
     Ok(())
@@ -209,7 +209,9 @@ pub fn remove_cdi_specs(dir: &Path) -> Vec<FileError> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::served::{test_pool, DeviceInfo, NodeSpec, PciDeviceInfo, ServedDevice};
+    use super::super::served::{
+        test_pool, DeviceInfo, NodeSpec, PciDeviceInfo, ServedDevice, VdpaDeviceInfo,
+    };
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
@@ -267,6 +269,33 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temp files left: {names:?}");
+    }
+
+    #[test]
+    fn device_info_files_have_sorted_keys_and_no_whitespace() {
+        // the exact bytes earlier releases wrote (keys sorted, compact), so
+        // readers comparing files see no change
+        let pci = DeviceInfo::Pci(PciDeviceInfo {
+            pci_address: "0000:3b:01.0".into(),
+            pf_pci_address: Some("0000:3b:00.0".into()),
+            vhost_net: Some("/dev/vhost-net".into()),
+            rdma_device: Some("mlx5_2".into()),
+        });
+        assert_eq!(
+            pci.file_content(),
+            r#"{"pci":{"pci-address":"0000:3b:01.0","pf-pci-address":"0000:3b:00.0","rdma-device":"mlx5_2","vhost-net":"/dev/vhost-net"},"type":"pci","version":"1.1.0"}"#
+        );
+        let vdpa = DeviceInfo::Vdpa(VdpaDeviceInfo {
+            parent_device: "vdpa0".into(),
+            driver: "vhost".into(),
+            path: Some("/dev/vhost-vdpa-0".into()),
+            pci_address: "0000:3b:01.0".into(),
+            pf_pci_address: None,
+        });
+        assert_eq!(
+            vdpa.file_content(),
+            r#"{"type":"vdpa","vdpa":{"driver":"vhost","parent-device":"vdpa0","path":"/dev/vhost-vdpa-0","pci-address":"0000:3b:01.0"},"version":"1.1.0"}"#
+        );
     }
 
     #[test]

@@ -315,9 +315,7 @@ pub fn keep_held(
                 .entry(key.clone())
                 .or_insert_with(|| old.with_devices(Vec::new()));
             let mut devices = pool.devices.clone();
-            let mut kept_device = device.clone();
-            kept_device.healthy = false;
-            devices.push(kept_device);
+            devices.push(device.with_health(false));
             *pool = pool.with_devices(devices);
         }
     }
@@ -433,7 +431,7 @@ mod tests {
     fn once_released_the_change_applies() {
         // the running pool already carries the kept device
         let mut a = pool("a", &["01.0", "01.1"]);
-        a.devices[1].healthy = false;
+        a.devices[1] = a.devices[1].with_health(false);
         let wanted = [pool("a", &["01.0"]), pool("b", &["01.1"])];
         let before = Retained::from([(key("intel.com/a"), BTreeSet::from(["01.1".into()]))]);
         let nothing = HeldDevices::default();

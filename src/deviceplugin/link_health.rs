@@ -62,7 +62,6 @@ pub fn apply(pool: &ServedPool, links: &LinkStates) -> ServedPool {
         .devices
         .iter()
         .map(|device| {
-            let mut device = device.clone();
             let pf_ok = device
                 .links
                 .pf
@@ -73,8 +72,7 @@ pub fn apply(pool: &ServedPool, links: &LinkStates) -> ServedPool {
                 .own
                 .as_deref()
                 .is_none_or(|own| links.usable(own, false));
-            device.healthy = device.healthy && pf_ok && own_ok;
-            device
+            device.with_health(device.healthy && pf_ok && own_ok)
         })
         .collect();
     pool.with_devices(devices)

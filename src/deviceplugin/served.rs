@@ -11,6 +11,7 @@ use crate::pool::{Pool, PoolDevice};
 use crate::sysfs::{RdmaCharDevices, SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One device node for a container: `permissions` is always `rw`, as upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,30 +29,91 @@ impl NodeSpec {
     }
 }
 
-/// `_INFO` content for one device: provider → key → value (sorted, as Go's
-/// JSON encoder sorts map keys).
-pub type InfoProviders = BTreeMap<String, BTreeMap<String, String>>;
+/// `_INFO` content for one device: provider → key → value, serialized as
+/// nested maps sorted by key (as Go's JSON encoder sorts them).
+///
+/// Kept as a short list rather than nested maps: a pool holds one per
+/// device, most of them a single `generic.deviceID`, and a map per
+/// provider costs about a kilobyte per device (a B-tree node is allocated
+/// whole) where the list costs one small allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InfoProviders {
+    /// (provider, key, value); providers and keys are the fixed names
+    /// upstream uses.
+    entries: Vec<(&'static str, &'static str, String)>,
+    /// The `extra` provider: the resource's `additionalInfo` for the
+    /// device; present (even empty) when the resource has any.
+    extra: Option<BTreeMap<String, String>>,
+}
 
-/// The `pci` object of a device-info file (spec 1.1.0).
+impl InfoProviders {
+    /// Set `provider.key`, replacing an earlier value.
+    pub fn insert(&mut self, provider: &'static str, key: &'static str, value: impl Into<String>) {
+        let value = value.into();
+        match self
+            .entries
+            .iter_mut()
+            .find(|(p, k, _)| *p == provider && *k == key)
+        {
+            Some(entry) => entry.2 = value,
+            None => self.entries.push((provider, key, value)),
+        }
+    }
+
+    /// Set the `extra` provider's keys.
+    pub fn set_extra(&mut self, extra: BTreeMap<String, String>) {
+        self.extra = Some(extra);
+    }
+
+    /// provider → key → value, sorted.
+    pub fn providers(&self) -> BTreeMap<&str, BTreeMap<&str, &str>> {
+        let mut providers: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+        for (provider, key, value) in &self.entries {
+            providers
+                .entry(*provider)
+                .or_default()
+                .insert(*key, value.as_str());
+        }
+        if let Some(extra) = &self.extra {
+            providers.insert(
+                "extra",
+                extra
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            );
+        }
+        providers
+    }
+}
+
+impl serde::Serialize for InfoProviders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.providers().serialize(serializer)
+    }
+}
+
+/// The `pci` object of a device-info file (spec 1.1.0). Fields are in
+/// key order: files come out with sorted keys, as they always have.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PciDeviceInfo {
     #[serde(rename = "pci-address")]
     pub pci_address: String,
     #[serde(rename = "pf-pci-address", skip_serializing_if = "Option::is_none")]
     pub pf_pci_address: Option<String>,
-    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
-    pub vhost_net: Option<String>,
     #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
     pub rdma_device: Option<String>,
+    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
+    pub vhost_net: Option<String>,
 }
 
-/// The `vdpa` object of a device-info file (spec 1.1.0).
+/// The `vdpa` object of a device-info file (spec 1.1.0), fields in key order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VdpaDeviceInfo {
-    #[serde(rename = "parent-device")]
-    pub parent_device: String,
     /// `vhost` or `virtio`
     pub driver: String,
+    #[serde(rename = "parent-device")]
+    pub parent_device: String,
     /// `/dev/vhost-vdpa-N`, vhost only
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -68,16 +130,39 @@ pub enum DeviceInfo {
     Vdpa(VdpaDeviceInfo),
 }
 
+/// A device-info file, keys in sorted order. Serialized straight from the
+/// structs: a file per device is written at start when PodResources is
+/// off, and a `serde_json::Value` on the way costs a map per object.
+#[derive(serde::Serialize)]
+struct DeviceInfoFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pci: Option<&'a PciDeviceInfo>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vdpa: Option<&'a VdpaDeviceInfo>,
+    version: &'static str,
+}
+
 impl DeviceInfo {
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            DeviceInfo::Pci(pci) => {
-                serde_json::json!({"type": "pci", "version": "1.1.0", "pci": pci})
-            }
-            DeviceInfo::Vdpa(vdpa) => {
-                serde_json::json!({"type": "vdpa", "version": "1.1.0", "vdpa": vdpa})
-            }
-        }
+    /// The file's JSON: `{"pci":{...},"type":"pci","version":"1.1.0"}`.
+    pub fn file_content(&self) -> String {
+        let file = match self {
+            DeviceInfo::Pci(pci) => DeviceInfoFile {
+                pci: Some(pci),
+                kind: "pci",
+                vdpa: None,
+                version: "1.1.0",
+            },
+            DeviceInfo::Vdpa(vdpa) => DeviceInfoFile {
+                pci: None,
+                kind: "vdpa",
+                vdpa: Some(vdpa),
+                version: "1.1.0",
+            },
+        };
+        // structs of strings always serialize
+        serde_json::to_string(&file).unwrap_or_default()
     }
 }
 
@@ -99,6 +184,20 @@ pub struct ServedDevice {
     pub device_info: Option<DeviceInfo>,
 }
 
+impl ServedDevice {
+    /// This device with `healthy`: the same shared device when that is its
+    /// health already, else a copy.
+    pub fn with_health(self: &Arc<Self>, healthy: bool) -> Arc<ServedDevice> {
+        if self.healthy == healthy {
+            return self.clone();
+        }
+        Arc::new(ServedDevice {
+            healthy,
+            ..(**self).clone()
+        })
+    }
+}
+
 /// CDI kind suffix per device type (`<prefix>/net-pci`, ...), as upstream names them.
 pub fn cdi_kind_short(device_type: DeviceType) -> &'static str {
     match device_type {
@@ -118,6 +217,11 @@ pub struct DeviceLinks {
 }
 
 /// A pool ready to serve.
+///
+/// Devices are shared (`Arc`): the daemon keeps a pool as discovery gave
+/// it, as served with link health, and as handed to the runner, and a
+/// copy of the pool should cost a pointer per device, not the device;
+/// only a device whose health changes is copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedPool {
     /// `<prefix>/<name>`
@@ -134,21 +238,37 @@ pub struct ServedPool {
     /// known by this and its resource name, since a pool moving between
     /// the two APIs is served by both while a pod holds one of its VFs.
     pub api: AllocationApi,
-    pub devices: Vec<ServedDevice>,
-    index: HashMap<String, usize>,
+    pub devices: Vec<Arc<ServedDevice>>,
+    /// Device ID → position; shared by copies with the same devices.
+    index: Arc<HashMap<String, usize>>,
 }
 
 impl ServedPool {
     pub fn device(&self, id: &str) -> Option<&ServedDevice> {
-        self.index.get(id).map(|&i| &self.devices[i])
+        self.index.get(id).map(|&i| &*self.devices[i])
     }
 
     /// The same pool serving `devices` instead of its own.
-    pub fn with_devices(&self, devices: Vec<ServedDevice>) -> ServedPool {
+    pub fn with_devices(&self, devices: Vec<Arc<ServedDevice>>) -> ServedPool {
+        // the same IDs in the same order (a health change): same index
+        let same_ids = devices.len() == self.devices.len()
+            && devices.iter().zip(&self.devices).all(|(a, b)| a.id == b.id);
+        let index = if same_ids {
+            self.index.clone()
+        } else {
+            index_by_id(&devices)
+        };
         ServedPool {
-            index: index_by_id(&devices),
+            resource_name: self.resource_name.clone(),
+            prefix: self.prefix.clone(),
+            name: self.name.clone(),
+            device_type: self.device_type,
+            exclude_topology: self.exclude_topology,
+            spread: self.spread,
+            link_health: self.link_health,
+            api: self.api,
             devices,
-            ..self.clone()
+            index,
         }
     }
 
@@ -226,12 +346,6 @@ pub const RDMA_CM_NODE: &str = "/dev/infiniband/rdma_cm";
 /// functions have the same `/dev/uioN` (docs/device-plugin.md).
 const UIO_DRIVERS: &[&str] = &["uio", "igb_uio", "uio_pci_generic"];
 
-fn insert(info: &mut InfoProviders, provider: &str, key: &str, value: impl Into<String>) {
-    info.entry(provider.to_owned())
-        .or_default()
-        .insert(key.to_owned(), value.into());
-}
-
 /// Which shared device nodes exist on the node.
 #[derive(Debug, Clone, Copy)]
 struct DevNodes {
@@ -250,10 +364,10 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
         tun: facts.dev_node_exists(TUN_NODE),
         rdma_cm: facts.dev_node_exists(RDMA_CM_NODE),
     };
-    let devices: Vec<ServedDevice> = pool
+    let devices: Vec<Arc<ServedDevice>> = pool
         .devices
         .iter()
-        .map(|device| serve_device(device, pool, resource, facts, dev))
+        .map(|device| Arc::new(serve_device(device, pool, resource, facts, dev)))
         .collect();
     let index = index_by_id(&devices);
     ServedPool {
@@ -270,12 +384,14 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
     }
 }
 
-fn index_by_id(devices: &[ServedDevice]) -> HashMap<String, usize> {
-    devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.id.clone(), i))
-        .collect()
+fn index_by_id(devices: &[Arc<ServedDevice>]) -> Arc<HashMap<String, usize>> {
+    Arc::new(
+        devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.clone(), i))
+            .collect(),
+    )
 }
 
 fn serve_device(
@@ -289,13 +405,13 @@ fn serve_device(
     let want_rdma = selector.is_some_and(|s| s.is_rdma);
     let want_vhost = selector.is_some_and(|s| s.need_vhost_net);
     let mut nodes = Vec::new();
-    let mut info = InfoProviders::new();
-    insert(&mut info, "generic", "deviceID", device.id.clone());
+    let mut info = InfoProviders::default();
+    info.insert("generic", "deviceID", device.id.clone());
 
     match device.driver.as_deref() {
         Some("vfio-pci") => {
             nodes.push(NodeSpec::same(VFIO_CONTAINER_NODE.into()));
-            insert(&mut info, "vfio", "mount", VFIO_CONTAINER_NODE);
+            info.insert("vfio", "mount", VFIO_CONTAINER_NODE);
             if let Some(group) = device.iommu_group {
                 let container_path = format!("/dev/vfio/{group}");
                 let noiommu = facts.is_noiommu_group(group).unwrap_or_else(|error| {
@@ -307,7 +423,7 @@ fn serve_device(
                 } else {
                     container_path.clone()
                 };
-                insert(&mut info, "vfio", "dev-mount", container_path.clone());
+                info.insert("vfio", "dev-mount", container_path.clone());
                 nodes.push(NodeSpec {
                     host_path,
                     container_path,
@@ -320,7 +436,7 @@ fn serve_device(
             Ok(uio) => {
                 if let Some(first) = uio.first() {
                     let path = format!("/dev/{first}");
-                    insert(&mut info, "uio", "mount", path.clone());
+                    info.insert("uio", "mount", path.clone());
                     nodes.push(NodeSpec::same(path));
                 }
             }
@@ -346,7 +462,7 @@ fn serve_device(
                 ] {
                     if let Some(name) = names.first() {
                         let path = format!("/dev/infiniband/{name}");
-                        insert(&mut info, "rdma", key, path.clone());
+                        info.insert("rdma", key, path.clone());
                         nodes.push(NodeSpec::same(path));
                     }
                 }
@@ -356,15 +472,10 @@ fn serve_device(
             }
         }
         if dev.rdma_cm {
-            insert(&mut info, "rdma", "rdma_cm", RDMA_CM_NODE);
+            info.insert("rdma", "rdma_cm", RDMA_CM_NODE);
             nodes.push(NodeSpec::same(RDMA_CM_NODE.into()));
         }
-        insert(
-            &mut info,
-            "rdma",
-            "rdma_dev",
-            device.rdma_devices[0].clone(),
-        );
+        info.insert("rdma", "rdma_dev", device.rdma_devices[0].clone());
         rdma_device = Some(device.rdma_devices.join(","));
     }
 
@@ -373,8 +484,8 @@ fn serve_device(
     let mut vhost_net = None;
     if want_vhost {
         if dev.vhost_net {
-            insert(&mut info, "vhost", "net-mount", VHOST_NET_NODE);
-            insert(&mut info, "vhost", "tun-mount", TUN_NODE);
+            info.insert("vhost", "net-mount", VHOST_NET_NODE);
+            info.insert("vhost", "tun-mount", TUN_NODE);
             vhost_net = Some(VHOST_NET_NODE.to_owned());
         }
         if dev.vhost_net && dev.tun {
@@ -388,7 +499,7 @@ fn serve_device(
     // Upstream adds the `extra` provider whenever the resource has
     // additionalInfo, so a device without matching keys gets `"extra":{}`.
     if !resource.additional_info.is_empty() {
-        info.insert("extra".into(), resource.additional_info_for(&device.id));
+        info.set_extra(resource.additional_info_for(&device.id));
     }
 
     // vhost-vdpa: the char device, as upstream's vdpa provider
@@ -398,7 +509,7 @@ fn serve_device(
         .filter(|v| v.vdpa_type == Some("vhost"))
         .and_then(|v| v.device_node.clone());
     if let Some(node) = &vdpa_vhost_node {
-        insert(&mut info, "vdpa", "mount", node.clone());
+        info.insert("vdpa", "mount", node.clone());
         nodes.push(NodeSpec::same(node.clone()));
     }
 
@@ -438,6 +549,7 @@ fn serve_device(
 /// A pool built by hand, for the pure modules' tests.
 #[cfg(test)]
 pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool {
+    let devices: Vec<Arc<ServedDevice>> = devices.into_iter().map(Arc::new).collect();
     let index = index_by_id(&devices);
     ServedPool {
         resource_name: "intel.com/sriov_net".into(),

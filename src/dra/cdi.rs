@@ -118,11 +118,7 @@ pub fn write_claim_files(
     for (_, dra) in devices {
         if let Some(info) = dra.served().and_then(|d| d.device_info.as_ref()) {
             let path = device_info_path(devinfo_dir, &dra.pool.resource_name, &dra.id);
-            write_atomically(
-                &path,
-                info.to_json().to_string().as_bytes(),
-                DEVICE_INFO_MODE,
-            )?;
+            write_atomically(&path, info.file_content().as_bytes(), DEVICE_INFO_MODE)?;
         }
     }
     write_atomically(

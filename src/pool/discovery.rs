@@ -19,10 +19,11 @@ pub struct Discovered {
     pub pf_address: Option<PciAddress>,
     /// The device's first netdev, if it has one.
     pub netdev: Option<String>,
-    /// For an aux device: the aux device itself.
-    pub aux: Option<AuxDevice>,
+    /// For an aux device: the aux device itself. Boxed, like `vdpa`: few
+    /// devices have one, and every VF would otherwise carry the room.
+    pub aux: Option<Box<AuxDevice>>,
     /// The function's first vDPA device (by name), if it has one.
-    pub vdpa: Option<VdpaDevice>,
+    pub vdpa: Option<Box<VdpaDevice>>,
 }
 
 /// Why a device is kept out of every netDevice pool, as upstream does it.
@@ -138,12 +139,28 @@ pub fn discover_with(
             .cloned()
     };
 
-    let mut found = Vec::with_capacity(scan.functions.len() + scan.aux_devices.len());
-    for device in &scan.functions {
-        let pf = device
-            .physfn
-            .and_then(|address| by_address.get(&address).copied());
-        let netdev = device.netdevs.first().cloned();
+    // Aux devices borrow their parent function (and copy it): find them
+    // first, so that the functions can then be moved, not copied.
+    let mut aux_found = Vec::new();
+    for aux in &scan.aux_devices {
+        match aux_device(aux, &by_address, &scan) {
+            Ok(device) => aux_found.push(device),
+            Err(why) => {
+                tracing::debug!(device = %aux.name, parent = %aux.parent, "not an aux net device: {why}")
+            }
+        }
+    }
+    // A VF's PF name, by PF address, so that the functions can be moved
+    // (not copied) into the result in one pass.
+    let pf_names: HashMap<PciAddress, String> = scan
+        .functions
+        .iter()
+        .filter(|device| device.physfn.is_none())
+        .filter_map(|pf| Some((pf.address, pf_name(pf)?)))
+        .collect();
+    drop(by_address);
+    let mut found = Vec::with_capacity(scan.functions.len() + aux_found.len());
+    for device in scan.functions {
         let mut facts = DeviceFacts::pci(
             &device.address.to_string(),
             parse_hex_u16(&device.vendor),
@@ -152,36 +169,32 @@ pub fn discover_with(
         );
         facts.driver = device.driver.clone();
         facts.acpi_index = device.acpi_index.as_deref().and_then(|a| a.parse().ok());
-        facts.pf_name = pf.and_then(pf_name);
+        facts.pf_name = device.physfn.and_then(|pf| pf_names.get(&pf).cloned());
         facts.pf_pci_address = device.physfn.map(|a| a.to_string());
         facts.vf_index = device
             .physfn
             .and_then(|_| scan.vf_indexes.get(&device.address).copied());
         // no netdev (vfio-pci): the PF's link type, as upstream
-        facts.link_type = link_type(netdev.as_ref()).or_else(|| link_type(facts.pf_name.as_ref()));
+        facts.link_type =
+            link_type(device.netdevs.first()).or_else(|| link_type(facts.pf_name.as_ref()));
         if facts.link_type.as_deref() == Some("infiniband") {
             facts.pkey = scan.pkeys.get(&device.address).copied();
         }
         facts.is_rdma = !device.rdma_devices.is_empty();
-        let vdpa = vdpa_by_parent.get(&device.address).map(|v| (*v).clone());
-        facts.vdpa_type = vdpa.as_ref().and_then(vdpa_type);
+        let vdpa = vdpa_by_parent
+            .get(&device.address)
+            .map(|v| Box::new((*v).clone()));
+        facts.vdpa_type = vdpa.as_deref().and_then(vdpa_type);
         found.push(Discovered {
             facts,
-            device: device.clone(),
             pf_address: device.physfn,
-            netdev,
+            netdev: device.netdevs.first().cloned(),
+            device,
             aux: None,
             vdpa,
         });
     }
-    for aux in &scan.aux_devices {
-        match aux_device(aux, &by_address, &scan) {
-            Ok(device) => found.push(device),
-            Err(why) => {
-                tracing::debug!(device = %aux.name, parent = %aux.parent, "not an aux net device: {why}")
-            }
-        }
-    }
+    found.extend(aux_found);
     Ok(found)
 }
 
@@ -242,7 +255,7 @@ fn aux_device(
         device: parent.clone(),
         pf_address: Some(parent.address),
         netdev,
-        aux: Some(aux.clone()),
+        aux: Some(Box::new(aux.clone())),
         vdpa: None,
     })
 }

@@ -401,9 +401,8 @@ mod tests {
             "{text}"
         );
         // a change is seen by the next scrape, with no call from the daemon
-        let grown = sender
-            .borrow()
-            .with_devices(vec![crate::deviceplugin::served::ServedDevice {
+        let grown = sender.borrow().with_devices(vec![std::sync::Arc::new(
+            crate::deviceplugin::served::ServedDevice {
                 id: "0000:3b:01.0".into(),
                 healthy: false,
                 links: Default::default(),
@@ -413,7 +412,8 @@ mod tests {
                 nodes: Vec::new(),
                 info: Default::default(),
                 device_info: None,
-            }]);
+            },
+        )]);
         sender.send_replace(Arc::new(grown));
         let text = metrics.scrape().await.unwrap();
         assert!(
