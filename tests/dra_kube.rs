@@ -127,7 +127,7 @@ async fn publish_round(cluster: &Cluster) -> TestResult {
     assert!(cluster.server.api().list_slices(None, None).is_empty());
     let gone = api.write_slice(SliceAction::Delete("s-0".into())).await;
     assert!(
-        matches!(&gone, Err(ApiError::Refused(m)) if m.contains("\"s-0\" not found")),
+        matches!(&gone, Err(ApiError::NotFound(m)) if m.contains("\"s-0\" not found")),
         "{gone:?}"
     );
     Ok(())
@@ -145,7 +145,7 @@ async fn a_134_server_is_spoken_to_in_v1() -> TestResult {
         assert_eq!(cluster.client.node_uid(NODE).await?, "node-uid-1");
         let missing = cluster.client.node_uid("worker-9").await;
         assert!(
-            matches!(&missing, Err(ApiError::Refused(m)) if m.contains("worker-9")),
+            matches!(&missing, Err(ApiError::NotFound(m)) if m.contains("worker-9")),
             "{missing:?}"
         );
         Ok(())

@@ -11,13 +11,13 @@ use super::metrics::{ErrorKind, Metrics, ReloadOutcome, VfSampler};
 use super::node_watch::{self, NodeEvent};
 use super::probes::{self, ProbeState};
 use super::provisioning::{
-    NodePolicySource, Provisioner, ProvisioningError, ProvisioningStatus, Trigger,
+    DraCheckpoint, NodePolicySource, Provisioner, ProvisioningError, ProvisioningStatus, Trigger,
 };
 use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
 use crate::config::{self, AllocationApi, ConfigError};
-use crate::dra::node_plugin::{DraError, DraNode, DraPaths, DraSettings};
+use crate::dra::node_plugin::{checkpoint_path, DraError, DraNode, DraPaths, DraSettings};
 use crate::dra::publisher::PublishSet;
 use crate::pool::{self, Pool};
 use crate::sysfs::{SysfsError, SysfsRoot};
@@ -325,6 +325,13 @@ impl Daemon {
                 probe_state.provisioning.clone(),
                 settings.watch_config,
                 metrics.clone(),
+                settings.dra.as_ref().and_then(|dra| {
+                    Some(DraCheckpoint {
+                        path: checkpoint_path(&dra.plugin_dir, &dra.driver),
+                        driver: dra.driver.clone(),
+                        node: dra.node.clone()?,
+                    })
+                }),
             )
         });
         // Probes first: liveness answers (and readiness says "not applied

@@ -20,6 +20,7 @@
 use super::configwatch::ConfigWatch;
 use super::held::{self, HeldDevices};
 use super::metrics::{ErrorKind, Metrics, ProvisionOutcome};
+use crate::dra::checkpoint::Checkpoint;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::pci::PciAddress;
 use crate::provision::{
@@ -199,6 +200,18 @@ impl Held {
     }
 }
 
+/// The VFs of prepared DRA claims, held by their claim's namespace/name.
+fn add_prepared(vfs: &mut HeldVfs, checkpoint: &Checkpoint) {
+    for claim in checkpoint.claims.values() {
+        for device in &claim.devices {
+            if let Ok(address) = device.id.parse::<PciAddress>() {
+                let holder = format!("{}/{} (DRA claim)", claim.namespace, claim.name);
+                vfs.insert(address, Some(holder));
+            }
+        }
+    }
+}
+
 /// Why a run happens: the start, or later (the file, SIGHUP, a release).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -223,6 +236,18 @@ pub struct Provisioner {
     policies: NodePolicies,
     watch: Option<ConfigWatch>,
     metrics: Metrics,
+    /// The DRA side's prepared claims, whose VFs are held too: the
+    /// kubelet's own record, which PodResources reports only where its DRA
+    /// support is on. None: this daemon serves no DRA.
+    dra_checkpoint: Option<DraCheckpoint>,
+}
+
+/// Where the DRA side keeps its prepared claims, and whose they are.
+#[derive(Debug, Clone)]
+pub struct DraCheckpoint {
+    pub path: PathBuf,
+    pub driver: String,
+    pub node: String,
 }
 
 impl Provisioner {
@@ -236,6 +261,7 @@ impl Provisioner {
         status: SharedProvisioning,
         watch: bool,
         metrics: Metrics,
+        dra_checkpoint: Option<DraCheckpoint>,
     ) -> Provisioner {
         if let Ok(mut status) = status.lock() {
             status.enabled = true;
@@ -250,6 +276,7 @@ impl Provisioner {
             policies: NodePolicies::default(),
             watch,
             metrics,
+            dra_checkpoint,
         }
     }
 
@@ -258,7 +285,7 @@ impl Provisioner {
     pub async fn start(&mut self) -> Result<(), ProvisioningError> {
         let policies = self.read()?;
         self.policies = policies.clone();
-        self.run(policies, false).await.map(|_| ())
+        self.run(policies, None).await.map(|_| ())
     }
 
     /// Waits for the policy's directory to change (never, without a watch).
@@ -297,10 +324,11 @@ impl Provisioner {
             // a release retry says something only when it applies (below)
             tracing::info!(policy = %self.source.path.display(), ?trigger, "applying the node policy");
         }
-        match self
-            .run(policies.clone(), trigger == Trigger::Release)
-            .await
-        {
+        let release = match trigger {
+            Trigger::Release => Some(self.status.lock().map_or(0, |s| s.refused.len())),
+            Trigger::FileChanged | Trigger::Reload => None,
+        };
+        match self.run(policies.clone(), release).await {
             Ok(ran) => {
                 if trigger != Trigger::Release {
                     // the file on disk is the policy applied now
@@ -310,6 +338,14 @@ impl Provisioner {
                     }
                 }
                 ran
+            }
+            Err(error) if trigger == Trigger::Release => {
+                // the policy itself was accepted: a retry that could not
+                // look at the node (sysfs, netlink) is no reason to call it
+                // refused; the next recheck tries again
+                tracing::warn!(%error, "node policy: a retry after a release failed; trying again later");
+                self.metrics.error(ErrorKind::NodePolicy);
+                false
             }
             Err(error) => {
                 self.refuse(&error);
@@ -378,26 +414,40 @@ impl Provisioner {
             }
             return Held::Unknown;
         };
-        match held::list(socket).await {
-            Ok(devices) => Held::Known(held_vfs(&devices)),
+        let mut vfs = match held::list(socket).await {
+            Ok(devices) => held_vfs(&devices),
             Err(error) => {
                 if !quiet {
                     tracing::warn!(%error, "cannot learn which VFs pods hold: every existing VF counts as held");
                 }
-                Held::Unknown
+                return Held::Unknown;
+            }
+        };
+        if let Some(dra) = &self.dra_checkpoint {
+            match Checkpoint::load(&dra.path, &dra.driver, &dra.node) {
+                Ok(checkpoint) => add_prepared(&mut vfs, &checkpoint),
+                Err(error) => {
+                    if !quiet {
+                        tracing::warn!(%error, "cannot read the prepared DRA claims: every existing VF counts as held");
+                    }
+                    return Held::Unknown;
+                }
             }
         }
+        Held::Known(vfs)
     }
 
     /// Observe, plan, apply (off the runtime: the applier sleeps while it
-    /// waits for VFs), file the report. `only_with_steps`: a plan with
-    /// nothing to do is not applied (nor logged again). True when applied.
+    /// waits for VFs), file the report. `release`: a retry while this many
+    /// steps were refused; it applies only when a release made fewer of
+    /// them refused (so steps that failed are not retried every few
+    /// seconds: that is for a change or SIGHUP). True when applied.
     async fn run(
         &mut self,
         policies: NodePolicies,
-        only_with_steps: bool,
+        release: Option<usize>,
     ) -> Result<bool, ProvisioningError> {
-        let held = self.held(only_with_steps).await;
+        let held = self.held(release.is_some()).await;
         let sysfs = self.sysfs.clone();
         let path = self.source.path.clone();
         let options = ApplyOptions {
@@ -405,14 +455,23 @@ impl Provisioner {
             ..ApplyOptions::default()
         };
         let task = tokio::task::spawn_blocking(move || {
-            apply_blocking(&path, &policies, &held, &sysfs, &options, only_with_steps)
+            apply_blocking(&path, &policies, &held, &sysfs, &options, release)
         });
         let report = task.await.map_err(|error| ProvisioningError::Task {
             path: self.source.path.clone(),
             detail: error.to_string(),
         })??;
-        let Some(report) = report else {
-            return Ok(false);
+        let report = match report {
+            Applied::Report(report) => report,
+            Applied::Nothing { refused } => {
+                if refused == 0 {
+                    // nothing refused any more, and nothing to do
+                    if let Ok(mut status) = self.status.lock() {
+                        status.refused.clear();
+                    }
+                }
+                return Ok(false);
+            }
         };
         if report.complete() {
             tracing::info!(policy = %self.source.path.display(), applied = report.applied(), "node policy applied");
@@ -446,14 +505,21 @@ impl Provisioner {
     }
 }
 
+/// What a run did: applied a plan, or nothing (a release retry with no
+/// fewer refusals, or nothing to do).
+enum Applied {
+    Report(Report),
+    Nothing { refused: usize },
+}
+
 fn apply_blocking(
     path: &Path,
     policies: &NodePolicies,
     held: &Held,
     sysfs: &SysfsRoot,
     options: &ApplyOptions,
-    only_with_steps: bool,
-) -> Result<Option<Report>, ProvisioningError> {
+    release: Option<usize>,
+) -> Result<Applied, ProvisioningError> {
     let node = provision::observe(sysfs).map_err(|source| ProvisioningError::Observe {
         path: path.to_owned(),
         source,
@@ -464,8 +530,12 @@ fn apply_blocking(
             errors,
         }
     })?;
-    if only_with_steps && plan.steps() == 0 {
-        return Ok(None);
+    if let Some(refused_before) = release {
+        if plan.steps() == 0 || plan.refused() >= refused_before {
+            return Ok(Applied::Nothing {
+                refused: plan.refused(),
+            });
+        }
     }
     for name in &plan.unmatched_policies {
         tracing::info!(policy = %name, "node policy selects no PF on this node");
@@ -474,7 +544,9 @@ fn apply_blocking(
         path: path.to_owned(),
         source,
     })?;
-    Ok(Some(provision::apply(&plan, sysfs, &mut links, options)))
+    Ok(Applied::Report(provision::apply(
+        &plan, sysfs, &mut links, options,
+    )))
 }
 
 #[cfg(test)]
@@ -507,6 +579,39 @@ mod tests {
 
     fn pci(s: &str) -> PciAddress {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn vfs_of_prepared_dra_claims_are_held_even_when_pod_resources_does_not_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        let mut checkpoint = Checkpoint::empty("sriov-rs.invalid", "worker-1");
+        checkpoint.claims.insert(
+            "uid-1".into(),
+            crate::dra::checkpoint::PreparedClaim {
+                namespace: "ran".into(),
+                name: "vf".into(),
+                devices: vec![crate::dra::checkpoint::PreparedDevice {
+                    request: "vf".into(),
+                    pool: "worker-1/intel.com/e810".into(),
+                    device: "0000-3b-01-5".into(),
+                    id: "0000:3b:01.5".into(),
+                    resource_name: "intel.com/e810".into(),
+                    cdi_device_id: "sriov-rs.invalid/vf=uid-1-0000-3b-01-5".into(),
+                }],
+            },
+        );
+        checkpoint.save(&path).unwrap();
+        let loaded = Checkpoint::load(&path, "sriov-rs.invalid", "worker-1").unwrap();
+        let mut vfs = held_vfs(&held_devices(&["0000:3b:01.2"]));
+        add_prepared(&mut vfs, &loaded);
+        assert_eq!(
+            vfs.holder(pci("0000:3b:01.5")).unwrap().holder.as_deref(),
+            Some("ran/vf (DRA claim)")
+        );
+        assert!(vfs.holder(pci("0000:3b:01.2")).is_some());
+        // a checkpoint of another node is not read as this one's
+        assert!(Checkpoint::load(&path, "sriov-rs.invalid", "worker-2").is_err());
     }
 
     #[test]

@@ -26,8 +26,12 @@ pub enum ApiError {
     /// again and start over.
     #[error("conflict: {0}")]
     Conflict(String),
-    /// Refused for good (422 invalid, 403 forbidden, 404 on an update):
-    /// a bug or missing RBAC; logged, not retried at once.
+    /// 404: the object named is not there (a slice deleted since it was
+    /// listed, say by a restarting kubelet: list again; a missing Node).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Refused for good (422 invalid, 403 forbidden): a bug or missing
+    /// RBAC; logged, not retried at once.
     #[error("refused: {0}")]
     Refused(String),
 }

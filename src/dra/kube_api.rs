@@ -123,6 +123,7 @@ impl CallError {
                 );
                 match status.code {
                     409 => ApiError::Conflict(message),
+                    404 => ApiError::NotFound(message),
                     429 | 500..=599 => ApiError::Unavailable(message),
                     _ => ApiError::Refused(message),
                 }
@@ -515,7 +516,7 @@ mod tests {
                 ApiError::Unavailable(String::new()),
             ),
             (403, "Forbidden", ApiError::Refused(String::new())),
-            (404, "NotFound", ApiError::Refused(String::new())),
+            (404, "NotFound", ApiError::NotFound(String::new())),
             (422, "Invalid", ApiError::Refused(String::new())),
         ];
         for (code, reason, expected) in cases {

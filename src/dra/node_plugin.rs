@@ -84,6 +84,11 @@ pub struct DraSettings {
     pub republish_every: Option<Duration>,
 }
 
+/// The prepared-claims checkpoint: `<plugin dir>/<driver>/checkpoint.json`.
+pub fn checkpoint_path(plugin_dir: &Path, driver: &str) -> PathBuf {
+    plugin_dir.join(driver).join("checkpoint.json")
+}
+
 /// Where the DRA side writes, from the daemon's settings.
 #[derive(Debug, Clone)]
 pub struct DraPaths {
@@ -187,7 +192,7 @@ impl DraNode {
                 node: node.clone(),
                 cdi_dir: paths.cdi_dir.clone(),
                 devinfo_dir: paths.devinfo_dir.clone(),
-                checkpoint: own_dir.join("checkpoint.json"),
+                checkpoint: checkpoint_path(&settings.plugin_dir, &driver),
             },
             inventory,
         )?;

@@ -181,7 +181,9 @@ impl Publisher {
             for action in actions {
                 match self.api.write_slice(action).await {
                     Ok(()) => {}
-                    Err(ApiError::Conflict(message)) => {
+                    // deleted since listed (a restarting kubelet wipes the
+                    // node's slices): as a conflict, list again at once
+                    Err(ApiError::Conflict(message) | ApiError::NotFound(message)) => {
                         conflict = Some(message);
                         break;
                     }

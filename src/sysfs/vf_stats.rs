@@ -37,7 +37,9 @@ pub struct SysfsVfStats {
 
 impl SysfsRoot {
     /// The counters of VFs `vfs` of `pf` from `sriov/<N>/stats`, and the
-    /// PF's NUMA node. An unreadable or unparsable file is an error naming it.
+    /// PF's NUMA node. An unreadable or unparsable `numa_node` is an error naming
+    /// it; a VF whose counter file cannot be read is left out, as one without
+    /// counters.
     pub fn vf_stats(&self, pf: PciAddress, vfs: &[u32]) -> Result<SysfsVfStats, SysfsError> {
         let dir = DirHandle::open(&self.device_dir(pf))?;
         let attrs = dir.attrs();
@@ -56,9 +58,16 @@ impl SysfsRoot {
             let mut values = [0u64; 6];
             let mut complete = true;
             for (value, file) in values.iter_mut().zip(FILES) {
-                match stats_attrs.read_number::<u64>(file, "a counter")? {
-                    Some(read) => *value = read,
-                    None => {
+                match stats_attrs.read_number::<u64>(file, "a counter") {
+                    Ok(Some(read)) => *value = read,
+                    Ok(None) => {
+                        complete = false;
+                        break;
+                    }
+                    // one VF's unreadable file (a VF being destroyed:
+                    // ENODEV) costs that VF's series, not its PF's
+                    Err(error) => {
+                        tracing::debug!(%error, vf, "VF counters unreadable");
                         complete = false;
                         break;
                     }
@@ -137,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pf_without_sriov_stats_says_so_and_garbage_names_the_file() {
+    fn a_pf_without_sriov_stats_says_so_and_garbage_costs_only_its_vf() {
         let dir = tempfile::tempdir().unwrap();
         let pf = pf_tree(dir.path());
         write(&pf.join("numa_node"), "-1\n");
@@ -150,13 +159,21 @@ mod tests {
             "no sriov/: the netlink path's turn"
         );
 
-        for file in FILES {
-            write(&pf.join(format!("sriov/0/stats/{file}")), "1\n");
+        // garbage in one VF's file costs that VF only, not its PF's others
+        for vf in [0, 1] {
+            for file in FILES {
+                write(&pf.join(format!("sriov/{vf}/stats/{file}")), "1\n");
+            }
         }
         write(&pf.join("sriov/0/stats/tx_bytes"), "lots\n");
+        let stats = sysfs.vf_stats(address, &[0, 1]).unwrap();
+        let vfs = stats.vfs.unwrap();
+        assert_eq!(vfs.keys().copied().collect::<Vec<_>>(), vec![1]);
+        // garbage in the PF's numa_node is the PF's error, naming the file
+        write(&pf.join("numa_node"), "lots\n");
         let error = sysfs.vf_stats(address, &[0]).unwrap_err().to_string();
         assert!(
-            error.contains("sriov/0/stats/tx_bytes") && error.contains("lots"),
+            error.contains("numa_node") && error.contains("lots"),
             "{error}"
         );
     }

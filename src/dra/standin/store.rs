@@ -240,9 +240,10 @@ impl From<StandinError> for ApiError {
             StandinError::AlreadyExists { .. } | StandinError::Conflict { .. } => {
                 ApiError::Conflict(error.to_string())
             }
-            StandinError::Invalid { .. }
-            | StandinError::NotFound { .. }
-            | StandinError::Immutable { .. } => ApiError::Refused(error.to_string()),
+            StandinError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+            StandinError::Invalid { .. } | StandinError::Immutable { .. } => {
+                ApiError::Refused(error.to_string())
+            }
         }
     }
 }
@@ -265,7 +266,7 @@ impl DraApi for ApiServerStandin {
         Box::pin(async move {
             self.up()?;
             self.node_uid(node)
-                .ok_or_else(|| ApiError::Refused(format!("nodes \"{node}\" not found")))
+                .ok_or_else(|| ApiError::NotFound(format!("nodes \"{node}\" not found")))
         })
     }
 
@@ -498,7 +499,7 @@ mod tests {
         assert_eq!(api.node_uid("worker-1").await.unwrap(), "node-uid-1");
         assert!(matches!(
             api.node_uid("worker-2").await,
-            Err(ApiError::Refused(_))
+            Err(ApiError::NotFound(_))
         ));
         api.write_slice(SliceAction::Create(slice("a", "worker-1")))
             .await
