@@ -56,7 +56,12 @@ impl InfoProviders {
             .find(|(p, k, _)| *p == provider && *k == key)
         {
             Some(entry) => entry.2 = value,
-            None => self.entries.push((provider, key, value)),
+            None => {
+                // a plain VF has one entry: growth by doubling would give
+                // every device room for four
+                self.entries.reserve_exact(1);
+                self.entries.push((provider, key, value))
+            }
         }
     }
 

@@ -46,9 +46,10 @@ pub struct PoolDevice {
     /// `sf` for an aux device; None for a PCI function.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aux_type: Option<String>,
-    /// The function's vDPA device, when it has one.
+    /// The function's vDPA device, when it has one. Boxed: few devices
+    /// have one, and every device of a pool would otherwise carry the room.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vdpa: Option<PoolVdpa>,
+    pub vdpa: Option<Box<PoolVdpa>>,
     /// InfiniBand P_Key at index 0 (`0x7fff`), when read (infiniband links
     /// and a config with `pKeys`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,11 +179,13 @@ pub fn build(config: &Config, devices: &[Discovered], default_route_netdevs: &[S
                     selector,
                     pci_address: found.facts.pci_address.clone(),
                     aux_type: found.facts.aux_type.clone(),
-                    vdpa: found.vdpa.as_ref().map(|v| PoolVdpa {
-                        name: v.name.clone(),
-                        driver: v.driver.clone(),
-                        vdpa_type: found.facts.vdpa_type.map(|t| t.as_str()),
-                        device_node: v.vhost_device.as_ref().map(|n| format!("/dev/{n}")),
+                    vdpa: found.vdpa.as_ref().map(|v| {
+                        Box::new(PoolVdpa {
+                            name: v.name.clone(),
+                            driver: v.driver.clone(),
+                            vdpa_type: found.facts.vdpa_type.map(|t| t.as_str()),
+                            device_node: v.vhost_device.as_ref().map(|n| format!("/dev/{n}")),
+                        })
                     }),
                     pkey: found.facts.pkey.map(|k| format!("{k:#06x}")),
                 }

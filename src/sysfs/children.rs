@@ -63,7 +63,11 @@ impl ChildMap {
             let Some(parent) = parent_name(&dir, group) else {
                 continue;
             };
-            map.entry(parent).or_default().push(Child { name, dir });
+            // most devices have one child (a VF's netdev): room for one, not
+            // the four a first push would make
+            map.entry(parent)
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push(Child { name, dir });
         }
         for children in map.values_mut() {
             children.sort_by(|a, b| a.name.cmp(&b.name));
