@@ -422,12 +422,13 @@ impl Daemon {
         if daemon.settings.watch_config {
             daemon.config_watch = Some(ConfigWatch::start(&daemon.settings.config_file));
         }
-        daemon.update_owners(&pools);
         // device-info files now only for devices pods hold (all of them if
         // that is unknown): the rest are written at Allocate
         let held = daemon.held_devices().await;
         let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
             pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
+        // the device plugin pools' devices only, as every reconcile gives
+        daemon.update_owners(&pools);
         for pool in pools {
             let pool = daemon.shown(pool);
             if let Err(error) = daemon.start_pool(pool, held.as_ref()) {
