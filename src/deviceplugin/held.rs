@@ -327,12 +327,37 @@ pub fn keep_held(
     (pools, kept)
 }
 
+/// Test fixture: one pod `ran/<pod>` (container `app`) holding `ids` of
+/// `resource`, as PodResources `List` reports it.
+#[cfg(test)]
+pub(crate) fn held_by_pod(pod: &str, resource: &str, ids: &[&str]) -> HeldDevices {
+    use crate::kubelet_api::podresources::v1::{
+        ContainerDevices, ContainerResources, ListPodResourcesResponse, PodResources,
+    };
+    HeldDevices::from_list(&ListPodResourcesResponse {
+        pod_resources: vec![PodResources {
+            name: pod.into(),
+            namespace: "ran".into(),
+            containers: vec![ContainerResources {
+                name: "app".into(),
+                devices: vec![ContainerDevices {
+                    resource_name: resource.into(),
+                    device_ids: ids.iter().map(|s| s.to_string()).collect(),
+                    topology: None,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::deviceplugin::served::{test_pool, ServedDevice};
     use crate::kubelet_api::podresources::v1::{
-        ClaimResource, ContainerDevices, ContainerResources, DynamicResource, PodResources,
+        ClaimResource, ContainerResources, DynamicResource, PodResources,
     };
 
     fn device(id: &str) -> ServedDevice {
@@ -357,22 +382,7 @@ mod tests {
     }
 
     fn held(resource: &str, ids: &[&str]) -> HeldDevices {
-        HeldDevices::from_list(&ListPodResourcesResponse {
-            pod_resources: vec![PodResources {
-                name: "web-0".into(),
-                namespace: "ran".into(),
-                containers: vec![ContainerResources {
-                    name: "app".into(),
-                    devices: vec![ContainerDevices {
-                        resource_name: resource.into(),
-                        device_ids: ids.iter().map(|s| s.to_string()).collect(),
-                        topology: None,
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        })
+        held_by_pod("web-0", resource, ids)
     }
 
     fn view(pools: &[ServedPool]) -> Vec<(String, Vec<(String, bool)>)> {

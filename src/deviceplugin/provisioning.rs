@@ -554,27 +554,12 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
     use super::*;
     use crate::kubelet_api::podresources::v1::{
-        ContainerDevices, ContainerResources, ListPodResourcesResponse, PodResources,
+        ContainerResources, ListPodResourcesResponse, PodResources,
     };
     use crate::provision::{Failed, PfView, Refused, Skipped, Step, VfView};
 
     fn held_devices(ids: &[&str]) -> HeldDevices {
-        HeldDevices::from_list(&ListPodResourcesResponse {
-            pod_resources: vec![PodResources {
-                name: "du-0".into(),
-                namespace: "ran".into(),
-                containers: vec![ContainerResources {
-                    name: "app".into(),
-                    devices: vec![ContainerDevices {
-                        resource_name: "intel.com/e810".into(),
-                        device_ids: ids.iter().map(|s| s.to_string()).collect(),
-                        topology: None,
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        })
+        held::held_by_pod("du-0", "intel.com/e810", ids)
     }
 
     fn pci(s: &str) -> PciAddress {

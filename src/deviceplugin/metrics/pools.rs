@@ -67,10 +67,8 @@ pub fn health_transitions(old: &ServedPool, new: &ServedPool) -> Vec<(&'static s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deviceplugin::held::held_by_pod;
     use crate::deviceplugin::served::{test_pool, ServedDevice};
-    use crate::kubelet_api::podresources::v1::{
-        ContainerDevices, ContainerResources, ListPodResourcesResponse, PodResources,
-    };
 
     fn device(id: &str, healthy: bool) -> ServedDevice {
         ServedDevice {
@@ -96,22 +94,7 @@ mod tests {
     }
 
     fn held(resource: &str, ids: &[&str]) -> HeldDevices {
-        HeldDevices::from_list(&ListPodResourcesResponse {
-            pod_resources: vec![PodResources {
-                name: "web-0".into(),
-                namespace: "ran".into(),
-                containers: vec![ContainerResources {
-                    name: "app".into(),
-                    devices: vec![ContainerDevices {
-                        resource_name: resource.into(),
-                        device_ids: ids.iter().map(|s| s.to_string()).collect(),
-                        topology: None,
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        })
+        held_by_pod("web-0", resource, ids)
     }
 
     #[test]

@@ -207,10 +207,8 @@ pub(super) fn render(counters: &Registry, view: View) -> Result<String, std::fmt
 mod tests {
     use super::super::sampler::{CounterSource, PfSample};
     use super::*;
+    use crate::deviceplugin::held::held_by_pod;
     use crate::deviceplugin::served::{test_pool, DeviceLinks, ServedDevice};
-    use crate::kubelet_api::podresources::v1::{
-        ContainerDevices, ContainerResources, ListPodResourcesResponse, PodResources,
-    };
     use std::collections::{BTreeMap, HashMap};
 
     fn vf(index: u32, healthy: bool) -> ServedDevice {
@@ -261,22 +259,7 @@ mod tests {
     }
 
     fn held() -> HeldDevices {
-        HeldDevices::from_list(&ListPodResourcesResponse {
-            pod_resources: vec![PodResources {
-                name: "web-0".into(),
-                namespace: "ran".into(),
-                containers: vec![ContainerResources {
-                    name: "app".into(),
-                    devices: vec![ContainerDevices {
-                        resource_name: "intel.com/e810".into(),
-                        device_ids: vec!["0000:3b:01.1".into()],
-                        topology: None,
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        })
+        held_by_pod("web-0", "intel.com/e810", &["0000:3b:01.1"])
     }
 
     fn lines(text: &str, prefix: &str) -> Vec<String> {
