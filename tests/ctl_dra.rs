@@ -7,94 +7,17 @@
 
 mod common;
 
+use common::ctl::Ctl;
 use common::dra::{DraDriver, DRIVER, NETDEV_POOL, NODE};
 use k8s_openapi::api::resource::v1::ResourceSlice;
 use sriov_rs::dra::api::DraApi;
 use sriov_rs::dra::kube_api;
 use sriov_rs::dra::publish::SliceAction;
 use std::error::Error;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
 
 type TestResult = Result<(), Box<dyn Error>>;
-
-const LINE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A `sriovctl` process fed commands on stdin, its stdout read line by line.
-struct Ctl {
-    /// None once it ended.
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::UnboundedReceiver<String>,
-    name: &'static str,
-}
-
-impl Ctl {
-    fn spawn(name: &'static str, args: &[&str]) -> Result<Self, Box<dyn Error>> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sriovctl"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Ok(Ctl {
-            child: Some(child),
-            stdin,
-            lines,
-            name,
-        })
-    }
-
-    async fn line(&mut self) -> Result<String, Box<dyn Error>> {
-        let line = tokio::time::timeout(LINE_TIMEOUT, self.lines.recv())
-            .await
-            .map_err(|_| format!("{}: no line within {LINE_TIMEOUT:?}", self.name))?
-            .ok_or_else(|| format!("{}: stdout closed", self.name))?;
-        Ok(line)
-    }
-
-    /// Send `command`, read one line of answer.
-    async fn ask(&mut self, command: &str) -> Result<String, Box<dyn Error>> {
-        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        writeln!(stdin, "{command}")?;
-        stdin.flush()?;
-        self.line().await
-    }
-
-    /// `quit`, and the process ends by itself.
-    async fn quit(mut self) -> TestResult {
-        if let Some(mut stdin) = self.stdin.take() {
-            writeln!(stdin, "quit")?;
-        }
-        let mut child = self.child.take().ok_or("already ended")?;
-        let status = tokio::task::spawn_blocking(move || child.wait()).await??;
-        assert!(status.success(), "{}: {status}", self.name);
-        Ok(())
-    }
-}
-
-impl Drop for Ctl {
-    fn drop(&mut self) {
-        // a failed test leaves no process behind
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn write_claim(path: &Path) -> std::io::Result<()> {
     std::fs::write(

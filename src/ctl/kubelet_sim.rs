@@ -14,6 +14,7 @@
 //! prepare [DRIVER] NS/NAME/UID..  NodePrepareResources (DRIVER may be left out when one is registered)
 //! unprepare [DRIVER] NS/NAME/UID..  NodeUnprepareResources
 //! sleep <seconds>
+//! echo <text>                     prints the text: a marker that everything before it was answered
 //! quit
 //! ```
 //!
@@ -388,6 +389,7 @@ impl Session {
                     .map_err(|_| usage(format!("sleep: bad duration {secs}")))?;
                 tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
             }
+            ["echo", text @ ..] => println!("{}", text.join(" ")),
             ["quit"] => return Ok(false),
             _ => return Err(usage(format!("unknown command: {line}"))),
         }

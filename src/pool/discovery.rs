@@ -1,7 +1,7 @@
 //! sysfs → `DeviceFacts`: everything the selectors look at, per PCI
 //! function, plus the facts pools carry for the kubelet server.
 
-use crate::config::{Config, DeviceFacts, VdpaType};
+use crate::config::{AllocationApi, Config, DeviceFacts, VdpaType};
 use crate::pci::PciAddress;
 use crate::sysfs::{
     AuxDevice, NodeScan, PciDevice, ScanOptions, SysfsError, SysfsRoot, VdpaDevice,
@@ -84,11 +84,16 @@ fn parse_hex_u16(hex: &str) -> u16 {
 pub fn scan_options(config: &Config) -> ScanOptions {
     let selectors = || config.resources.iter().flat_map(|r| &r.selectors);
     let pkeys = selectors().any(|s| !s.pkeys.is_empty());
+    // a DRA pool publishes each device's link type as an attribute
+    let dra = config
+        .resources
+        .iter()
+        .any(|r| r.allocation_api == AllocationApi::Dra);
     ScanOptions {
         acpi_index: selectors().any(|s| !s.acpi_indexes.is_empty()),
         pkeys,
         // P_Keys are only looked at on infiniband links
-        link_types: pkeys || selectors().any(|s| !s.link_types.is_empty()),
+        link_types: pkeys || dra || selectors().any(|s| !s.link_types.is_empty()),
         max_threads: 0,
     }
 }
@@ -101,8 +106,8 @@ pub fn discover(sysfs: &SysfsRoot) -> Result<Vec<Discovered>, SysfsError> {
 
 /// Like [`discover`], skipping the facts no selector of `config` looks at:
 /// the pools come out the same, and everything Allocate needs is there, but
-/// `link_type` is only filled when a `linkTypes` or `pKeys` selector needs
-/// it. This is what the daemon should call.
+/// `link_type` is only filled when a `linkTypes` or `pKeys` selector or a
+/// DRA pool (a slice attribute) needs it. This is what the daemon should call.
 pub fn discover_for(sysfs: &SysfsRoot, config: &Config) -> Result<Vec<Discovered>, SysfsError> {
     discover_with(sysfs, &scan_options(config))
 }
@@ -258,4 +263,29 @@ fn aux_device(
         aux: Some(Box::new(aux.clone())),
         vdpa: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_options;
+    use crate::config;
+
+    fn options(text: &str) -> crate::sysfs::ScanOptions {
+        let loaded = config::parse(text, "intel.com").unwrap_or_else(|e| panic!("{text}: {e}"));
+        scan_options(&loaded.config)
+    }
+
+    #[test]
+    fn link_types_are_read_when_a_selector_or_a_dra_pool_needs_them() {
+        let plain =
+            r#"{"resourceList": [{"resourceName": "a", "selectors": {"drivers": ["iavf"]}}]}"#;
+        assert!(!options(plain).link_types);
+        let selected =
+            r#"{"resourceList": [{"resourceName": "a", "selectors": {"linkTypes": ["ether"]}}]}"#;
+        assert!(options(selected).link_types);
+        let dra = r#"{"resourceList": [
+            {"resourceName": "a", "selectors": {"drivers": ["iavf"]}},
+            {"resourceName": "b", "allocationApi": "dra", "selectors": {"drivers": ["mlx5_core"]}}]}"#;
+        assert!(options(dra).link_types);
+    }
 }

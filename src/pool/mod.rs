@@ -32,7 +32,7 @@ pub struct PoolDevice {
     pub netdev: Option<String>,
     /// Link type of its netdev (its PF's for a VF without one). Filled by
     /// `discover`; by `discover_for` only when a `linkTypes` or `pKeys`
-    /// selector needs it.
+    /// selector or a DRA pool needs it.
     pub link_type: Option<String>,
     pub rdma_devices: Vec<String>,
     /// Host device nodes Allocate hands out (vfio group, uio, ...).

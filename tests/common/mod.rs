@@ -10,6 +10,7 @@
 pub mod capture;
 pub mod cni;
 pub mod configmap;
+pub mod ctl;
 pub mod dhcp;
 pub mod dra;
 pub mod probe;
