@@ -9,7 +9,7 @@
 //! yields a CDI spec and a device-info file, the CNI attaches the claim's VF
 //! by the slice's `k8s.cni.cncf.io/deviceID` next to a device plugin VF and
 //! the two pods ping over the PF's wire, and DEL and Unprepare put it all
-//! back.
+//! back. `/readyz` counts the DRA driver's registration and its slices.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -252,6 +252,7 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
     .unwrap();
     assert_eq!(kubelet.line().await.unwrap(), format!("wiped {NODE} 0"));
 
+    let health = common::probe::free_addr();
     let log = path("device-plugin.log");
     let daemon = DaemonProcess {
         child: Some(
@@ -276,6 +277,7 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
                 ))
                 .arg(format!("--kubeconfig={kubeconfig}"))
                 .arg(format!("--node-name={NODE}"))
+                .arg(format!("--health-addr={health}"))
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap(),
@@ -357,6 +359,11 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
         attr(pool_devices(&slices, CX_POOL)[0], "rdmaCapable"),
         "true"
     );
+
+    // ready: both device plugin pools and the DRA driver registered, the
+    // slices published (one for sriov_dra, two for cx_rdma)
+    let (_, body) = common::probe::wait_readyz(health, WAIT, |status, _| status == 200).await;
+    assert_eq!(body, "ready\nDRA ResourceSlices published: 3\n");
 
     // each VF through exactly one API, and every VF of the node served
     let dp: BTreeSet<String> = listed(&lines, "intel.com/sriov_dp")

@@ -466,6 +466,15 @@ impl Daemon {
         let links = self.settings.link_health.then_some(&self.links);
         let pools = pools.unwrap_or_default();
         let dra = DraNode::start(settings, paths, pools, links, publish).await?;
+        if let Ok(mut flags) = self.probe_state.registrations.lock() {
+            flags.insert(
+                format!("DRA driver {}", dra.driver()),
+                dra.registration_flag(),
+            );
+        }
+        if let Ok(mut publishing) = self.probe_state.dra_publishing.lock() {
+            *publishing = Some(dra.publish_states());
+        }
         self.dra = Some(dra);
         Ok(())
     }

@@ -8,7 +8,9 @@
 //!   ready: it has nothing to register)
 //!   and the config file on disk was accepted, else 503 saying why: the
 //!   pools that are not registered, or the error that refused the config
-//!   (the pools then keep serving the config before it). With a node
+//!   (the pools then keep serving the config before it). With DRA pools,
+//!   also the DRA driver's registration and its ResourceSlices published
+//!   (503 while the API server refuses them or cannot be reached). With a node
 //!   policy, also not before it was applied, nor while a step of it failed
 //!   or the file is refused; steps refused to protect pods are listed in a
 //!   ready answer (see `provisioning`);
@@ -16,6 +18,7 @@
 
 use super::metrics::{self, Metrics};
 use super::provisioning::{Readiness, SharedProvisioning};
+use crate::dra::publisher::PublishState;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -27,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::codegen::Bytes;
 
 /// Each served pool's "registered with the kubelet" flag, by resource name.
@@ -35,15 +39,42 @@ pub type Registrations = Arc<Mutex<BTreeMap<String, Arc<AtomicBool>>>>;
 /// Why the config on disk is not the one served (None: it is).
 pub type ConfigRefusal = Arc<Mutex<Option<String>>>;
 
+/// The DRA side's publishing passes, once it runs (None: no DRA side).
+pub type DraPublishing = Arc<Mutex<Option<watch::Receiver<PublishState>>>>;
+
 /// What the probes report on, shared with the daemon.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeState {
     /// Start-up is over: every pool it found has a runner (before that, an
     /// empty `registrations` would read as "nothing to wait for").
     pub started: Arc<AtomicBool>,
+    /// The device plugin pools by resource name, and the DRA driver (as
+    /// `DRA driver <name>`) once the DRA side runs.
     pub registrations: Registrations,
     pub config_refused: ConfigRefusal,
     pub provisioning: SharedProvisioning,
+    pub dra_publishing: DraPublishing,
+}
+
+/// Readiness of the DRA side's ResourceSlices: Err(why not), or Ok(a note
+/// for the ready answer); Ok(None) without a DRA side.
+fn dra_slices(state: &ProbeState) -> Result<Option<String>, String> {
+    let Ok(publishing) = state.dra_publishing.lock() else {
+        return Err("(state unavailable)".into());
+    };
+    let Some(states) = publishing.as_ref() else {
+        return Ok(None);
+    };
+    let now = states.borrow().clone();
+    match now {
+        PublishState::Pending => Err("DRA ResourceSlices not published yet".into()),
+        PublishState::Failed(error) => Err(format!(
+            "DRA ResourceSlices not published (retrying): {error}"
+        )),
+        PublishState::Published { slices } => {
+            Ok(Some(format!("DRA ResourceSlices published: {slices}")))
+        }
+    }
 }
 
 /// The answer to one probe request: status and body.
@@ -84,20 +115,27 @@ pub fn answer(method: &Method, path: &str, state: &ProbeState) -> (StatusCode, S
                 (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
             } else if !state.started.load(Ordering::Relaxed) {
                 (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
-            } else if pending.is_empty() {
-                let mut body = String::from("ready\n");
-                if let Readiness::Ready(notes) = provisioning {
-                    for note in notes {
-                        body.push_str(&note);
-                        body.push('\n');
-                    }
-                }
-                (StatusCode::OK, body)
-            } else {
+            } else if !pending.is_empty() {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("not registered with the kubelet: {}\n", pending.join(", ")),
                 )
+            } else {
+                match dra_slices(state) {
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                    Ok(dra_note) => {
+                        let mut body = String::from("ready\n");
+                        let notes = match provisioning {
+                            Readiness::Ready(notes) => notes,
+                            Readiness::NotReady(_) => Vec::new(),
+                        };
+                        for note in notes.into_iter().chain(dra_note) {
+                            body.push_str(&note);
+                            body.push('\n');
+                        }
+                        (StatusCode::OK, body)
+                    }
+                }
             }
         }
         _ => (
@@ -233,6 +271,52 @@ mod tests {
         assert_eq!(
             body,
             "ready\nnode policy step refused (a pod holds the VF): PF ens1f0 (0000:3b:00.0): numVfs 6 -> 0 -> 8\n"
+        );
+    }
+
+    #[test]
+    fn with_dra_readiness_waits_for_the_driver_and_its_slices() {
+        let state = ProbeState::default();
+        state.started.store(true, Ordering::Relaxed);
+        let registered = Arc::new(AtomicBool::new(false));
+        if let Ok(mut flags) = state.registrations.lock() {
+            flags.insert("DRA driver sriov-rs.invalid".into(), registered.clone());
+        }
+        let (publish, states) = watch::channel(PublishState::Pending);
+        if let Ok(mut publishing) = state.dra_publishing.lock() {
+            *publishing = Some(states);
+        }
+        let get = || answer(&Method::GET, "/readyz", &state);
+        assert_eq!(
+            get(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not registered with the kubelet: DRA driver sriov-rs.invalid\n".into()
+            )
+        );
+        registered.store(true, Ordering::Relaxed);
+        assert_eq!(
+            get(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DRA ResourceSlices not published yet\n".into()
+            )
+        );
+        publish.send_replace(PublishState::Failed("resourceslices is forbidden".into()));
+        assert_eq!(
+            get(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DRA ResourceSlices not published (retrying): resourceslices is forbidden\n".into()
+            )
+        );
+        publish.send_replace(PublishState::Published { slices: 3 });
+        assert_eq!(
+            get(),
+            (
+                StatusCode::OK,
+                "ready\nDRA ResourceSlices published: 3\n".into()
+            )
         );
     }
 

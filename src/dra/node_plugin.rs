@@ -296,9 +296,19 @@ impl DraNode {
         self.registered.load(Ordering::Relaxed)
     }
 
+    /// The flag behind [`Self::registered`], for the readiness probe.
+    pub fn registration_flag(&self) -> Arc<AtomicBool> {
+        self.registered.clone()
+    }
+
     /// The last publishing pass's outcome.
     pub fn publish_state(&self) -> PublishState {
         self.publish_state.borrow().clone()
+    }
+
+    /// Each publishing pass's outcome from now on, for the readiness probe.
+    pub fn publish_states(&self) -> watch::Receiver<PublishState> {
+        self.publish_state.clone()
     }
 
     /// Resource name → device IDs of the claims prepared and not yet
