@@ -9,7 +9,8 @@
 //! yields a CDI spec and a device-info file, the CNI attaches the claim's VF
 //! by the slice's `k8s.cni.cncf.io/deviceID` next to a device plugin VF and
 //! the two pods ping over the PF's wire, and DEL and Unprepare put it all
-//! back. `/readyz` counts the DRA driver's registration and its slices.
+//! back. `/readyz` counts the DRA driver's registration and its slices;
+//! `/metrics` has the DRA pools, with the prepared claim's VF allocated.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
@@ -196,6 +197,37 @@ fn ping(pod: &TestNetns, address: &str) {
     assert!(out.status.success(), "ping {address}: {out:?}");
 }
 
+/// The first series of `text` that starts with `prefix` and has every one
+/// of `labels`: (the line before the value, the value).
+fn series(text: &str, prefix: &str, labels: &[&str]) -> Option<(String, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| {
+            let (labels, value) = l.rsplit_once(' ')?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+}
+
+/// `/metrics` until `done` says yes.
+async fn scrape_until(addr: std::net::SocketAddr, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, text) =
+            tokio::task::spawn_blocking(move || common::probe::http_get(addr, "/metrics"))
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{text}");
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics never as expected:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The address (first IP of the result) a CNI ADD gave.
 fn added_ip(result: &Value) -> String {
     let address = result["ips"][0]["address"].as_str().unwrap();
@@ -278,6 +310,7 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
                 .arg(format!("--kubeconfig={kubeconfig}"))
                 .arg(format!("--node-name={NODE}"))
                 .arg(format!("--health-addr={health}"))
+                .arg("--vf-counters-interval=1")
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap(),
@@ -452,6 +485,27 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
     ping(&pod_dp, &ips[1]);
     ping(&pod_dra, &ips[0]);
 
+    // /metrics: the DRA pools beside the device plugin pools, the prepared
+    // claim's VF allocated, its counters labelled with the claim's namespace
+    let text = scrape_until(health, |text| {
+        series(text, "sriov_vf_rx_packets{", &["pciAddr=\"0000:3b:01.1\""])
+            .is_some_and(|(labels, value)| value > 0 && labels.contains("namespace=\"default\""))
+    })
+    .await;
+    for (line, want) in [
+        ("sriov_dp_pool_capacity{pool=\"intel.com/cx_rdma\"}", 130),
+        ("sriov_dp_pool_capacity{pool=\"intel.com/sriov_dra\"}", 2),
+        ("sriov_dp_pool_allocated{pool=\"intel.com/sriov_dra\"}", 1),
+        ("sriov_dp_pool_allocated{pool=\"intel.com/cx_rdma\"}", 0),
+        ("sriov_dp_pool_allocated{pool=\"intel.com/sriov_dp\"}", 1),
+    ] {
+        assert_eq!(
+            series(&text, line, &[]).map(|(_, v)| v),
+            Some(want),
+            "{line}"
+        );
+    }
+
     for (pod, device, index) in [(&pod_dp, &dp_vf, 0), (&pod_dra, &dra_device_id, 1)] {
         let conf = cni.host_local_conf("1.0.0", device, "10.77.14.0/24");
         let deleted = cni.run("DEL", &pod.name, Some(pod.path()), "net1", &conf);
@@ -473,6 +527,16 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
     assert!(!devinfo_file.exists());
     let after = api.list_slices(NODE, DRIVER).await.unwrap();
     assert_eq!(pool_devices(&after, NET_POOL).len(), 2);
+    let text = scrape_until(health, |_| true).await;
+    assert_eq!(
+        series(
+            &text,
+            "sriov_dp_pool_allocated{pool=\"intel.com/sriov_dra\"}",
+            &[]
+        )
+        .map(|(_, v)| v),
+        Some(0)
+    );
 
     kubelet.quit().await.unwrap();
     daemon.stop();

@@ -475,6 +475,7 @@ impl Daemon {
         if let Ok(mut publishing) = self.probe_state.dra_publishing.lock() {
             *publishing = Some(dra.publish_states());
         }
+        self.metrics.watch_dra(dra.pools_view());
         self.dra = Some(dra);
         Ok(())
     }

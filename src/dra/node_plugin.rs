@@ -140,6 +140,50 @@ impl DraSettings {
     }
 }
 
+/// Each DRA pool as served, by resource name.
+type ShownPools = BTreeMap<String, Arc<ServedPool>>;
+
+/// What a metrics scrape reads of the DRA side: the pools as served and
+/// the claims prepared on them. Cheap to clone.
+#[derive(Clone)]
+pub struct DraPoolsView {
+    driver: String,
+    node: String,
+    pools: watch::Receiver<Arc<ShownPools>>,
+    preparer: Arc<Mutex<Preparer>>,
+}
+
+impl DraPoolsView {
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The DRA pools as served now.
+    pub fn pools(&self) -> Vec<Arc<ServedPool>> {
+        self.pools.borrow().values().cloned().collect()
+    }
+
+    /// (resource name, device ID) → the namespace of the prepared claim
+    /// that holds it.
+    pub async fn prepared_devices(&self) -> BTreeMap<(String, String), String> {
+        let preparer = self.preparer.lock().await;
+        let mut devices = BTreeMap::new();
+        for claim in preparer.prepared().values() {
+            for device in &claim.devices {
+                devices.insert(
+                    (device.resource_name.clone(), device.id.clone()),
+                    claim.namespace.clone(),
+                );
+            }
+        }
+        devices
+    }
+}
+
 /// Grace for the servers to stop at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -155,8 +199,9 @@ pub struct DraNode {
     registered: Arc<AtomicBool>,
     /// Each DRA pool before link health, by resource name.
     base: BTreeMap<String, ServedPool>,
-    /// Each DRA pool as served (link health on top).
-    shown: BTreeMap<String, Arc<ServedPool>>,
+    /// Each DRA pool as served (link health on top); a `watch` so that
+    /// metrics scrapes read it without the daemon's loop.
+    shown: watch::Sender<Arc<ShownPools>>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     socket: PathBuf,
@@ -269,7 +314,7 @@ impl DraNode {
             publish_state,
             registered,
             base,
-            shown,
+            shown: watch::channel(Arc::new(shown)).0,
             stop,
             tasks,
             socket,
@@ -288,7 +333,17 @@ impl DraNode {
 
     /// The DRA pools as served now (link health on top).
     pub fn served(&self) -> Vec<Arc<ServedPool>> {
-        self.shown.values().cloned().collect()
+        self.shown.borrow().values().cloned().collect()
+    }
+
+    /// The pools and prepared claims, for metrics scrapes.
+    pub fn pools_view(&self) -> DraPoolsView {
+        DraPoolsView {
+            driver: self.driver.clone(),
+            node: self.node.clone(),
+            pools: self.shown.subscribe(),
+            preparer: self.preparer.clone(),
+        }
     }
 
     /// Whether the kubelet's plugin watcher has registered us.
@@ -336,13 +391,13 @@ impl DraNode {
     ) {
         let (base, shown) = with_health(pools, links);
         self.base = base;
-        if shown != self.shown {
-            self.shown = shown;
+        if shown != **self.shown.borrow() {
+            let reports = health_reports(&self.node, &shown);
+            self.shown.send_replace(Arc::new(shown));
             let inventory = DraInventory::new(&self.node, &self.served());
             let mismatches = self.preparer.lock().await.set_inventory(inventory);
             report_mismatches(&mismatches);
-            self.health
-                .send_replace(Arc::new(health_reports(&self.node, &self.shown)));
+            self.health.send_replace(Arc::new(reports));
         }
         self.publish.send_if_modified(|current| {
             let changed = **current != publish;
@@ -360,17 +415,17 @@ impl DraNode {
     /// The preparer keeps its inventory: health changes no device's
     /// identity, and Prepare does not look at it.
     pub fn refresh_health(&mut self, links: &LinkStates) {
-        let shown: BTreeMap<String, Arc<ServedPool>> = self
+        let shown: ShownPools = self
             .base
             .iter()
             .map(|(name, pool)| (name.clone(), Arc::new(link_health::apply(pool, links))))
             .collect();
-        if shown == self.shown {
+        if shown == **self.shown.borrow() {
             return;
         }
-        self.shown = shown;
         self.health
-            .send_replace(Arc::new(health_reports(&self.node, &self.shown)));
+            .send_replace(Arc::new(health_reports(&self.node, &shown)));
+        self.shown.send_replace(Arc::new(shown));
     }
 
     async fn refresh_prepared_files(&self) {

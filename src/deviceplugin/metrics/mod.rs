@@ -6,7 +6,10 @@
 //!   time from each pool's `watch` value (an `Arc` clone each) and one
 //!   PodResources `List`, so they are exact at the moment of the scrape,
 //!   right after an Allocate or a release, with no bookkeeping on the
-//!   daemon's side that could drift from the kubelet's;
+//!   daemon's side that could drift from the kubelet's. DRA pools are
+//!   there too, under the same names: capacity is what is published,
+//!   allocated the devices of the claims the kubelet prepared here (and
+//!   their pods where PodResources reports DRA claims);
 //! - **per VF** (rx/tx bytes, packets, dropped): sampled by a thread of
 //!   their own every [`DEFAULT_VF_COUNTERS_INTERVAL`] ([`sampler`]), because
 //!   reading them is the one expensive part: six sysfs files per VF, 24576
@@ -32,6 +35,7 @@ pub use sampler::{PfSample, VfSample, VfSampler};
 
 use super::held;
 use super::served::ServedPool;
+use crate::dra::node_plugin::DraPoolsView;
 use crate::sysfs::SysfsRoot;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -144,8 +148,10 @@ struct Inner {
     health_transitions: Family<Labels<2>, Counter>,
     errors: Family<Labels<1>, Counter>,
     provisioning: Family<Labels<2>, Counter>,
-    /// Each served pool's value, by resource name.
+    /// Each served device plugin pool's value, by resource name.
     pools: Mutex<BTreeMap<String, watch::Receiver<Arc<ServedPool>>>>,
+    /// The DRA pools and their prepared claims, once the DRA side runs.
+    dra: Mutex<Option<DraPoolsView>>,
     /// Asked at each scrape who holds which device; None: never asked.
     pod_resources_socket: Option<PathBuf>,
     /// The VF counters as last read (swapped whole, never locked across a read).
@@ -201,6 +207,7 @@ impl Metrics {
                 errors,
                 provisioning,
                 pools: Mutex::new(BTreeMap::new()),
+                dra: Mutex::new(None),
                 pod_resources_socket,
                 sample: Mutex::new(Arc::new(VfSample::default())),
             }),
@@ -221,13 +228,35 @@ impl Metrics {
         }
     }
 
-    /// Every served pool as it is now (the lock is held only to clone).
-    fn served_pools(&self) -> Vec<Arc<ServedPool>> {
+    /// The DRA pools from now on: their figures and VF counters, with the
+    /// device plugin pools'.
+    pub fn watch_dra(&self, view: DraPoolsView) {
+        if let Ok(mut dra) = self.inner.dra.lock() {
+            *dra = Some(view);
+        }
+    }
+
+    fn dra_view(&self) -> Option<DraPoolsView> {
+        self.inner.dra.lock().ok().and_then(|dra| dra.clone())
+    }
+
+    /// Every served device plugin pool as it is now (the lock is held only
+    /// to clone).
+    fn device_plugin_pools(&self) -> Vec<Arc<ServedPool>> {
         self.inner
             .pools
             .lock()
             .map(|pools| pools.values().map(|pool| pool.borrow().clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Every served pool, device plugin and DRA, as it is now.
+    fn served_pools(&self) -> Vec<Arc<ServedPool>> {
+        let mut pools = self.device_plugin_pools();
+        if let Some(dra) = self.dra_view() {
+            pools.extend(dra.pools());
+        }
+        pools
     }
 
     /// The counter a pool's runner increments at each registration.
@@ -319,9 +348,31 @@ impl Metrics {
                 }
             },
         };
+        let mut pools: Vec<scrape::ScrapedPool> = self
+            .device_plugin_pools()
+            .into_iter()
+            .map(|pool| scrape::ScrapedPool {
+                holders: held
+                    .as_ref()
+                    .map(|held| pools::device_plugin_holders(held, &pool.resource_name)),
+                pool,
+            })
+            .collect();
+        if let Some(dra) = self.dra_view() {
+            let prepared = dra.prepared_devices().await;
+            pools.extend(dra.pools().into_iter().map(|pool| scrape::ScrapedPool {
+                holders: Some(pools::dra_holders(
+                    &prepared,
+                    held.as_ref(),
+                    dra.driver(),
+                    dra.node(),
+                    &pool.resource_name,
+                )),
+                pool,
+            }));
+        }
         let view = scrape::View {
-            pools: self.served_pools(),
-            held,
+            pools,
             sample: self.sample(),
         };
         let metrics = self.clone();

@@ -1,9 +1,8 @@
 //! A scrape's text: the daemon's counters, then the figures of this moment
 //! (pools, VF counters) from one [`View`] (pure).
 
-use super::super::held::HeldDevices;
 use super::super::served::ServedPool;
-use super::pools::PoolFigures;
+use super::pools::{Holders, PoolFigures};
 use super::sampler::VfSample;
 use crate::netlink::LinkCounters;
 use prometheus_client::collector::Collector;
@@ -15,10 +14,17 @@ use std::sync::Arc;
 /// What one scrape shows besides the daemon's counters.
 #[derive(Debug)]
 pub(super) struct View {
-    pub pools: Vec<Arc<ServedPool>>,
-    /// Who holds what; None when PodResources was not asked or did not answer.
-    pub held: Option<HeldDevices>,
+    pub pools: Vec<ScrapedPool>,
     pub sample: Arc<VfSample>,
+}
+
+/// One served pool (device plugin or DRA) at a scrape.
+#[derive(Debug)]
+pub(super) struct ScrapedPool {
+    pub pool: Arc<ServedPool>,
+    /// Who holds its devices; None when that is not known (PodResources
+    /// was not asked or did not answer, for a device plugin pool).
+    pub holders: Option<Holders>,
 }
 
 type Figure = (&'static str, &'static str, fn(&PoolFigures) -> Option<u64>);
@@ -107,7 +113,7 @@ impl View {
     /// Every served VF that the last sample has counters for.
     fn vf_rows(&self) -> Vec<VfRow<'_>> {
         let mut rows = Vec::new();
-        for pool in &self.pools {
+        for ScrapedPool { pool, holders } in &self.pools {
             for device in &pool.devices {
                 let (Some(pf), Some(vf)) = (&device.pf, device.vf_index) else {
                     continue;
@@ -118,10 +124,7 @@ impl View {
                 let Some(counters) = pf_sample.vfs.get(&vf) else {
                     continue;
                 };
-                let holder = self
-                    .held
-                    .as_ref()
-                    .and_then(|held| held.holder(&pool.resource_name, &device.id));
+                let holder = holders.as_ref().and_then(|h| h.get(&device.id));
                 rows.push(VfRow {
                     pf: device.links.pf.as_deref().unwrap_or_default(),
                     vf: vf.to_string(),
@@ -147,10 +150,10 @@ impl Collector for View {
         let figures: Vec<(&str, PoolFigures)> = self
             .pools
             .iter()
-            .map(|pool| {
+            .map(|scraped| {
                 (
-                    pool.resource_name.as_str(),
-                    PoolFigures::of(pool, self.held.as_ref()),
+                    scraped.pool.resource_name.as_str(),
+                    PoolFigures::of(&scraped.pool, scraped.holders.as_ref()),
                 )
             })
             .collect();
@@ -205,9 +208,10 @@ pub(super) fn render(counters: &Registry, view: View) -> Result<String, std::fmt
 
 #[cfg(test)]
 mod tests {
+    use super::super::pools::device_plugin_holders;
     use super::super::sampler::{CounterSource, PfSample};
     use super::*;
-    use crate::deviceplugin::held::held_by_pod;
+    use crate::deviceplugin::held::{held_by_pod, HeldDevices};
     use crate::deviceplugin::served::{test_pool, DeviceLinks, ServedDevice};
     use std::collections::{BTreeMap, HashMap};
 
@@ -229,6 +233,7 @@ mod tests {
     }
 
     fn view(held: Option<HeldDevices>) -> View {
+        let holders = held.map(|h| device_plugin_holders(&h, "intel.com/e810"));
         let mut pool = test_pool(vec![vf(0, true), vf(1, false), vf(2, true)], false);
         pool.resource_name = "intel.com/e810".into();
         let counters = |n: u64| LinkCounters {
@@ -252,8 +257,10 @@ mod tests {
             took: std::time::Duration::from_millis(3),
         };
         View {
-            pools: vec![Arc::new(pool)],
-            held,
+            pools: vec![ScrapedPool {
+                pool: Arc::new(pool),
+                holders,
+            }],
             sample: Arc::new(sample),
         }
     }
