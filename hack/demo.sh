@@ -7,7 +7,10 @@
 #   plugin gives each pod its allocated VF with a host-local address -> ping
 #   over the PF's wire -> CNI DEL puts the VFs back -> the device plugin stops
 #   on SIGTERM and removes its sockets and files -> the node lives on (VFs
-#   made through sriov_numvfs, a cable pulled) -> node destroyed.
+#   made through sriov_numvfs, a cable pulled) -> one daemon serving a pool
+#   through the device plugin and one through DRA (stand-in API server and
+#   kubelet): slices, a claim prepared, the CNI attaching its VF by the
+#   slice's deviceID, DEL, Unprepare -> node destroyed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
@@ -28,8 +31,10 @@ cleanup() {
   [ -n "$DP_PID" ] && kill "$DP_PID" 2>/dev/null && wait "$DP_PID" 2>/dev/null || true
   for pod in "${PODS[@]}"; do ip netns del "$pod" 2>/dev/null || true; done
   "$SRIOVCTL" sim destroy >/dev/null 2>&1 || true
-  rm -rf "$WORK/ipam" "$WORK/cni-state" "$WORK/kubelet" "$WORK/devinfo"
-  rm -f "$WORK/config.json" "$WORK/device-plugin.log" "$WORK/kubelet-sim.out"
+  for pid in ${KUBELET_PID:-} ${API_PID:-}; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK/ipam" "$WORK/cni-state" "$WORK/kubelet" "$WORK/devinfo" "$WORK/plugins" "$WORK/plugins_registry" "$WORK/cdi"
+  rm -f "$WORK/config.json" "$WORK/device-plugin.log" "$WORK/kubelet-sim.out" "$WORK/kubeconfig" "$WORK/claim.yaml" \
+    "$WORK/api.in" "$WORK/api.out" "$WORK/kubelet.in" "$WORK/kubelet.out"
   rmdir "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -133,7 +138,79 @@ echo 3 > "$PF4/sriov_numvfs" 2>/dev/null || echo "  3 while 6 exist: refused as 
 echo "  cable pulled: carrier=$(cat "$SRIOV_SYSFS_ROOT/class/net/ens4f0/carrier"), $(ip -br link show ens4f0 | awk '{print $2, $4}')"
 "$SRIOVCTL" sim carrier ens4f0 on >/dev/null
 
-log "10. destroy: every namespace, link and file goes away"
+log "10. DRA: one daemon, ens1f0's VFs through the device plugin, ens4f0's through ResourceSlices and claims"
+# Stand-ins for the API server (v1, the Node) and the kubelet (kubelet.sock,
+# the plugin watcher), fed commands through FIFOs; `echo` marks the end of
+# each answer of the kubelet.
+mkfifo "$WORK/api.in" "$WORK/kubelet.in"
+"$SRIOVCTL" --log-level warn apiserver-sim --kubeconfig-out "$WORK/kubeconfig" --node demo-node=demo-node-uid \
+  <"$WORK/api.in" >"$WORK/api.out" &
+API_PID=$!
+exec 4>"$WORK/api.in"
+"$SRIOVCTL" --log-level warn kubelet-sim --dir "$WORK/kubelet" --plugins-registry "$WORK/plugins_registry" \
+  --kubeconfig "$WORK/kubeconfig" --node-name demo-node <"$WORK/kubelet.in" >"$WORK/kubelet.out" 2>/dev/null &
+KUBELET_PID=$!
+exec 5>"$WORK/kubelet.in"
+# until_line FILE PATTERN: wait (10 s at most) for a line matching PATTERN
+until_line() {
+  for _ in $(seq 200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  log "no line matching '$2' in $1:"; cat "$1" >&2; return 1
+}
+until_line "$WORK/api.out" '^ready'
+until_line "$WORK/kubelet.out" '^wiped demo-node'
+cat > "$WORK/config.json" <<'JSON'
+{"resourceList": [
+  {"resourceName": "sriov_netdevice", "selectors": {"pfNames": ["ens1f0"], "drivers": ["iavf"]}},
+  {"resourceName": "sriov_dra", "allocationApi": "dra", "selectors": {"pfNames": ["ens4f0"], "drivers": ["iavf"]}}
+]}
+JSON
+"$DEVICE_PLUGIN" --config-file "$WORK/config.json" --device-plugin-path "$WORK/kubelet" \
+  --registration-mode kubelet-socket --devinfo-dir "$WORK/devinfo" \
+  --plugins-registry-path "$WORK/plugins_registry" --dra-plugin-path "$WORK/plugins" --cdi-spec-dir "$WORK/cdi" \
+  --kubeconfig "$WORK/kubeconfig" --node-name demo-node 2>"$WORK/device-plugin.log" &
+DP_PID=$!
+printf 'wait intel.com/sriov_netdevice 3\nwait-dra sriov-rs.invalid\necho registered\n' >&5
+until_line "$WORK/kubelet.out" '^registered'
+sed 's/^/  kubelet: /' "$WORK/kubelet.out" | grep -v '^  kubelet: registered$'
+for _ in $(seq 100); do
+  echo "devices demo-node" >&4; sleep 0.1
+  grep -q 'deviceID=0000:86:01.5' "$WORK/api.out" && break
+done
+grep '^device ' "$WORK/api.out" | sort -u | sed 's/^/  published: /'
+DRA_VF=$(grep -o 'demo-node/intel.com/sriov-dra 0000-86-01-0 deviceID=[^ ]*' "$WORK/api.out" | head -1 | sed 's/.*deviceID=//')
+[ -n "$DRA_VF" ] || { log "device 0000-86-01-0 was never published"; exit 1; }
+echo "  the scheduler allocates a claim to device 0000-86-01-0; the kubelet prepares it"
+cat > "$WORK/claim.yaml" <<YAML
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: demo-net, namespace: default, uid: demo-claim-uid}
+spec: {devices: {requests: [{name: vf, exactly: {deviceClassName: sriov-vf}}]}}
+status: {allocation: {devices: {results: [{request: vf, driver: sriov-rs.invalid, pool: demo-node/intel.com/sriov-dra, device: 0000-86-01-0}]}}}
+YAML
+echo "claim $WORK/claim.yaml" >&4
+until_line "$WORK/api.out" '^claim default/demo-net'
+printf 'prepare default/demo-net/demo-claim-uid\necho prepared\n' >&5
+until_line "$WORK/kubelet.out" '^prepared'
+grep '^prepare ' "$WORK/kubelet.out" | sed 's/^/  kubelet: /'
+grep -q '^prepare demo-claim-uid device' "$WORK/kubelet.out" || { log "prepare failed"; exit 1; }
+echo "  CDI spec: $(ls "$WORK/cdi")  device-info: $(ls "$WORK/devinfo" | grep sriov_dra)"
+echo "  Multus passes the slice's k8s.cni.cncf.io/deviceID ($DRA_VF) to sriov as deviceID:"
+PODS+=(demo-pod-dra)
+ip netns add demo-pod-dra
+echo "  demo-pod-dra <- $DRA_VF: $(cni ADD demo-pod-dra "$DRA_VF")"
+echo "  inside demo-pod-dra: $(ip -n demo-pod-dra -br addr show net1)"
+cni DEL demo-pod-dra "$DRA_VF"
+ip netns del demo-pod-dra
+printf 'unprepare default/demo-net/demo-claim-uid\necho unprepared\nquit\n' >&5
+until_line "$WORK/kubelet.out" '^unprepared'
+grep '^unprepare ' "$WORK/kubelet.out" | sed 's/^/  kubelet: /'
+echo "  after DEL and Unprepare: $(ip -br link show ens4f0v0 | awk '{print $1, $2}') on the host, CDI specs left: $(ls "$WORK/cdi" | wc -l)"
+kill -TERM "$DP_PID"; wait "$DP_PID"; DP_PID=
+wait "$KUBELET_PID"
+echo quit >&4; wait "$API_PID"
+exec 4>&- 5>&-
+
+log "11. destroy: every namespace, link and file goes away"
 "$SRIOVCTL" sim destroy
 ip -br link | grep -E 'ens(1|4)f0' && { log "links left behind!"; exit 1; }
 [ -e "$SRIOV_SYSFS_ROOT" ] && { log "tree left behind!"; exit 1; }

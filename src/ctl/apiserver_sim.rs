@@ -12,15 +12,18 @@
 //! claim FILE                 store a ResourceClaim (resource.k8s.io/v1, JSON or YAML), allocation included
 //! delete-claim NS/NAME
 //! slices [NODE]              one line per ResourceSlice
+//! devices [NODE]             one line per published device: pool, name, and the
+//!                            k8s.cni.cncf.io attributes Multus reads (deviceID, resourceName)
 //! wipe NODE                  delete the node's slices, as a starting kubelet does
 //! quit
 //! ```
 
 use super::CtlError;
 use crate::dra::kube_api::ResourceApiVersion;
+use crate::dra::slices::CNI_DOMAIN;
 use crate::dra::standin::{ApiServerStandin, HttpStandin};
 use clap::Args;
-use k8s_openapi::api::resource::v1::ResourceClaim;
+use k8s_openapi::api::resource::v1::{Device, ResourceClaim};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,6 +98,30 @@ fn print_slices(api: &ApiServerStandin, node: Option<&str>) {
     }
 }
 
+/// A device's string attribute, `-` when it has none.
+fn string_attribute<'d>(device: &'d Device, name: &str) -> &'d str {
+    device
+        .attributes
+        .as_ref()
+        .and_then(|attributes| attributes.get(name))
+        .and_then(|value| value.string.as_deref())
+        .unwrap_or("-")
+}
+
+fn print_devices(api: &ApiServerStandin, node: Option<&str>) {
+    for slice in api.list_slices(node, None) {
+        for device in slice.spec.devices.iter().flatten() {
+            println!(
+                "device {} {} deviceID={} resourceName={}",
+                slice.spec.pool.name,
+                device.name,
+                string_attribute(device, &format!("{CNI_DOMAIN}/deviceID")),
+                string_attribute(device, &format!("{CNI_DOMAIN}/resourceName"))
+            );
+        }
+    }
+}
+
 /// One stdin command; false: quit.
 async fn command(server: &mut HttpStandin, line: &str) -> Result<bool, CtlError> {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -142,6 +169,8 @@ async fn command(server: &mut HttpStandin, line: &str) -> Result<bool, CtlError>
         }
         ["slices"] => print_slices(server.api(), None),
         ["slices", node] => print_slices(server.api(), Some(node)),
+        ["devices"] => print_devices(server.api(), None),
+        ["devices", node] => print_devices(server.api(), Some(node)),
         ["wipe", node] => {
             let deleted = server.api().delete_node_slices(node);
             println!("wipe {node} {deleted}");
