@@ -34,7 +34,7 @@ cleanup() {
   for pid in ${KUBELET_PID:-} ${API_PID:-}; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$WORK/ipam" "$WORK/cni-state" "$WORK/kubelet" "$WORK/devinfo" "$WORK/plugins" "$WORK/plugins_registry" "$WORK/cdi"
   rm -f "$WORK/config.json" "$WORK/device-plugin.log" "$WORK/kubelet-sim.out" "$WORK/kubeconfig" "$WORK/claim.yaml" \
-    "$WORK/api.in" "$WORK/api.out" "$WORK/kubelet.in" "$WORK/kubelet.out"
+    "$WORK/api.in" "$WORK/api.out" "$WORK/kubelet.in" "$WORK/kubelet.out" "$WORK/kubelet.err" "$WORK/api.err"
   rmdir "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -142,21 +142,21 @@ log "10. DRA: one daemon, ens1f0's VFs through the device plugin, ens4f0's throu
 # Stand-ins for the API server (v1, the Node) and the kubelet (kubelet.sock,
 # the plugin watcher), fed commands through FIFOs; `echo` marks the end of
 # each answer of the kubelet.
+# until_line FILE PATTERN: wait (30 s at most) for a line matching PATTERN
+until_line() {
+  for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  log "no line matching '$2' in $1:"; cat "$1" "$WORK"/*.err >&2; return 1
+}
 mkfifo "$WORK/api.in" "$WORK/kubelet.in"
 "$SRIOVCTL" --log-level warn apiserver-sim --kubeconfig-out "$WORK/kubeconfig" --node demo-node=demo-node-uid \
-  <"$WORK/api.in" >"$WORK/api.out" &
+  <"$WORK/api.in" >"$WORK/api.out" 2>"$WORK/api.err" &
 API_PID=$!
 exec 4>"$WORK/api.in"
+until_line "$WORK/api.out" '^ready'
 "$SRIOVCTL" --log-level warn kubelet-sim --dir "$WORK/kubelet" --plugins-registry "$WORK/plugins_registry" \
-  --kubeconfig "$WORK/kubeconfig" --node-name demo-node <"$WORK/kubelet.in" >"$WORK/kubelet.out" 2>/dev/null &
+  --kubeconfig "$WORK/kubeconfig" --node-name demo-node <"$WORK/kubelet.in" >"$WORK/kubelet.out" 2>"$WORK/kubelet.err" &
 KUBELET_PID=$!
 exec 5>"$WORK/kubelet.in"
-# until_line FILE PATTERN: wait (10 s at most) for a line matching PATTERN
-until_line() {
-  for _ in $(seq 200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  log "no line matching '$2' in $1:"; cat "$1" >&2; return 1
-}
-until_line "$WORK/api.out" '^ready'
 until_line "$WORK/kubelet.out" '^wiped demo-node'
 cat > "$WORK/config.json" <<'JSON'
 {"resourceList": [
