@@ -809,16 +809,27 @@ impl Daemon {
     async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
         let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
             pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
+        if self.dra.is_none() {
+            if !dra_pools.is_empty() {
+                tracing::error!("DRA pools without the DRA side: not served");
+            }
+            self.apply_device_plugin(pools, held).await;
+            return;
+        }
+        // A VF moving between the APIs is never offered by both: the DRA
+        // side stops preparing a VF that leaves it before the device plugin
+        // side lists it, and publishes a VF that joins it only after the
+        // device plugin side took it off ListAndWatch. (A VF joining DRA is
+        // preparable from the first step, but no claim can name it before
+        // it is published.)
+        let publish = self.publish_set(&dra_pools);
+        let links = self.settings.link_health.then_some(&self.links);
+        if let Some(dra) = self.dra.as_mut() {
+            dra.set_pools(dra_pools, links).await;
+        }
         self.apply_device_plugin(pools, held).await;
-        // after the device plugin side: a VF moving from it to DRA leaves
-        // ListAndWatch before it is published
-        if let Some(mut dra) = self.dra.take() {
-            let publish = self.publish_set(&dra_pools);
-            let links = self.settings.link_health.then_some(&self.links);
-            dra.set_pools(dra_pools, links, publish).await;
-            self.dra = Some(dra);
-        } else if !dra_pools.is_empty() {
-            tracing::error!("DRA pools without the DRA side: not served");
+        if let Some(dra) = &self.dra {
+            dra.publish(publish).await;
         }
     }
 

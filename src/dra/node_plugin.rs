@@ -381,14 +381,10 @@ impl DraNode {
     }
 
     /// The DRA pools after a reconcile: the preparer serves exactly these
-    /// devices (a Prepare for one that left is that claim's error), the
-    /// health stream lists them, and the publisher gets `publish`.
-    pub async fn set_pools(
-        &mut self,
-        pools: Vec<ServedPool>,
-        links: Option<&LinkStates>,
-        publish: PublishSet,
-    ) {
+    /// devices from now on (a Prepare for one that left is that claim's
+    /// error) and the health stream lists them. What is published changes
+    /// only at [`DraNode::publish`].
+    pub async fn set_pools(&mut self, pools: Vec<ServedPool>, links: Option<&LinkStates>) {
         let (base, shown) = with_health(pools, links);
         self.base = base;
         if shown != **self.shown.borrow() {
@@ -399,6 +395,13 @@ impl DraNode {
             report_mismatches(&mismatches);
             self.health.send_replace(Arc::new(reports));
         }
+    }
+
+    /// Hand `publish` to the publisher, and write the prepared claims'
+    /// device-info files again (the device plugin side may have removed
+    /// files of the same names when a pool moved: prepared claims keep
+    /// theirs).
+    pub async fn publish(&self, publish: PublishSet) {
         self.publish.send_if_modified(|current| {
             let changed = **current != publish;
             if changed {
@@ -406,8 +409,6 @@ impl DraNode {
             }
             changed
         });
-        // the device plugin side may have removed device-info files of the
-        // same names (a pool that moved): prepared claims keep theirs
         self.refresh_prepared_files().await;
     }
 
