@@ -865,6 +865,70 @@ async fn a_pool_moved_to_dra_keeps_a_held_vf_in_the_device_plugin_until_released
     setup.stop_daemon().await;
 }
 
+/// The window no reload can see: the kubelet handed a VF to a pod through
+/// the device plugin, but PodResources did not say so when the pool moved
+/// to DRA (here: it did not answer then), so the VF was published. A claim
+/// naming it is refused at Prepare, which asks PodResources itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_refuses_a_vf_a_pod_holds_through_the_device_plugin() {
+    if !require_root("prepare_refuses_a_vf_a_pod_holds_through_the_device_plugin") {
+        return;
+    }
+    let mut setup = Setup::new("devicePlugin").await;
+    setup.start_daemon().await;
+    let e810 = setup.wait_dp(E810, |d| d.len() == 3).await;
+    setup.plugin_watcher_registers().await;
+    let all: Vec<String> = ids(&e810).into_iter().collect();
+    let held = all[0].clone();
+    setup
+        .kubelet
+        .allocate_to_pod("ran", "du-0", "app", E810, std::slice::from_ref(&held))
+        .await
+        .unwrap();
+
+    // PodResources unreachable while e810 moves to DRA: nothing was kept
+    // before, so every VF moves and is published
+    let socket = setup.path("pod-resources.sock");
+    let away = setup.path("pod-resources.sock.away");
+    std::fs::rename(&socket, &away).unwrap();
+    let tag = setup.node.tag.clone();
+    std::fs::write(setup.path("config.json"), config(&tag, "dra")).unwrap();
+    setup.reload().await;
+    let mut everything: Vec<String> = all.iter().map(|id| label(id)).collect();
+    everything.sort();
+    setup
+        .wait_slices("every e810 VF published", |s| {
+            device_names(s, E810_POOL) == everything
+        })
+        .await;
+    std::fs::rename(&away, &socket).unwrap();
+
+    put_claim(
+        &setup.api,
+        "grab",
+        "uid-grab",
+        &[(E810_POOL, &label(&held))],
+    );
+    let refused = setup.prepare("grab", "uid-grab").await;
+    assert!(
+        refused.error.contains(&format!(
+            "({held}) is in use by ran/du-0 (app) through the device plugin"
+        )),
+        "{}",
+        refused.error
+    );
+    assert!(
+        setup.spec("uid-grab").is_none(),
+        "no CDI spec for a refused claim"
+    );
+    put_claim(&setup.api, "ok", "uid-ok", &[(E810_POOL, &label(&all[1]))]);
+    assert_eq!(setup.prepare("ok", "uid-ok").await.error, "");
+    // once du-0 is gone, the claim gets the VF
+    setup.kubelet.delete_pod("ran", "du-0");
+    assert_eq!(setup.prepare("grab", "uid-grab").await.error, "");
+    setup.stop_daemon().await;
+}
+
 /// The shipped binary: a config with a DRA pool needs the API server, and
 /// the error says what is missing; a driver name the API server would
 /// refuse is refused at start.

@@ -110,6 +110,7 @@ impl Node {
         let service = DraPluginService {
             preparer: Arc::new(tokio::sync::Mutex::new(preparer)),
             claims: Arc::new(claims.clone()),
+            pod_resources: None,
         };
         let socket = dra_socket_path(&root.join("plugins"), DRIVER);
         std::fs::create_dir_all(socket.parent().ok_or("no parent")?)?;
@@ -491,6 +492,7 @@ async fn health_stream_sends_the_list_then_every_change() -> TestResult {
         let plugin = DraPluginService {
             preparer: Arc::new(tokio::sync::Mutex::new(preparer)),
             claims: Arc::new(Claims::default()),
+            pod_resources: None,
         };
         let router = dra_router(plugin, Some(DraHealthService { reports: watched }));
         let (stop, stopped) = oneshot::channel::<()>();

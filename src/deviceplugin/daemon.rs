@@ -17,7 +17,9 @@ use super::runner::{Registration, Runner};
 use super::served::{serve_pool, HostFacts, ServedPool};
 use super::service::DeviceOwners;
 use crate::config::{self, AllocationApi, ConfigError};
-use crate::dra::node_plugin::{checkpoint_path, DraError, DraNode, DraPaths, DraSettings};
+use crate::dra::node_plugin::{
+    checkpoint_path, DraError, DraNode, DraPaths, DraSettings, PreparedLock,
+};
 use crate::dra::publisher::PublishSet;
 use crate::pool::{self, Pool};
 use crate::sysfs::{SysfsError, SysfsRoot};
@@ -461,6 +463,7 @@ impl Daemon {
             registry_dir: self.settings.plugins_registry_dir.clone(),
             cdi_dir: self.settings.cdi_spec_dir.clone(),
             devinfo_dir: self.settings.devinfo_dir.clone(),
+            pod_resources_socket: self.settings.pod_resources_socket.clone(),
         };
         let publish = pools.as_deref().map(|pools| self.publish_set(pools));
         let links = self.settings.link_health.then_some(&self.links);
@@ -752,11 +755,16 @@ impl Daemon {
             .values()
             .map(|r| r.pool.borrow().clone())
             .collect();
-        let mut prepared = BTreeMap::new();
+        // held from here until the DRA side has its new inventory
+        let mut prepared_lock = None;
         if let Some(dra) = &self.dra {
             running.extend(dra.served());
-            prepared = dra.prepared().await;
+            prepared_lock = Some(dra.lock_prepared().await);
         }
+        let prepared = prepared_lock
+            .as_ref()
+            .map(PreparedLock::by_resource)
+            .unwrap_or_default();
         let holdings = Holdings {
             pod_resources: held.as_ref(),
             dra: self.dra.as_ref().map(|dra| DraHoldings {
@@ -791,7 +799,7 @@ impl Daemon {
             }
         }
         self.kept = kept;
-        self.apply(pools, held.as_ref()).await;
+        self.apply(pools, held.as_ref(), prepared_lock).await;
     }
 
     /// The daemon's metrics, for parts that report into them (provisioning).
@@ -805,8 +813,14 @@ impl Daemon {
     }
 
     /// Serves `pools`: changed pools get the new list, new ones start, gone
-    /// ones stop.
-    async fn apply(&mut self, pools: Vec<ServedPool>, held: Option<&HeldDevices>) {
+    /// ones stop. `prepared`: the DRA side's prepared claims as `pools`
+    /// were computed from, held still until its inventory is updated.
+    async fn apply(
+        &mut self,
+        pools: Vec<ServedPool>,
+        held: Option<&HeldDevices>,
+        prepared: Option<PreparedLock>,
+    ) {
         let (dra_pools, pools): (Vec<ServedPool>, Vec<ServedPool>) =
             pools.into_iter().partition(|p| p.api == AllocationApi::Dra);
         if self.dra.is_none() {
@@ -818,14 +832,19 @@ impl Daemon {
         }
         // A VF moving between the APIs is never offered by both: the DRA
         // side stops preparing a VF that leaves it before the device plugin
-        // side lists it, and publishes a VF that joins it only after the
-        // device plugin side took it off ListAndWatch. (A VF joining DRA is
-        // preparable from the first step, but no claim can name it before
-        // it is published.)
+        // side lists it (and no Prepare ran since the holdings were read:
+        // `prepared` was held), and publishes a VF that joins it only after
+        // the device plugin side took it off ListAndWatch. (A VF joining
+        // DRA is preparable from the first step, but no claim can name it
+        // before it is published.)
         let publish = self.publish_set(&dra_pools);
         let links = self.settings.link_health.then_some(&self.links);
         if let Some(dra) = self.dra.as_mut() {
-            dra.set_pools(dra_pools, links).await;
+            let prepared = match prepared {
+                Some(prepared) => prepared,
+                None => dra.lock_prepared().await,
+            };
+            dra.set_pools(dra_pools, links, prepared);
         }
         self.apply_device_plugin(pools, held).await;
         if let Some(dra) = &self.dra {

@@ -139,6 +139,17 @@ pub enum ClaimError {
         device: String,
         node: String,
     },
+    #[error(
+        "claim {claim}: device {pool}/{device} ({id}) is in use by {holder} through the device plugin \
+         (its pool moved to DRA while the pod held it): not prepared"
+    )]
+    InUseByDevicePlugin {
+        claim: Box<ClaimRef>,
+        pool: String,
+        device: String,
+        id: String,
+        holder: String,
+    },
     #[error(transparent)]
     Source(#[from] ClaimSourceError),
 }

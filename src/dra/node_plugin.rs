@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch, Mutex, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Mutex, Notify, OwnedMutexGuard};
 
 /// Builds the API handle when the config first has a DRA pool, so that a
 /// daemon without one never needs an API server (nor RBAC). The binary
@@ -96,6 +96,9 @@ pub struct DraPaths {
     pub registry_dir: PathBuf,
     pub cdi_dir: PathBuf,
     pub devinfo_dir: PathBuf,
+    /// The kubelet's PodResources socket (Prepare's check of VFs held
+    /// through the device plugin); None: not asked.
+    pub pod_resources_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,16 +174,37 @@ impl DraPoolsView {
     /// that holds it.
     pub async fn prepared_devices(&self) -> BTreeMap<(String, String), String> {
         let preparer = self.preparer.lock().await;
-        let mut devices = BTreeMap::new();
-        for claim in preparer.prepared().values() {
-            for device in &claim.devices {
-                devices.insert(
+        preparer
+            .prepared_devices()
+            .map(|(claim, device)| {
+                (
                     (device.resource_name.clone(), device.id.clone()),
                     claim.namespace.clone(),
-                );
-            }
+                )
+            })
+            .collect()
+    }
+}
+
+/// The prepared claims held still for one reconcile: no Prepare or
+/// Unprepare runs from reading what is prepared ([`Self::by_resource`])
+/// until the new inventory is in place ([`DraNode::set_pools`]), so a
+/// claim cannot be prepared on a VF that this reconcile is moving to the
+/// device plugin.
+pub struct PreparedLock(OwnedMutexGuard<Preparer>);
+
+impl PreparedLock {
+    /// Resource name → device IDs of the claims prepared and not yet
+    /// unprepared: what pods hold through DRA.
+    pub fn by_resource(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut prepared: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (_, device) in self.0.prepared_devices() {
+            prepared
+                .entry(device.resource_name.clone())
+                .or_default()
+                .insert(device.id.clone());
         }
-        devices
+        prepared
     }
 }
 
@@ -252,6 +276,7 @@ impl DraNode {
         let plugin = DraPluginService {
             preparer: preparer.clone(),
             claims: Arc::new(api.clone()),
+            pod_resources: paths.pod_resources_socket.clone(),
         };
         let router = dra_router(plugin, Some(DraHealthService { reports: health_rx }));
         let mut tasks = Vec::new();
@@ -366,32 +391,30 @@ impl DraNode {
         self.publish_state.clone()
     }
 
-    /// Resource name → device IDs of the claims prepared and not yet
-    /// unprepared: what pods hold through DRA.
-    pub async fn prepared(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let preparer = self.preparer.lock().await;
-        let mut prepared: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for device in preparer.prepared().values().flat_map(|c| &c.devices) {
-            prepared
-                .entry(device.resource_name.clone())
-                .or_default()
-                .insert(device.id.clone());
-        }
-        prepared
+    /// The prepared claims, held still until [`DraNode::set_pools`] gets
+    /// the lock back (Prepare and Unprepare wait meanwhile).
+    pub async fn lock_prepared(&self) -> PreparedLock {
+        PreparedLock(self.preparer.clone().lock_owned().await)
     }
 
     /// The DRA pools after a reconcile: the preparer serves exactly these
     /// devices from now on (a Prepare for one that left is that claim's
-    /// error) and the health stream lists them. What is published changes
-    /// only at [`DraNode::publish`].
-    pub async fn set_pools(&mut self, pools: Vec<ServedPool>, links: Option<&LinkStates>) {
+    /// error) and the health stream lists them; `prepared` is released
+    /// once the inventory is in place. What is published changes only at
+    /// [`DraNode::publish`].
+    pub fn set_pools(
+        &mut self,
+        pools: Vec<ServedPool>,
+        links: Option<&LinkStates>,
+        mut prepared: PreparedLock,
+    ) {
         let (base, shown) = with_health(pools, links);
         self.base = base;
         if shown != **self.shown.borrow() {
             let reports = health_reports(&self.node, &shown);
             self.shown.send_replace(Arc::new(shown));
             let inventory = DraInventory::new(&self.node, &self.served());
-            let mismatches = self.preparer.lock().await.set_inventory(inventory);
+            let mismatches = prepared.0.set_inventory(inventory);
             report_mismatches(&mismatches);
             self.health.send_replace(Arc::new(reports));
         }
@@ -509,11 +532,9 @@ fn remove_unprepared_device_info(
 ) {
     for pool in shown.values() {
         let prepared: BTreeSet<&str> = preparer
-            .prepared()
-            .values()
-            .flat_map(|c| &c.devices)
-            .filter(|d| d.resource_name == pool.resource_name)
-            .map(|d| d.id.as_str())
+            .prepared_devices()
+            .filter(|(_, d)| d.resource_name == pool.resource_name)
+            .map(|(_, d)| d.id.as_str())
             .collect();
         let keep = pool
             .devices

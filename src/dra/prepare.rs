@@ -63,6 +63,10 @@ pub enum PrepareError {
     },
 }
 
+/// Device ID → the pod holding it through the device plugin API (from
+/// PodResources): devices a new claim must not get.
+pub type InUse = BTreeMap<String, String>;
+
 /// The prepared claims of this node, and how to prepare more.
 #[derive(Debug)]
 pub struct Preparer {
@@ -118,6 +122,14 @@ impl Preparer {
         &self.checkpoint.claims
     }
 
+    /// Every device of a prepared claim, with its claim.
+    pub fn prepared_devices(&self) -> impl Iterator<Item = (&PreparedClaim, &PreparedDevice)> {
+        self.checkpoint
+            .claims
+            .values()
+            .flat_map(|claim| claim.devices.iter().map(move |device| (claim, device)))
+    }
+
     /// Prepare every claim; the answer has one entry per claim UID. Reads
     /// the claims it does not know from `source` while holding `self`; the
     /// service uses [`Preparer::to_fetch`] and [`Preparer::prepare_fetched`]
@@ -128,7 +140,7 @@ impl Preparer {
         claims: &[ClaimRef],
     ) -> BTreeMap<String, Result<Vec<PreparedDevice>, PrepareError>> {
         let fetched = fetch_claims(source, &self.to_fetch(claims)).await;
-        self.prepare_fetched(claims, fetched)
+        self.prepare_fetched(claims, fetched, &InUse::new())
     }
 
     /// The claims of a request Prepare has to read from the API server:
@@ -144,16 +156,18 @@ impl Preparer {
     /// Prepare every claim, with `fetched` holding what the API server said
     /// about the claims [`Preparer::to_fetch`] named (by UID). A claim
     /// prepared in the meantime takes the known path and its fetched view is
-    /// not used; a claim neither known nor fetched is refused as not read.
+    /// not used; a claim neither known nor fetched is refused as not read;
+    /// a new claim naming a device in `in_use` is refused.
     pub fn prepare_fetched(
         &mut self,
         claims: &[ClaimRef],
         mut fetched: Fetched,
+        in_use: &InUse,
     ) -> BTreeMap<String, Result<Vec<PreparedDevice>, PrepareError>> {
         let mut answers = BTreeMap::new();
         for claim in claims {
             let view = fetched.remove(&claim.uid);
-            let answer = self.prepare_one(claim, view);
+            let answer = self.prepare_one(claim, view, in_use);
             match &answer {
                 Ok(devices) => {
                     tracing::info!(claim = %claim, devices = devices.len(), "claim prepared")
@@ -169,6 +183,7 @@ impl Preparer {
         &mut self,
         claim: &ClaimRef,
         view: Option<Result<Option<ClaimView>, ClaimSourceError>>,
+        in_use: &InUse,
     ) -> Result<Vec<PreparedDevice>, PrepareError> {
         // Prepared before (a kubelet retry or restart): the same answer,
         // without asking the API server, as long as the devices are still
@@ -199,6 +214,15 @@ impl Preparer {
                         node: self.settings.node.clone(),
                     }
                 })?;
+                if let Some(holder) = in_use.get(&dra.id) {
+                    return Err(ClaimError::InUseByDevicePlugin {
+                        claim: Box::new(claim.clone()),
+                        pool: a.pool.clone(),
+                        device: a.device.clone(),
+                        id: dra.id.clone(),
+                        holder: holder.clone(),
+                    });
+                }
                 Ok(PreparedDevice {
                     cdi_device_id: cdi_device_id(&self.settings.driver, &claim.uid, &a.device),
                     request: a.request,
@@ -531,7 +555,7 @@ mod tests {
             })),
         )]
         .into();
-        let answers = preparer.prepare_fetched(&[claim()], stale);
+        let answers = preparer.prepare_fetched(&[claim()], stale, &InUse::new());
         assert_eq!(answers["uid-1"].as_ref().unwrap()[0].id, "0000:3b:02.0");
         let unread = ClaimRef {
             uid: "uid-2".into(),
@@ -540,7 +564,7 @@ mod tests {
         let to_fetch = preparer.to_fetch(std::slice::from_ref(&unread));
         assert_eq!(to_fetch.len(), 1);
         assert_eq!(to_fetch[0].uid, "uid-2");
-        let answers = preparer.prepare_fetched(&[unread], Fetched::new());
+        let answers = preparer.prepare_fetched(&[unread], Fetched::new(), &InUse::new());
         let error = answers["uid-2"].as_ref().unwrap_err().to_string();
         assert!(error.contains("not read"), "{error}");
     }

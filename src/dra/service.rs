@@ -8,7 +8,8 @@
 
 use super::checkpoint::PreparedDevice;
 use super::claims::{ClaimRef, ClaimSource};
-use super::prepare::{fetch_claims, PrepareError, Preparer};
+use super::prepare::{fetch_claims, InUse, PrepareError, Preparer};
+use crate::deviceplugin::held;
 use crate::kubelet_api::dra::{v1, v1beta1};
 use crate::kubelet_api::dra_health::v1alpha1::{
     dra_resource_health_server::{DraResourceHealth, DraResourceHealthServer},
@@ -46,6 +47,9 @@ pub fn registration_socket_path(registry_dir: &Path, driver: &str) -> PathBuf {
 pub struct DraPluginService<C> {
     pub preparer: Arc<Mutex<Preparer>>,
     pub claims: Arc<C>,
+    /// The kubelet's PodResources socket: a new claim never gets a VF a pod
+    /// holds through the device plugin API. None: not asked.
+    pub pod_resources: Option<PathBuf>,
 }
 
 impl<C> Clone for DraPluginService<C> {
@@ -53,6 +57,23 @@ impl<C> Clone for DraPluginService<C> {
         DraPluginService {
             preparer: self.preparer.clone(),
             claims: self.claims.clone(),
+            pod_resources: self.pod_resources.clone(),
+        }
+    }
+}
+
+/// The devices pods hold through the device plugin API, by device ID, as
+/// PodResources says now; empty (logged) when it does not answer: Prepare
+/// then relies on the daemon's pools alone, as a reload does.
+async fn held_through_device_plugin(socket: &Path) -> InUse {
+    match held::list(socket).await {
+        Ok(held) => held
+            .iter()
+            .map(|(_, id, holder)| (id.to_owned(), holder.to_string()))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "Prepare: cannot ask PodResources which VFs pods hold through the device plugin");
+            InUse::new()
         }
     }
 }
@@ -102,7 +123,18 @@ impl<C: ClaimSource + 'static> DraPluginService<C> {
         // does not hold up the kubelet's other calls.
         let to_fetch = self.preparer.lock().await.to_fetch(&claims);
         let fetched = fetch_claims(self.claims.as_ref(), &to_fetch).await;
-        let answers = self.preparer.lock().await.prepare_fetched(&claims, fetched);
+        // Asked after the claims were read, just before they are prepared:
+        // a VF that joined DRA right after the kubelet allocated it through
+        // the device plugin (see docs/dra.md) is refused here.
+        let in_use = match &self.pod_resources {
+            Some(socket) if !to_fetch.is_empty() => held_through_device_plugin(socket).await,
+            _ => InUse::new(),
+        };
+        let answers = self
+            .preparer
+            .lock()
+            .await
+            .prepare_fetched(&claims, fetched, &in_use);
         v1::NodePrepareResourcesResponse {
             claims: answers
                 .into_iter()

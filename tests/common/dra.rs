@@ -137,6 +137,7 @@ impl DraDriver {
         let service = DraPluginService {
             preparer: Arc::new(tokio::sync::Mutex::new(preparer)),
             claims: Arc::new(claims),
+            pod_resources: None,
         };
         let socket = dra_socket_path(&root.join("plugins"), DRIVER);
         std::fs::create_dir_all(socket.parent().ok_or("no parent")?)?;
