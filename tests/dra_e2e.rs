@@ -493,11 +493,26 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
     })
     .await;
     for (line, want) in [
-        ("sriov_dp_pool_capacity{pool=\"intel.com/cx_rdma\"}", 130),
-        ("sriov_dp_pool_capacity{pool=\"intel.com/sriov_dra\"}", 2),
-        ("sriov_dp_pool_allocated{pool=\"intel.com/sriov_dra\"}", 1),
-        ("sriov_dp_pool_allocated{pool=\"intel.com/cx_rdma\"}", 0),
-        ("sriov_dp_pool_allocated{pool=\"intel.com/sriov_dp\"}", 1),
+        (
+            "sriov_dp_pool_capacity{pool=\"intel.com/cx_rdma\",api=\"dra\"}",
+            130,
+        ),
+        (
+            "sriov_dp_pool_capacity{pool=\"intel.com/sriov_dra\",api=\"dra\"}",
+            2,
+        ),
+        (
+            "sriov_dp_pool_allocated{pool=\"intel.com/sriov_dra\",api=\"dra\"}",
+            1,
+        ),
+        (
+            "sriov_dp_pool_allocated{pool=\"intel.com/cx_rdma\",api=\"dra\"}",
+            0,
+        ),
+        (
+            "sriov_dp_pool_allocated{pool=\"intel.com/sriov_dp\",api=\"devicePlugin\"}",
+            1,
+        ),
     ] {
         assert_eq!(
             series(&text, line, &[]).map(|(_, v)| v),
@@ -531,7 +546,7 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
     assert_eq!(
         series(
             &text,
-            "sriov_dp_pool_allocated{pool=\"intel.com/sriov_dra\"}",
+            "sriov_dp_pool_allocated{pool=\"intel.com/sriov_dra\",api=\"dra\"}",
             &[]
         )
         .map(|(_, v)| v),

@@ -448,7 +448,7 @@ mod tests {
         metrics.watch_pool("intel.com/a", receiver);
         let text = metrics.scrape().await.unwrap();
         assert!(
-            text.contains("sriov_dp_pool_capacity{pool=\"intel.com/a\"} 0\n"),
+            text.contains("sriov_dp_pool_capacity{pool=\"intel.com/a\",api=\"devicePlugin\"} 0\n"),
             "{text}"
         );
         // a change is seen by the next scrape, with no call from the daemon
@@ -468,7 +468,7 @@ mod tests {
         sender.send_replace(Arc::new(grown));
         let text = metrics.scrape().await.unwrap();
         assert!(
-            text.contains("sriov_dp_pool_unhealthy{pool=\"intel.com/a\"} 1\n"),
+            text.contains("sriov_dp_pool_unhealthy{pool=\"intel.com/a\",api=\"devicePlugin\"} 1\n"),
             "{text}"
         );
         metrics.forget_pool("intel.com/a");

@@ -33,17 +33,17 @@ type Figure = (&'static str, &'static str, fn(&PoolFigures) -> Option<u64>);
 const POOL_GAUGES: [Figure; 4] = [
     (
         "sriov_dp_pool_capacity",
-        "Devices the pool lists on ListAndWatch (the kubelet's capacity).",
+        "Devices the pool serves: listed on ListAndWatch (api devicePlugin) or prepared and published (api dra).",
         |f| Some(f.capacity),
     ),
     (
         "sriov_dp_pool_allocatable",
-        "Healthy devices of the pool (the kubelet's allocatable, held ones included).",
+        "Healthy devices of the pool (held ones included).",
         |f| Some(f.allocatable),
     ),
     (
         "sriov_dp_pool_allocated",
-        "Devices of the pool that pods hold, according to the kubelet's PodResources API.",
+        "Devices of the pool that pods hold: per the kubelet's PodResources API (devicePlugin), in prepared claims (dra).",
         |f| f.allocated,
     ),
     (
@@ -147,27 +147,32 @@ impl View {
 
 impl Collector for View {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let figures: Vec<(&str, PoolFigures)> = self
+        // `api` tells a pool's two halves apart while it moves between the
+        // APIs (the same resource name served by both until a pod lets go)
+        let figures: Vec<([(&str, &str); 2], PoolFigures)> = self
             .pools
             .iter()
             .map(|scraped| {
                 (
-                    scraped.pool.resource_name.as_str(),
+                    [
+                        ("pool", scraped.pool.resource_name.as_str()),
+                        ("api", scraped.pool.api.as_str()),
+                    ],
                     PoolFigures::of(&scraped.pool, scraped.holders.as_ref()),
                 )
             })
             .collect();
         for (name, help, value) in POOL_GAUGES {
-            let values: Vec<(&str, u64)> = figures
+            let values: Vec<(&[(&str, &str); 2], u64)> = figures
                 .iter()
-                .filter_map(|(pool, f)| value(f).map(|v| (*pool, v)))
+                .filter_map(|(labels, f)| value(f).map(|v| (labels, v)))
                 .collect();
             if values.is_empty() {
                 continue;
             }
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (pool, v) in values {
-                metric.encode_family(&[("pool", pool)])?.encode_gauge(&v)?;
+            for (labels, v) in values {
+                metric.encode_family(labels)?.encode_gauge(&v)?;
             }
         }
         let rows = self.vf_rows();
@@ -282,10 +287,10 @@ mod tests {
         assert_eq!(
             lines(&text, "sriov_dp_pool_"),
             [
-                r#"sriov_dp_pool_capacity{pool="intel.com/e810"} 3"#,
-                r#"sriov_dp_pool_allocatable{pool="intel.com/e810"} 2"#,
-                r#"sriov_dp_pool_allocated{pool="intel.com/e810"} 1"#,
-                r#"sriov_dp_pool_unhealthy{pool="intel.com/e810"} 1"#,
+                r#"sriov_dp_pool_capacity{pool="intel.com/e810",api="devicePlugin"} 3"#,
+                r#"sriov_dp_pool_allocatable{pool="intel.com/e810",api="devicePlugin"} 2"#,
+                r#"sriov_dp_pool_allocated{pool="intel.com/e810",api="devicePlugin"} 1"#,
+                r#"sriov_dp_pool_unhealthy{pool="intel.com/e810",api="devicePlugin"} 1"#,
             ]
         );
         assert_eq!(
@@ -306,6 +311,26 @@ mod tests {
         assert!(
             text.contains("sriov_dp_vf_counters_read_seconds 0.003\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_pool_moving_between_the_apis_has_one_series_per_api() {
+        let mut view = view(Some(held()));
+        let mut dra = test_pool(vec![vf(3, true)], false);
+        dra.resource_name = "intel.com/e810".into();
+        dra.api = crate::config::AllocationApi::Dra;
+        view.pools.push(ScrapedPool {
+            pool: Arc::new(dra),
+            holders: Some(Holders::new()),
+        });
+        let text = render(&Registry::default(), view).unwrap();
+        assert_eq!(
+            lines(&text, "sriov_dp_pool_capacity"),
+            [
+                r#"sriov_dp_pool_capacity{pool="intel.com/e810",api="devicePlugin"} 3"#,
+                r#"sriov_dp_pool_capacity{pool="intel.com/e810",api="dra"} 1"#,
+            ]
         );
     }
 
