@@ -145,7 +145,7 @@ log "10. DRA: one daemon, ens1f0's VFs through the device plugin, ens4f0's throu
 # until_line FILE PATTERN: wait (30 s at most) for a line matching PATTERN
 until_line() {
   for _ in $(seq 600); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  log "no line matching '$2' in $1:"; cat "$1" "$WORK"/*.err >&2; return 1
+  log "no line matching '$2' in $1:"; cat "$1" "$WORK"/*.err "$WORK/device-plugin.log" >&2 2>/dev/null; return 1
 }
 mkfifo "$WORK/api.in" "$WORK/kubelet.in"
 "$SRIOVCTL" --log-level warn apiserver-sim --kubeconfig-out "$WORK/kubeconfig" --node demo-node=demo-node-uid \
@@ -176,6 +176,7 @@ for _ in $(seq 100); do
   echo "devices demo-node" >&4; sleep 0.1
   grep -q 'deviceID=0000:86:01.5' "$WORK/api.out" && break
 done
+grep -q 'deviceID=0000:86:01.5' "$WORK/api.out" || { log "ens4f0's VFs were never published:"; cat "$WORK/device-plugin.log" >&2; exit 1; }
 grep '^device ' "$WORK/api.out" | sort -u | sed 's/^/  published: /'
 DRA_VF=$(grep -o 'demo-node/intel.com/sriov-dra 0000-86-01-0 deviceID=[^ ]*' "$WORK/api.out" | head -1 | sed 's/.*deviceID=//')
 [ -n "$DRA_VF" ] || { log "device 0000-86-01-0 was never published"; exit 1; }
@@ -197,17 +198,20 @@ echo "  CDI spec: $(ls "$WORK/cdi")  device-info: $(ls "$WORK/devinfo" | grep sr
 echo "  Multus passes the slice's k8s.cni.cncf.io/deviceID ($DRA_VF) to sriov as deviceID:"
 PODS+=(demo-pod-dra)
 ip netns add demo-pod-dra
-echo "  demo-pod-dra <- $DRA_VF: $(cni ADD demo-pod-dra "$DRA_VF")"
+ADDED=$(cni ADD demo-pod-dra "$DRA_VF")
+echo "  demo-pod-dra <- $DRA_VF: $ADDED"
 echo "  inside demo-pod-dra: $(ip -n demo-pod-dra -br addr show net1)"
 cni DEL demo-pod-dra "$DRA_VF"
 ip netns del demo-pod-dra
 printf 'unprepare default/demo-net/demo-claim-uid\necho unprepared\nquit\n' >&5
 until_line "$WORK/kubelet.out" '^unprepared'
 grep '^unprepare ' "$WORK/kubelet.out" | sed 's/^/  kubelet: /'
-echo "  after DEL and Unprepare: $(ip -br link show ens4f0v0 | awk '{print $1, $2}') on the host, CDI specs left: $(ls "$WORK/cdi" | wc -l)"
+grep -q '^unprepare demo-claim-uid ok' "$WORK/kubelet.out" || { log "unprepare failed"; exit 1; }
+[ -z "$(ls "$WORK/cdi")" ] || { log "CDI specs left: $(ls "$WORK/cdi")"; exit 1; }
+echo "  after DEL and Unprepare: $(ip -br link show ens4f0v0 | awk '{print $1, $2}') on the host, no CDI spec left"
 kill -TERM "$DP_PID"; wait "$DP_PID"; DP_PID=
-wait "$KUBELET_PID"
-echo quit >&4; wait "$API_PID"
+wait "$KUBELET_PID"; KUBELET_PID=
+echo quit >&4; wait "$API_PID"; API_PID=
 exec 4>&- 5>&-
 
 log "11. destroy: every namespace, link and file goes away"

@@ -68,6 +68,8 @@ struct Setup {
     api: ApiServerStandin,
     /// How often the daemon asked for its API handle.
     connects: Arc<AtomicUsize>,
+    /// `--health-addr`, when a test looks at `/readyz`.
+    health: Option<std::net::SocketAddr>,
     daemon: Option<(mpsc::Sender<Control>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -102,6 +104,7 @@ impl Setup {
             kubelet,
             api,
             connects: Arc::default(),
+            health: None,
             daemon: None,
         }
     }
@@ -130,7 +133,7 @@ impl Setup {
             cdi: CdiMode::Off,
             cdi_spec_dir: self.path("cdi"),
             default_route_netdevs: Some(vec![]),
-            health_addr: None,
+            health_addr: self.health,
             pod_resources_socket: Some(self.path("pod-resources.sock")),
             held_recheck: Duration::from_millis(100),
             watch_config: false,
@@ -862,6 +865,56 @@ async fn a_pool_moved_to_dra_keeps_a_held_vf_in_the_device_plugin_until_released
     }
     let claimed = setup.prepare("grab", "uid-grab").await;
     assert_eq!(claimed.error, "", "released: now a DRA device");
+    setup.stop_daemon().await;
+}
+
+/// `/readyz` with a DRA pool: not ready until the kubelet registered the
+/// driver and its slices are published (an API server that is down keeps
+/// it unready, saying so); once the config has no DRA pool left, neither
+/// counts any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_dra_driver_and_its_slices_while_dra_pools_are_served() {
+    if !require_root("readiness_waits_for_the_dra_driver_and_its_slices_while_dra_pools_are_served")
+    {
+        return;
+    }
+    let mut setup = Setup::new("devicePlugin").await;
+    let health = common::probe::free_addr();
+    setup.health = Some(health);
+    setup.api.set_down(true);
+    setup.start_daemon().await;
+    setup.wait_dp(E810, |d| d.len() == 3).await;
+    let (_, body) = common::probe::wait_readyz(health, WAIT, |status, _| status == 503).await;
+    assert_eq!(
+        body,
+        format!("not registered with the kubelet: DRA driver {DRIVER}\n")
+    );
+    setup.plugin_watcher_registers().await;
+    let (_, body) = common::probe::wait_readyz(health, WAIT, |_, body| {
+        body.starts_with("DRA ResourceSlices not published (retrying): ")
+    })
+    .await;
+    assert!(
+        body.contains("connection refused (stand-in down)"),
+        "{body}"
+    );
+    setup.api.set_down(false);
+    let (_, body) = common::probe::wait_readyz(health, WAIT, |status, _| status == 200).await;
+    assert_eq!(body, "ready\nDRA ResourceSlices published: 1\n");
+
+    // no DRA pool any more: the API server going away changes nothing
+    setup.api.set_down(true);
+    let tag = setup.node.tag.clone();
+    std::fs::write(
+        setup.path("config.json"),
+        format!(
+            r#"{{"resourceList": [{{"resourceName": "e810", "selectors": {{"pfNames": ["{tag}a"], "drivers": ["iavf"]}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    setup.reload().await;
+    let (_, body) = common::probe::wait_readyz(health, WAIT, |_, body| body == "ready\n").await;
+    assert_eq!(body, "ready\n");
     setup.stop_daemon().await;
 }
 

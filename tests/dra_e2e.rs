@@ -261,29 +261,6 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
     let ready = apiserver.line().await.unwrap();
     assert!(ready.starts_with("ready http://127.0.0.1:"), "{ready}");
 
-    // the kubelet: device plugins on kubelet.sock, DRA drivers through the
-    // plugin watcher, PodResources, the node's slices wiped as it starts
-    let mut kubelet = Ctl::spawn(
-        "kubelet-sim",
-        &[
-            "--log-level",
-            "warn",
-            "kubelet-sim",
-            "--dir",
-            &path_arg(&path("device-plugins")),
-            "--plugins-registry",
-            &path_arg(&path("plugins_registry")),
-            "--pod-resources-socket",
-            &path_arg(&path("pod-resources.sock")),
-            "--kubeconfig",
-            &kubeconfig,
-            "--node-name",
-            NODE,
-        ],
-    )
-    .unwrap();
-    assert_eq!(kubelet.line().await.unwrap(), format!("wiped {NODE} 0"));
-
     let health = common::probe::free_addr();
     let log = path("device-plugin.log");
     let daemon = DaemonProcess {
@@ -318,17 +295,58 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
         log,
     };
 
-    for wait in [
-        "wait intel.com/sriov_dp 1",
-        "wait intel.com/sriov_dpdk 1",
-        &format!("wait-dra {DRIVER}"),
+    // no kubelet yet: not ready, naming what is not registered
+    let (_, body) = common::probe::wait_readyz(health, WAIT, |status, _| status == 503).await;
+    assert_eq!(
+        body,
+        format!(
+            "not registered with the kubelet: DRA driver {DRIVER}, intel.com/sriov_dp, \
+             intel.com/sriov_dpdk\n"
+        )
+    );
+
+    // the kubelet: device plugins on kubelet.sock, DRA drivers through the
+    // plugin watcher, PodResources, the node's slices wiped as it starts
+    let mut kubelet = Ctl::spawn(
+        "kubelet-sim",
+        &[
+            "--log-level",
+            "warn",
+            "kubelet-sim",
+            "--dir",
+            &path_arg(&path("device-plugins")),
+            "--plugins-registry",
+            &path_arg(&path("plugins_registry")),
+            "--pod-resources-socket",
+            &path_arg(&path("pod-resources.sock")),
+            "--kubeconfig",
+            &kubeconfig,
+            "--node-name",
+            NODE,
+        ],
+    )
+    .unwrap();
+    // it deletes what the daemon may have published already; the daemon
+    // publishes again when the kubelet registers its driver
+    let wiped = kubelet.line().await.unwrap();
+    assert!(wiped.starts_with(&format!("wiped {NODE} ")), "{wiped}");
+
+    for (wait, answer) in [
+        (
+            "wait intel.com/sriov_dp 1",
+            "intel.com/sriov_dp: 1 device(s) listed".to_owned(),
+        ),
+        (
+            "wait intel.com/sriov_dpdk 1",
+            "intel.com/sriov_dpdk: 1 device(s) listed".to_owned(),
+        ),
+        (
+            &format!("wait-dra {DRIVER}"),
+            format!("{DRIVER}: registered 1x, refused 0x"),
+        ),
     ] {
-        let answer = kubelet.ask(wait).await.unwrap();
-        assert!(
-            !answer.starts_with("error"),
-            "{wait}: {answer}\n{}",
-            daemon.log()
-        );
+        let got = kubelet.ask(wait).await.unwrap();
+        assert!(got.starts_with(&answer), "{wait}: {got}\n{}", daemon.log());
     }
     let lines = kubelet.ask_all("list").await.unwrap();
     let dp_vf = "0000:3b:01.0".to_owned(); // VF 0 of PF a: the first pool matched it
@@ -477,9 +495,10 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
         assert!(added.ok(), "ADD {device}: {}", added.stderr);
         ips.push(added_ip(&added.json));
         let vf_net = node.root.join("bus/pci/devices").join(device).join("net");
+        let left: Vec<_> = std::fs::read_dir(&vf_net).unwrap().collect();
         assert!(
-            std::fs::read_dir(&vf_net).map_or(true, |mut d| d.next().is_none()),
-            "{device} still has a host netdev"
+            left.is_empty(),
+            "{device} still has a host netdev: {left:?}"
         );
     }
     ping(&pod_dp, &ips[1]);

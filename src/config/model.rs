@@ -136,7 +136,19 @@ pub struct Resource {
     pub link_health: bool,
 }
 
+impl Config {
+    /// Whether any pool is served through DRA.
+    pub fn has_dra(&self) -> bool {
+        self.resources.iter().any(Resource::is_dra)
+    }
+}
+
 impl Resource {
+    /// Served through DRA (`"allocationApi": "dra"`).
+    pub fn is_dra(&self) -> bool {
+        self.allocation_api == AllocationApi::Dra
+    }
+
     /// `prefix/name`, the extended resource name the kubelet sees.
     pub fn full_name(&self) -> String {
         format!("{}/{}", self.prefix, self.name)

@@ -200,21 +200,20 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
             tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
         }
     }
-    let is_dra = |r: &config::Resource| r.allocation_api == AllocationApi::Dra;
     let configured = config
         .resources
         .iter()
-        .filter(|r| !is_dra(r))
+        .filter(|r| !r.is_dra())
         .map(|r| r.full_name())
         .collect();
-    let has_dra = config.resources.iter().any(is_dra);
+    let has_dra = config.has_dra();
     if has_dra && settings.dra.is_none() {
         return Err(DaemonError::NoDra(settings.config_file.clone()));
     }
     let dra_sources = pools
         .pools
         .into_iter()
-        .filter(|p| is_dra(&config.resources[p.resource]))
+        .filter(|p| config.resources[p.resource].is_dra())
         .map(|p| (p.resource_name.clone(), p))
         .collect();
     Ok(Scan {
@@ -469,18 +468,32 @@ impl Daemon {
         let links = self.settings.link_health.then_some(&self.links);
         let pools = pools.unwrap_or_default();
         let dra = DraNode::start(settings, paths, pools, links, publish).await?;
-        if let Ok(mut flags) = self.probe_state.registrations.lock() {
-            flags.insert(
-                format!("DRA driver {}", dra.driver()),
-                dra.registration_flag(),
-            );
-        }
-        if let Ok(mut publishing) = self.probe_state.dra_publishing.lock() {
-            *publishing = Some(dra.publish_states());
-        }
         self.metrics.watch_dra(dra.pools_view());
         self.dra = Some(dra);
+        self.count_dra_in_readiness(true);
         Ok(())
+    }
+
+    /// Whether `/readyz` waits for the DRA driver's registration and its
+    /// slices: while DRA pools are served. Without any (a config that no
+    /// longer has one), the DRA side only answers for claims prepared
+    /// before, and readiness needs neither the API server nor the kubelet's
+    /// registration of it, as before the first DRA pool.
+    fn count_dra_in_readiness(&self, counted: bool) {
+        let Some(dra) = &self.dra else {
+            return;
+        };
+        let key = format!("DRA driver {}", dra.driver());
+        if let Ok(mut flags) = self.probe_state.registrations.lock() {
+            if counted {
+                flags.insert(key, dra.registration_flag());
+            } else {
+                flags.remove(&key);
+            }
+        }
+        if let Ok(mut publishing) = self.probe_state.dra_publishing.lock() {
+            *publishing = counted.then(|| dra.publish_states());
+        }
     }
 
     /// What the DRA pools `pools` publish: each pool's discovered devices
@@ -837,6 +850,7 @@ impl Daemon {
         // the device plugin side took it off ListAndWatch. (A VF joining
         // DRA is preparable from the first step, but no claim can name it
         // before it is published.)
+        self.count_dra_in_readiness(!dra_pools.is_empty());
         let publish = self.publish_set(&dra_pools);
         let links = self.settings.link_health.then_some(&self.links);
         if let Some(dra) = self.dra.as_mut() {

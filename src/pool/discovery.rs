@@ -1,7 +1,7 @@
 //! sysfs → `DeviceFacts`: everything the selectors look at, per PCI
 //! function, plus the facts pools carry for the kubelet server.
 
-use crate::config::{AllocationApi, Config, DeviceFacts, VdpaType};
+use crate::config::{Config, DeviceFacts, VdpaType};
 use crate::pci::PciAddress;
 use crate::sysfs::{
     AuxDevice, NodeScan, PciDevice, ScanOptions, SysfsError, SysfsRoot, VdpaDevice,
@@ -85,10 +85,7 @@ pub fn scan_options(config: &Config) -> ScanOptions {
     let selectors = || config.resources.iter().flat_map(|r| &r.selectors);
     let pkeys = selectors().any(|s| !s.pkeys.is_empty());
     // a DRA pool publishes each device's link type as an attribute
-    let dra = config
-        .resources
-        .iter()
-        .any(|r| r.allocation_api == AllocationApi::Dra);
+    let dra = config.has_dra();
     ScanOptions {
         acpi_index: selectors().any(|s| !s.acpi_indexes.is_empty()),
         pkeys,
