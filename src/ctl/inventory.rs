@@ -144,7 +144,7 @@ pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
             }
-            pool::build(&loaded.config, &devices, &default_route_netdevs())
+            pool::build(&loaded.config, devices.clone(), &default_route_netdevs())
         }
         None => Pools::default(),
     };

@@ -175,9 +175,8 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
             Vec::new()
         }),
     };
-    let pools = pool::build(config, &devices, &routes);
-    // the pools carry what serving needs: free discovery's copy first
-    drop(devices);
+    // discovery's records become the pools' devices (see pool::build)
+    let pools = pool::build(config, devices, &routes);
     for excluded in &pools.excluded {
         tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
     }
@@ -185,11 +184,18 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
         sysfs: settings.sysfs.clone(),
         dev_root: settings.dev_root.clone(),
     };
-    let served: Vec<ServedPool> = pools
-        .pools
-        .iter()
-        .map(|p| serve_pool(p, &config.resources[p.resource], &facts))
-        .collect();
+    let is_dra = |r: &config::Resource| r.allocation_api == AllocationApi::Dra;
+    // A DRA pool is served and also kept as discovered (its ResourceSlices
+    // carry those facts); the others are consumed by serving.
+    let mut dra_sources = BTreeMap::new();
+    let mut served = Vec::with_capacity(pools.pools.len());
+    for pool in pools.pools {
+        let resource = &config.resources[pool.resource];
+        if is_dra(resource) {
+            dra_sources.insert(pool.resource_name.clone(), pool.clone());
+        }
+        served.push(serve_pool(pool, resource, &facts));
+    }
     for resource in &config.resources {
         if !served
             .iter()
@@ -198,7 +204,6 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
             tracing::warn!(pool = %resource.full_name(), "no device matches: pool not advertised");
         }
     }
-    let is_dra = |r: &config::Resource| r.allocation_api == AllocationApi::Dra;
     let configured = config
         .resources
         .iter()
@@ -209,12 +214,6 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
     if has_dra && settings.dra.is_none() {
         return Err(DaemonError::NoDra(settings.config_file.clone()));
     }
-    let dra_sources = pools
-        .pools
-        .into_iter()
-        .filter(|p| is_dra(&config.resources[p.resource]))
-        .map(|p| (p.resource_name.clone(), p))
-        .collect();
     Ok(Scan {
         pools: served,
         configured,

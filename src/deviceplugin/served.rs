@@ -7,7 +7,7 @@
 //! no-IOMMU groups, `/dev` nodes) come through [`NodeFacts`].
 
 use crate::config::{AllocationApi, DeviceType, Resource};
-use crate::pool::{Pool, PoolDevice};
+use crate::pool::{drain_freeing, Pool, PoolDevice};
 use crate::sysfs::{RdmaCharDevices, SysfsError, SysfsRoot};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -362,21 +362,33 @@ struct DevNodes {
 /// Build the served form of `pool`, whose config entry is `resource`.
 /// A device whose char devices cannot be read is still served (the error
 /// is logged with its ID): one odd device must not take its pool down.
-pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> ServedPool {
+///
+/// Takes the pool by value: each device's strings move into its served
+/// form while the pool's list gives its memory back (see
+/// [`crate::pool::drain_freeing`]), so the two lists are not both alive
+/// whole.
+pub fn serve_pool(pool: Pool, resource: &Resource, facts: &dyn NodeFacts) -> ServedPool {
     // The node's /dev is the same for every device: look once per pool.
     let dev = DevNodes {
         vhost_net: facts.dev_node_exists(VHOST_NET_NODE),
         tun: facts.dev_node_exists(TUN_NODE),
         rdma_cm: facts.dev_node_exists(RDMA_CM_NODE),
     };
-    let devices: Vec<Arc<ServedDevice>> = pool
-        .devices
-        .iter()
-        .map(|device| Arc::new(serve_device(device, pool, resource, facts, dev)))
-        .collect();
+    let exclude_topology = pool.exclude_topology;
+    let mut devices: Vec<Arc<ServedDevice>> = Vec::with_capacity(pool.devices.len());
+    for device in drain_freeing(pool.devices) {
+        devices.push(Arc::new(serve_device(
+            device,
+            exclude_topology,
+            resource,
+            facts,
+            dev,
+        )));
+    }
+    devices.reverse(); // drained last first
     let index = index_by_id(&devices);
     ServedPool {
-        resource_name: pool.resource_name.clone(),
+        resource_name: pool.resource_name,
         prefix: resource.prefix.clone(),
         name: resource.name.clone(),
         device_type: resource.device_type,
@@ -400,8 +412,8 @@ fn index_by_id(devices: &[Arc<ServedDevice>]) -> Arc<HashMap<String, usize>> {
 }
 
 fn serve_device(
-    device: &PoolDevice,
-    pool: &Pool,
+    device: PoolDevice,
+    exclude_topology: bool,
     resource: &Resource,
     facts: &dyn NodeFacts,
     dev: DevNodes,
@@ -536,14 +548,14 @@ fn serve_device(
         }
     });
     ServedDevice {
-        id: device.id.clone(),
+        id: device.id,
         healthy: true,
         links: DeviceLinks {
-            pf: device.pf_name.clone(),
-            own: device.netdev.clone(),
+            pf: device.pf_name,
+            own: device.netdev,
         },
-        numa_node: device.numa_node.filter(|_| !pool.exclude_topology),
-        pf: device.pf_pci_address.clone(),
+        numa_node: device.numa_node.filter(|_| !exclude_topology),
+        pf: device.pf_pci_address,
         vf_index: device.vf_index,
         nodes,
         info,

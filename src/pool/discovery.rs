@@ -66,14 +66,6 @@ impl Discovered {
                 netdev: netdev.clone(),
             })
     }
-
-    /// The RDMA devices that go with this device (an aux device's own).
-    pub fn rdma_devices(&self) -> &[String] {
-        match &self.aux {
-            Some(aux) => &aux.rdma_devices,
-            None => &self.device.rdma_devices,
-        }
-    }
 }
 
 fn parse_hex_u16(hex: &str) -> u16 {

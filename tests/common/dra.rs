@@ -102,11 +102,12 @@ pub fn served_pools() -> Result<Vec<Arc<ServedPool>>, Box<dyn Error>> {
         },
     ];
     Ok(pools
-        .iter()
+        .into_iter()
         .map(|p| {
+            let resource = &loaded.config.resources[p.resource];
             Arc::new(serve_pool(
                 p,
-                &loaded.config.resources[p.resource],
+                resource,
                 &NoExtras,
             ))
         })
