@@ -68,10 +68,6 @@ impl Discovered {
     }
 }
 
-fn parse_hex_u16(hex: &str) -> u16 {
-    u16::from_str_radix(hex, 16).unwrap_or_default()
-}
-
 /// What a config's selectors need read beyond what every pool needs.
 pub fn scan_options(config: &Config) -> ScanOptions {
     let selectors = || config.resources.iter().flat_map(|r| &r.selectors);
@@ -155,8 +151,8 @@ pub fn discover_with(
     for device in scan.functions {
         let mut facts = DeviceFacts::pci(
             &device.address.to_string(),
-            parse_hex_u16(&device.vendor),
-            parse_hex_u16(&device.device),
+            device.vendor,
+            device.device,
             device.class,
         );
         facts.driver = device.driver.clone();
@@ -230,8 +226,8 @@ fn aux_device(
         .map(|t| (*t).to_owned());
     let mut facts = DeviceFacts::pci(
         &parent.address.to_string(),
-        parse_hex_u16(&parent.vendor),
-        parse_hex_u16(&parent.device),
+        parent.vendor,
+        parent.device,
         parent.class,
     );
     facts.id = aux.name.clone();

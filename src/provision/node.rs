@@ -57,8 +57,8 @@ impl NodeView {
                     PfView {
                         address: device.device.address,
                         name: device.device.netdevs.first().cloned(),
-                        vendor: device.device.vendor.clone(),
-                        device: device.device.device.clone(),
+                        vendor: format!("{:04x}", device.device.vendor),
+                        device: format!("{:04x}", device.device.device),
                         driver: device.device.driver.clone(),
                         total_vfs: sriov.total_vfs,
                         num_vfs: sriov.num_vfs,

@@ -105,11 +105,7 @@ pub fn served_pools() -> Result<Vec<Arc<ServedPool>>, Box<dyn Error>> {
         .into_iter()
         .map(|p| {
             let resource = &loaded.config.resources[p.resource];
-            Arc::new(serve_pool(
-                p,
-                resource,
-                &NoExtras,
-            ))
+            Arc::new(serve_pool(p, resource, &NoExtras))
         })
         .collect())
 }
