@@ -14,14 +14,14 @@ use super::provisioning::{
     DraCheckpoint, NodePolicySource, Provisioner, ProvisioningError, ProvisioningStatus, Trigger,
 };
 use super::runner::{Registration, Runner};
-use super::served::{serve_pool, HostFacts, ServedPool};
+use super::served::{serve_pool, HostFacts, PoolOwners, ServedPool};
 use super::service::DeviceOwners;
 use crate::config::{self, AllocationApi, ConfigError};
 use crate::dra::node_plugin::{checkpoint_path, DraError, DraNode, DraPaths, DraSettings};
 use crate::dra::publisher::PublishSet;
 use crate::pool::{self, Pool};
 use crate::sysfs::{SysfsError, SysfsRoot};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -386,7 +386,7 @@ impl Daemon {
         let mut daemon = Daemon {
             settings,
             registration,
-            owners: Arc::new(RwLock::new(HashMap::new())),
+            owners: Arc::new(RwLock::new(PoolOwners::default())),
             events,
             running: BTreeMap::new(),
             probe_state,
@@ -499,15 +499,8 @@ impl Daemon {
     }
 
     fn update_owners(&self, pools: &[ServedPool]) {
-        let map = pools
-            .iter()
-            .flat_map(|p| {
-                p.device_ids()
-                    .map(|id| (id.to_owned(), p.resource_name.clone()))
-            })
-            .collect();
         if let Ok(mut owners) = self.owners.write() {
-            *owners = map;
+            *owners = PoolOwners::of(pools);
         }
     }
 
