@@ -196,7 +196,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools, kubelet: &KubeletView) -> 
                 .map(|vf| {
                     json!({
                         "vfIndex": vf.facts.vf_index, "pciAddress": vf.facts.id, "driver": vf.device.driver,
-                        "netdev": vf.netdev, "numaNode": vf.device.numa_node,
+                        "netdev": vf.netdev(), "numaNode": vf.device.numa_node,
                         "vdpa": vf.vdpa.as_ref().map(|v| &v.name), "pool": pool_of(&vf.facts.id),
                         "pod": kubelet.pod_of(&vf.facts.id),
                         "health": kubelet.health_of(&vf.facts.id, pool_of(&vf.facts.id)),
@@ -209,7 +209,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools, kubelet: &KubeletView) -> 
                 .map(|sf| {
                     json!({
                         "sfNumber": sf.facts.vf_index, "id": sf.facts.id, "auxType": sf.facts.aux_type,
-                        "netdev": sf.netdev, "pool": pool_of(&sf.facts.id),
+                        "netdev": sf.netdev(), "pool": pool_of(&sf.facts.id),
                         "pod": kubelet.pod_of(&sf.facts.id),
                         "health": kubelet.health_of(&sf.facts.id, pool_of(&sf.facts.id)),
                     })
@@ -217,7 +217,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools, kubelet: &KubeletView) -> 
                 .collect();
             let sriov = pf.device.sriov.unwrap_or(crate::sysfs::SriovCapability { total_vfs: 0, num_vfs: 0 });
             json!({
-                "name": pf.netdev, "pciAddress": pf.facts.id, "model": model_name(pf.device.vendor, pf.device.device),
+                "name": pf.netdev(), "pciAddress": pf.facts.id, "model": model_name(pf.device.vendor, pf.device.device),
                 "vendor": format!("{:04x}", pf.device.vendor), "device": format!("{:04x}", pf.device.device), "driver": pf.device.driver,
                 "numaNode": pf.device.numa_node, "numVfs": sriov.num_vfs, "totalVfs": sriov.total_vfs,
                 "vfsInPools": vfs.iter().filter(|v| !v["pool"].is_null()).count(), "vfs": vfs, "sfs": sfs,

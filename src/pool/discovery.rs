@@ -17,8 +17,6 @@ pub struct Discovered {
     /// The PCI function; for an aux device, the function it sits on.
     pub device: PciDevice,
     pub pf_address: Option<PciAddress>,
-    /// The device's first netdev, if it has one.
-    pub netdev: Option<String>,
     /// For an aux device: the aux device itself. Boxed, like `vdpa`: few
     /// devices have one, and every VF would otherwise carry the room.
     pub aux: Option<Box<AuxDevice>>,
@@ -45,6 +43,15 @@ impl std::fmt::Display for Exclusion {
 }
 
 impl Discovered {
+    /// The device's first netdev, if it has one (an aux device's own, not
+    /// its parent's). Looked up, not kept: a copy per VF was a string each.
+    pub fn netdev(&self) -> Option<&String> {
+        match &self.aux {
+            Some(aux) => aux.netdevs.first(),
+            None => self.device.netdevs.first(),
+        }
+    }
+
     /// The netDevice exclusion that applies, given the netdevs that carry
     /// an IPv4 default route.
     pub fn exclusion(&self, default_route_netdevs: &[String]) -> Option<Exclusion> {
@@ -176,7 +183,6 @@ pub fn discover_with(
         found.push(Discovered {
             facts,
             pf_address: device.physfn,
-            netdev: device.netdevs.first().cloned(),
             device,
             aux: None,
             vdpa,
@@ -218,9 +224,9 @@ fn aux_device(
         .uplinks
         .get(&parent.address)
         .ok_or("its PCI function has no switchdev uplink representor")?;
-    let netdev = aux.netdevs.first().cloned();
-    let link_type = netdev
-        .as_ref()
+    let link_type = aux
+        .netdevs
+        .first()
         .or(Some(uplink))
         .and_then(|n| scan.link_types.get(n))
         .map(|t| (*t).to_owned());
@@ -242,7 +248,6 @@ fn aux_device(
         facts,
         device: parent.clone(),
         pf_address: Some(parent.address),
-        netdev,
         aux: Some(Box::new(aux.clone())),
         vdpa: None,
     })

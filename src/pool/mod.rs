@@ -228,11 +228,15 @@ fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
     let Discovered {
         facts,
         device,
-        netdev,
         aux,
         vdpa,
         ..
     } = found;
+    // the rule of Discovered::netdev, moving instead of copying
+    let (netdev, rdma_devices) = match aux {
+        Some(aux) => (aux.netdevs.into_iter().next(), aux.rdma_devices),
+        None => (device.netdevs.into_iter().next(), device.rdma_devices),
+    };
     let vdpa_type = facts.vdpa_type.map(|t| t.as_str());
     PoolDevice {
         id: facts.id,
@@ -247,10 +251,7 @@ fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
         netdev,
         link_type: facts.link_type,
         // an aux device's own RDMA devices, not its parent's
-        rdma_devices: match aux {
-            Some(aux) => aux.rdma_devices,
-            None => device.rdma_devices,
-        },
+        rdma_devices,
         device_nodes,
         selector,
         pci_address: facts.pci_address,

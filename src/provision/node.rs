@@ -79,7 +79,7 @@ impl NodeView {
                     address: device.device.address,
                     driver: device.device.driver.clone(),
                     driver_override: None,
-                    netdev: device.netdev.clone(),
+                    netdev: device.netdev().cloned(),
                 });
             }
         }
