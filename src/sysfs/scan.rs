@@ -435,15 +435,3 @@ fn read_pkey(rdma_dir: &Path) -> Result<Option<u16>, SysfsError> {
             expected: "a partition key such as 0xffff",
         })
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!("PciDevice {} FunctionRead {} slot {} SysfsError {} Discovered {} DeviceFacts {} PoolDevice {} Served {}",
-            std::mem::size_of::<super::PciDevice>(), std::mem::size_of::<super::FunctionRead>(),
-            std::mem::size_of::<Option<(crate::pci::PciAddress, super::FunctionRead)>>(),
-            std::mem::size_of::<super::SysfsError>(), std::mem::size_of::<crate::pool::Discovered>(),
-            std::mem::size_of::<crate::config::DeviceFacts>(), std::mem::size_of::<crate::pool::PoolDevice>(),
-            std::mem::size_of::<crate::deviceplugin::served::ServedDevice>());
-    }
-}
