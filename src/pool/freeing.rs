@@ -25,7 +25,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn yields_every_element_last_first_and_shrinks_as_it_goes() {
+    fn yields_every_element_last_first() {
         let items: Vec<u32> = (0..1000).collect();
         let mut drain = drain_freeing(items);
         let first: Vec<u32> = drain.by_ref().take(600).collect();
