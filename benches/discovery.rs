@@ -78,7 +78,7 @@ fn main() {
         for ((_, discover), times) in cases.iter().zip(&mut samples) {
             let start = Instant::now();
             let devices = discover();
-            let pools = pool::build(&loaded.config, &devices, &[]);
+            let pools = pool::build(&loaded.config, devices, &[]);
             times.push(start.elapsed());
             assert_eq!(pools.pools[0].devices.len(), 2048);
         }

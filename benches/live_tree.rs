@@ -74,7 +74,7 @@ fn main() {
         let sysfs = SysfsRoot::new(root);
         let start = Instant::now();
         let devices = pool::discover_for(&sysfs, &loaded.config).unwrap();
-        let pools = pool::build(&loaded.config, &devices, &[]);
+        let pools = pool::build(&loaded.config, devices, &[]);
         let elapsed = start.elapsed();
         assert_eq!(pools.pools[0].devices.len(), 4096);
         elapsed

@@ -13,6 +13,11 @@ that must look at the node. Runs are interleaved (daemon, baseline, ...).
 Then, on one daemon per tree, ALLOCS Allocate round trips of one VF each
 through the kubelet-sim.
 
+With DP_COMPARE=DIR (a directory holding another build's
+sriov-device-plugin, e.g. main's), a second table puts the two daemons side
+by side, interleaved run by run on the same trees, with where each one's
+resident memory is at its first full list (/proc/<pid>/smaps, by mapping).
+
 Usage: bench_dp.py RUNS ALLOCS TARGET_DIR WORK_DIR VFS...
 Prints Markdown tables for the README."""
 import json
@@ -64,8 +69,8 @@ class Tree:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(["rm", "-rf", self.devinfo])
 
-    def daemon_cmd(self):
-        return [f"{self.target}/sriov-device-plugin", "--sysfs-root", self.sysfs,
+    def daemon_cmd(self, daemon_dir=None):
+        return [f"{daemon_dir or self.target}/sriov-device-plugin", "--sysfs-root", self.sysfs,
                 "--config-file", self.config, "--device-plugin-path", self.kubelet,
                 "--registration-mode", "kubelet-socket", "--devinfo-dir", self.devinfo,
                 "--pod-resources-socket", self.pod_resources, "--log-level", "warn"]
@@ -84,12 +89,13 @@ class Tree:
             time.sleep(0.005)
         return sim
 
-    def start_daemon(self):
+    def start_daemon(self, daemon_dir=None):
         """Returns (daemon, kubelet-sim, ms to the first full list)."""
         sim = self.kubelet_sim()
         sim.stdin.write(f"wait {RESOURCE} {self.count}\n")
         start = time.perf_counter_ns()
-        daemon = subprocess.Popen(self.daemon_cmd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = subprocess.Popen(self.daemon_cmd(daemon_dir), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         line = sim.stdout.readline()
         elapsed = (time.perf_counter_ns() - start) / 1e6
         if "device(s) listed" not in line:
@@ -103,12 +109,13 @@ class Tree:
         sim.stdin.close()
         sim.wait(timeout=10)
 
-    def start_once(self):
-        daemon, sim, elapsed = self.start_daemon()
+    def start_once(self, daemon_dir=None):
+        daemon, sim, elapsed = self.start_daemon(daemon_dir)
         with open(f"/proc/{daemon.pid}/status") as f:
             hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+        parts = resident_parts(daemon.pid)
         self.stop(daemon, sim)
-        return elapsed, hwm
+        return elapsed, hwm, parts
 
     def baseline_once(self):
         cmd = [f"{self.target}/sriovctl", "inventory", "--sysfs-root", self.sysfs, "--config-file",
@@ -140,6 +147,71 @@ class Tree:
         return costs
 
 
+PARTS = ["code", "read-only data", "relocated data", "data", "libc and ld.so", "heap",
+         "other anonymous", "stack"]
+
+
+def resident_parts(pid):
+    """KiB resident per kind of mapping: the binary's text, its read-only
+    part (headers, relocations, rodata, eh_frame), its relocated data
+    (RELRO: written once by the loader), its data and bss, the shared
+    libraries, the malloc heap, other anonymous mappings (thread stacks,
+    malloc arenas, large allocations) and the main stack."""
+    parts = dict.fromkeys(PARTS, 0)
+    kind = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if not fields[0].endswith(":"):
+                perms, name = fields[1], fields[5] if len(fields) > 5 else ""
+                if name.endswith("/sriov-device-plugin"):
+                    # the loader makes RELRO read-only once relocated: it is
+                    # the read-only mapping that is anonymous (dirty)
+                    kind = ("code" if "x" in perms else "data" if "w" in perms else "read-only data")
+                elif name.startswith("/"):
+                    kind = "libc and ld.so"
+                elif name == "[heap]":
+                    kind = "heap"
+                elif name == "[stack]":
+                    kind = "stack"
+                elif name == "":
+                    kind = "other anonymous"
+                else:
+                    kind = None  # vdso, vvar
+            elif kind and fields[0] == "Rss:":
+                parts[kind] += int(fields[1])
+            elif kind == "read-only data" and fields[0] == "Anonymous:":
+                anon = int(fields[1])
+                parts["read-only data"] -= anon
+                parts["relocated data"] += anon
+    return parts
+
+
+def compare(trees, runs, other):
+    print()
+    print(f"This build against {other} (DP_COMPARE), interleaved, {runs} runs each; resident KiB at the "
+          "first full list, medians:")
+    print()
+    print("| VFs | device-info files | build | first full list, median ms | peak RSS MiB | "
+          + " | ".join(PARTS) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(PARTS))
+    for tree in trees:
+        results = {"other": [], "this": []}
+        tree.start_once()
+        tree.start_once(other)
+        for _ in range(runs):
+            results["other"].append(tree.start_once(other))
+            results["this"].append(tree.start_once())
+        files = "at Allocate" if tree.pod_resources else "all before serving"
+        for name, label in (("other", other), ("this", "this build")):
+            rows = results[name]
+            ms = statistics.median(r[0] for r in rows)
+            hwm = max(r[1] for r in rows) / 1024
+            parts = [statistics.median(r[2][p] for r in rows) for p in PARTS]
+            print(f"| {tree.count} | {files} | {label} | {ms:.1f} | {hwm:.1f} | "
+                  + " | ".join(f"{p:.0f}" for p in parts) + " |")
+
+
 def p95(values):
     values = sorted(values)
     return values[min(len(values) - 1, max(0, -(-len(values) * 95 // 100) - 1))]
@@ -159,7 +231,7 @@ def main():
             tree.start_once()  # warm the page cache
             tree.baseline_once()
             for _ in range(runs):
-                elapsed, hwm = tree.start_once()
+                elapsed, hwm, _ = tree.start_once()
                 ours.append(elapsed)
                 rss.append(hwm)
                 elapsed, hwm = tree.baseline_once()
@@ -169,6 +241,9 @@ def main():
             files = "at Allocate (PodResources)" if tree.pod_resources else "all before serving"
             print(f"| {tree.count} | {files} | {m:.1f} | {p95(ours):.1f} | {max(rss) / 1024:.1f} | {b:.1f} | "
                   f"{max(base_rss) / 1024:.1f} | {m / b:.2f}x |")
+        other = os.environ.get("DP_COMPARE")
+        if other:
+            compare(trees, runs, other)
         print()
         print(f"| VFs in the pool | Allocate of one VF via kubelet-sim, median ms over {allocs} | p95 ms |")
         print("|---|---|---|")

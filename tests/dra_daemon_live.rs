@@ -18,6 +18,7 @@ use k8s_openapi::api::resource::v1::{
 use serde_json::Value;
 use sriov_rs::deviceplugin::allocate::allocate_container;
 use sriov_rs::deviceplugin::daemon::{load_config, scan_with};
+use sriov_rs::deviceplugin::served::PoolOwners;
 use sriov_rs::deviceplugin::{CdiMode, Control, Daemon, RegistrationMode, Settings};
 use sriov_rs::devtools::kubelet_sim::KubeletSim;
 use sriov_rs::devtools::sim;
@@ -34,7 +35,7 @@ use sriov_rs::kubelet_api::pluginregistration::{
 };
 use sriov_rs::kubelet_api::uds;
 use sriov_rs::sysfs::SysfsRoot;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -466,7 +467,7 @@ async fn one_daemon_serves_a_device_plugin_pool_and_a_dra_pool() {
         served,
         &[cx_ids[0].to_string()],
         CdiMode::Off,
-        &HashMap::new(),
+        &PoolOwners::default(),
     )
     .unwrap();
     let spec = setup.spec("uid-a").unwrap();

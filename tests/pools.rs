@@ -119,9 +119,9 @@ impl Node {
     fn pools_with_routes(&self, config_text: &str, default_route: &[String]) -> pool::Pools {
         let loaded = config::parse(config_text, config::DEFAULT_RESOURCE_PREFIX).unwrap();
         let all = pool::discover(&self.sysfs()).unwrap();
-        let pools = pool::build(&loaded.config, &all, default_route);
+        let pools = pool::build(&loaded.config, all, default_route);
         let needed = pool::discover_for(&self.sysfs(), &loaded.config).unwrap();
-        let lean = pool::build(&loaded.config, &needed, default_route);
+        let lean = pool::build(&loaded.config, needed, default_route);
         let shape = |p: &pool::Pools| -> Vec<(String, Vec<String>)> {
             p.pools
                 .iter()

@@ -122,14 +122,10 @@ fn default_route_netdevs() -> Vec<String> {
     })
 }
 
-fn model_name(vendor: &str, device: &str) -> String {
-    let parse = |h: &str| u16::from_str_radix(h, 16).ok();
-    match (parse(vendor), parse(device)) {
-        (Some(v), Some(d)) => match pci_ids::Device::from_vid_pid(v, d) {
-            Some(found) => format!("{} {}", found.vendor().name(), found.name()),
-            None => format!("{vendor}:{device}"),
-        },
-        _ => format!("{vendor}:{device}"),
+fn model_name(vendor: u16, device: u16) -> String {
+    match pci_ids::Device::from_vid_pid(vendor, device) {
+        Some(found) => format!("{} {}", found.vendor().name(), found.name()),
+        None => format!("{vendor:04x}:{device:04x}"),
     }
 }
 
@@ -144,7 +140,7 @@ pub fn run(args: &InventoryArgs, sysfs_root: Option<&Path>) -> Result<(), CtlErr
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
             }
-            pool::build(&loaded.config, &devices, &default_route_netdevs())
+            pool::build(&loaded.config, devices.clone(), &default_route_netdevs())
         }
         None => Pools::default(),
     };
@@ -200,7 +196,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools, kubelet: &KubeletView) -> 
                 .map(|vf| {
                     json!({
                         "vfIndex": vf.facts.vf_index, "pciAddress": vf.facts.id, "driver": vf.device.driver,
-                        "netdev": vf.netdev, "numaNode": vf.device.numa_node,
+                        "netdev": vf.netdev(), "numaNode": vf.device.numa_node,
                         "vdpa": vf.vdpa.as_ref().map(|v| &v.name), "pool": pool_of(&vf.facts.id),
                         "pod": kubelet.pod_of(&vf.facts.id),
                         "health": kubelet.health_of(&vf.facts.id, pool_of(&vf.facts.id)),
@@ -213,7 +209,7 @@ pub fn to_json(devices: &[Discovered], pools: &Pools, kubelet: &KubeletView) -> 
                 .map(|sf| {
                     json!({
                         "sfNumber": sf.facts.vf_index, "id": sf.facts.id, "auxType": sf.facts.aux_type,
-                        "netdev": sf.netdev, "pool": pool_of(&sf.facts.id),
+                        "netdev": sf.netdev(), "pool": pool_of(&sf.facts.id),
                         "pod": kubelet.pod_of(&sf.facts.id),
                         "health": kubelet.health_of(&sf.facts.id, pool_of(&sf.facts.id)),
                     })
@@ -221,8 +217,8 @@ pub fn to_json(devices: &[Discovered], pools: &Pools, kubelet: &KubeletView) -> 
                 .collect();
             let sriov = pf.device.sriov.unwrap_or(crate::sysfs::SriovCapability { total_vfs: 0, num_vfs: 0 });
             json!({
-                "name": pf.netdev, "pciAddress": pf.facts.id, "model": model_name(&pf.device.vendor, &pf.device.device),
-                "vendor": pf.device.vendor, "device": pf.device.device, "driver": pf.device.driver,
+                "name": pf.netdev(), "pciAddress": pf.facts.id, "model": model_name(pf.device.vendor, pf.device.device),
+                "vendor": format!("{:04x}", pf.device.vendor), "device": format!("{:04x}", pf.device.device), "driver": pf.device.driver,
                 "numaNode": pf.device.numa_node, "numVfs": sriov.num_vfs, "totalVfs": sriov.total_vfs,
                 "vfsInPools": vfs.iter().filter(|v| !v["pool"].is_null()).count(), "vfs": vfs, "sfs": sfs,
             })

@@ -2,9 +2,9 @@
 //! references for a set of device IDs, exactly as sriov-network-device-plugin
 //! builds them. Pure.
 
-use super::served::{InfoProviders, ServedPool};
+use super::served::{InfoProviders, PoolOwners, ServedPool};
 use crate::kubelet_api::deviceplugin::v1beta1::{CdiDevice, ContainerAllocateResponse, DeviceSpec};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// How device nodes reach the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +66,13 @@ fn info_json(pool: &ServedPool, ids: &[String]) -> String {
     go_json_escape(serde_json::to_string(&map).unwrap_or_default())
 }
 
-/// One container's response. `other_pools` maps device IDs of our other
-/// pools to their resource names, so a misrouted ID gets a useful message.
+/// One container's response. `other_pools` tells which of our other pools
+/// lists a device ID, so a misrouted ID gets a useful message.
 pub fn allocate_container(
     pool: &ServedPool,
     ids: &[String],
     cdi: CdiMode,
-    other_pools: &HashMap<String, String>,
+    other_pools: &PoolOwners,
 ) -> Result<ContainerAllocateResponse, AllocateError> {
     if ids.is_empty() {
         return Err(AllocateError::Empty {
@@ -87,7 +87,7 @@ pub fn allocate_container(
     if !unknown.is_empty() {
         let elsewhere = unknown
             .iter()
-            .filter_map(|id| other_pools.get(id).map(|p| (id.clone(), p.clone())))
+            .filter_map(|id| other_pools.owner_of(id).map(|p| (id.clone(), p.to_owned())))
             .collect();
         return Err(AllocateError::UnknownDevices {
             pool: pool.resource_name.clone(),
@@ -222,7 +222,7 @@ mod tests {
     fn vfio_devices_get_container_node_once_and_their_groups() {
         let pool = vfio_pool();
         let ids = vec!["0000:3b:02.1".to_string(), "0000:3b:02.0".to_string()];
-        let r = allocate_container(&pool, &ids, CdiMode::Off, &HashMap::new()).unwrap();
+        let r = allocate_container(&pool, &ids, CdiMode::Off, &PoolOwners::default()).unwrap();
         assert_eq!(
             r.envs["PCIDEVICE_INTEL_COM_SRIOV_NET"],
             "0000:3b:02.1,0000:3b:02.0"
@@ -256,7 +256,9 @@ mod tests {
     #[test]
     fn unknown_and_foreign_ids_are_named() {
         let pool = vfio_pool();
-        let others = HashMap::from([("0000:5e:02.0".to_string(), "intel.com/other".to_string())]);
+        let mut other = test_pool(vec![device("0000:5e:02.0", &[], &[])], false);
+        other.resource_name = "intel.com/other".into();
+        let others = PoolOwners::of(&[other]);
         let ids = vec![
             "0000:3b:02.0".to_string(),
             "0000:5e:02.0".into(),
@@ -283,13 +285,14 @@ mod tests {
         )));
         let pool = vfio_pool().with_devices(devices);
         let ids = vec!["0000:3b:02.0".to_string(), "0000:3b:02.2".into()];
-        let a = allocate_container(&pool, &ids, CdiMode::Annotation, &HashMap::new()).unwrap();
+        let a =
+            allocate_container(&pool, &ids, CdiMode::Annotation, &PoolOwners::default()).unwrap();
         assert!(a.devices.is_empty());
         assert_eq!(
             a.annotations["cdi.k8s.io/intel.com_net-pci"],
             "intel.com/net-pci=0000:3b:02.0"
         );
-        let f = allocate_container(&pool, &ids, CdiMode::Field, &HashMap::new()).unwrap();
+        let f = allocate_container(&pool, &ids, CdiMode::Field, &PoolOwners::default()).unwrap();
         assert!(f.annotations.is_empty() && f.devices.is_empty());
         assert_eq!(f.cdi_devices.len(), 1);
         assert_eq!(f.cdi_devices[0].name, "intel.com/net-pci=0000:3b:02.0");
@@ -316,7 +319,7 @@ mod tests {
             &pool,
             &["0000:3b:02.0".into()],
             CdiMode::Off,
-            &HashMap::new(),
+            &PoolOwners::default(),
         )
         .unwrap();
         assert_eq!(

@@ -14,7 +14,7 @@ use super::provisioning::{
     DraCheckpoint, NodePolicySource, Provisioner, ProvisioningError, ProvisioningStatus, Trigger,
 };
 use super::runner::{Registration, Runner};
-use super::served::{serve_pool, HostFacts, ServedPool};
+use super::served::{serve_pool, HostFacts, PoolOwners, ServedPool};
 use super::service::DeviceOwners;
 use crate::config::{self, AllocationApi, ConfigError};
 use crate::dra::node_plugin::{
@@ -23,7 +23,7 @@ use crate::dra::node_plugin::{
 use crate::dra::publisher::PublishSet;
 use crate::pool::{self, Pool};
 use crate::sysfs::{SysfsError, SysfsRoot};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -177,9 +177,8 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
             Vec::new()
         }),
     };
-    let pools = pool::build(config, &devices, &routes);
-    // the pools carry what serving needs: free discovery's copy first
-    drop(devices);
+    // discovery's records become the pools' devices (see pool::build)
+    let pools = pool::build(config, devices, &routes);
     for excluded in &pools.excluded {
         tracing::info!(device = %excluded.address, reason = %excluded.reason, "excluded from netDevice pools");
     }
@@ -187,11 +186,17 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
         sysfs: settings.sysfs.clone(),
         dev_root: settings.dev_root.clone(),
     };
-    let served: Vec<ServedPool> = pools
-        .pools
-        .iter()
-        .map(|p| serve_pool(p, &config.resources[p.resource], &facts))
-        .collect();
+    // A DRA pool is served and also kept as discovered (its ResourceSlices
+    // carry those facts); the others are consumed by serving.
+    let mut dra_sources = BTreeMap::new();
+    let mut served = Vec::with_capacity(pools.pools.len());
+    for pool in pools.pools {
+        let resource = &config.resources[pool.resource];
+        if resource.is_dra() {
+            dra_sources.insert(pool.resource_name.clone(), pool.clone());
+        }
+        served.push(serve_pool(pool, resource, &facts));
+    }
     for resource in &config.resources {
         if !served
             .iter()
@@ -210,12 +215,6 @@ pub fn scan_with(settings: &Settings, config: &config::Config) -> Result<Scan, D
     if has_dra && settings.dra.is_none() {
         return Err(DaemonError::NoDra(settings.config_file.clone()));
     }
-    let dra_sources = pools
-        .pools
-        .into_iter()
-        .filter(|p| config.resources[p.resource].is_dra())
-        .map(|p| (p.resource_name.clone(), p))
-        .collect();
     Ok(Scan {
         pools: served,
         configured,
@@ -388,7 +387,7 @@ impl Daemon {
         let mut daemon = Daemon {
             settings,
             registration,
-            owners: Arc::new(RwLock::new(HashMap::new())),
+            owners: Arc::new(RwLock::new(PoolOwners::default())),
             events,
             running: BTreeMap::new(),
             probe_state,
@@ -526,15 +525,8 @@ impl Daemon {
     }
 
     fn update_owners(&self, pools: &[ServedPool]) {
-        let map = pools
-            .iter()
-            .flat_map(|p| {
-                p.device_ids()
-                    .map(|id| (id.to_owned(), p.resource_name.clone()))
-            })
-            .collect();
         if let Ok(mut owners) = self.owners.write() {
-            *owners = map;
+            *owners = PoolOwners::of(pools);
         }
     }
 

@@ -285,13 +285,13 @@ mod tests {
             pci.file_content(),
             r#"{"pci":{"pci-address":"0000:3b:01.0","pf-pci-address":"0000:3b:00.0","rdma-device":"mlx5_2","vhost-net":"/dev/vhost-net"},"type":"pci","version":"1.1.0"}"#
         );
-        let vdpa = DeviceInfo::Vdpa(VdpaDeviceInfo {
+        let vdpa = DeviceInfo::Vdpa(Box::new(VdpaDeviceInfo {
             parent_device: "vdpa0".into(),
             driver: "vhost".into(),
             path: Some("/dev/vhost-vdpa-0".into()),
             pci_address: "0000:3b:01.0".into(),
             pf_pci_address: None,
-        });
+        }));
         assert_eq!(
             vdpa.file_content(),
             r#"{"type":"vdpa","vdpa":{"driver":"vhost","parent-device":"vdpa0","path":"/dev/vhost-vdpa-0","pci-address":"0000:3b:01.0"},"version":"1.1.0"}"#

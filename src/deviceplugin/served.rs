@@ -7,9 +7,9 @@
 //! no-IOMMU groups, `/dev` nodes) come through [`NodeFacts`].
 
 use crate::config::{AllocationApi, DeviceType, Resource};
-use crate::pool::{Pool, PoolDevice};
+use crate::pool::{drain_freeing, Pool, PoolDevice};
 use crate::sysfs::{RdmaCharDevices, SysfsError, SysfsRoot};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -129,10 +129,12 @@ pub struct VdpaDeviceInfo {
 }
 
 /// A device-info file's content: a PCI device, or a vDPA device on one.
+/// The vDPA one is boxed: few devices have one, and every served device
+/// would otherwise carry its room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceInfo {
     Pci(PciDeviceInfo),
-    Vdpa(VdpaDeviceInfo),
+    Vdpa(Box<VdpaDeviceInfo>),
 }
 
 /// A device-info file, keys in sorted order. Serialized straight from the
@@ -245,12 +247,14 @@ pub struct ServedPool {
     pub api: AllocationApi,
     pub devices: Vec<Arc<ServedDevice>>,
     /// Device ID → position; shared by copies with the same devices.
-    index: Arc<HashMap<String, usize>>,
+    index: Arc<IdIndex>,
 }
 
 impl ServedPool {
     pub fn device(&self, id: &str) -> Option<&ServedDevice> {
-        self.index.get(id).map(|&i| &*self.devices[i])
+        self.index
+            .find(&self.devices, id)
+            .map(|i| &*self.devices[i])
     }
 
     /// The same pool serving `devices` instead of its own.
@@ -295,6 +299,29 @@ impl ServedPool {
 
     pub fn device_ids(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.devices.iter().map(|d| d.id.as_str())
+    }
+}
+
+/// Which of our pools a device ID belongs to, for Allocate's "a device of
+/// pool X" message: the pools' own ID indexes, shared, rather than a map
+/// with a copy of every ID and pool name (half a megabyte at 4096 VFs).
+#[derive(Debug, Clone, Default)]
+pub struct PoolOwners(Vec<ServedPool>);
+
+impl PoolOwners {
+    /// A copy of each pool costs a pointer per device.
+    pub fn of(pools: &[ServedPool]) -> Self {
+        PoolOwners(pools.to_vec())
+    }
+
+    /// The pool that lists `id`; the last one given when several do (a
+    /// held VF on its way between pools is listed by both).
+    pub fn owner_of(&self, id: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|pool| pool.device(id).is_some())
+            .map(|pool| pool.resource_name.as_str())
     }
 }
 
@@ -362,21 +389,33 @@ struct DevNodes {
 /// Build the served form of `pool`, whose config entry is `resource`.
 /// A device whose char devices cannot be read is still served (the error
 /// is logged with its ID): one odd device must not take its pool down.
-pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> ServedPool {
+///
+/// Takes the pool by value: each device's strings move into its served
+/// form while the pool's list gives its memory back (see
+/// [`crate::pool::drain_freeing`]), so the two lists are not both alive
+/// whole.
+pub fn serve_pool(pool: Pool, resource: &Resource, facts: &dyn NodeFacts) -> ServedPool {
     // The node's /dev is the same for every device: look once per pool.
     let dev = DevNodes {
         vhost_net: facts.dev_node_exists(VHOST_NET_NODE),
         tun: facts.dev_node_exists(TUN_NODE),
         rdma_cm: facts.dev_node_exists(RDMA_CM_NODE),
     };
-    let devices: Vec<Arc<ServedDevice>> = pool
-        .devices
-        .iter()
-        .map(|device| Arc::new(serve_device(device, pool, resource, facts, dev)))
-        .collect();
+    let exclude_topology = pool.exclude_topology;
+    let mut devices: Vec<Arc<ServedDevice>> = Vec::with_capacity(pool.devices.len());
+    for device in drain_freeing(pool.devices) {
+        devices.push(Arc::new(serve_device(
+            device,
+            exclude_topology,
+            resource,
+            facts,
+            dev,
+        )));
+    }
+    devices.reverse(); // drained last first
     let index = index_by_id(&devices);
     ServedPool {
-        resource_name: pool.resource_name.clone(),
+        resource_name: pool.resource_name,
         prefix: resource.prefix.clone(),
         name: resource.name.clone(),
         device_type: resource.device_type,
@@ -389,19 +428,33 @@ pub fn serve_pool(pool: &Pool, resource: &Resource, facts: &dyn NodeFacts) -> Se
     }
 }
 
-fn index_by_id(devices: &[Arc<ServedDevice>]) -> Arc<HashMap<String, usize>> {
-    Arc::new(
-        devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.id.clone(), i))
-            .collect(),
-    )
+/// A pool's devices by ID: their positions sorted by ID, searched by
+/// halving. A map from IDs would hold a copy of every ID (at 4096 VFs,
+/// 0.4 MB for the map and the copies); this holds 4 bytes a device, and a
+/// lookup is a dozen string comparisons at 4096.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IdIndex(Vec<u32>);
+
+impl IdIndex {
+    fn find(&self, devices: &[Arc<ServedDevice>], id: &str) -> Option<usize> {
+        let at = self
+            .0
+            .binary_search_by(|&i| devices[i as usize].id.as_str().cmp(id))
+            .ok()?;
+        Some(self.0[at] as usize)
+    }
+}
+
+fn index_by_id(devices: &[Arc<ServedDevice>]) -> Arc<IdIndex> {
+    // a pool has far fewer than 2^32 devices (the kernel's VF count is 16 bits)
+    let mut order: Vec<u32> = (0..devices.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| devices[a as usize].id.cmp(&devices[b as usize].id));
+    Arc::new(IdIndex(order))
 }
 
 fn serve_device(
-    device: &PoolDevice,
-    pool: &Pool,
+    device: PoolDevice,
+    exclude_topology: bool,
     resource: &Resource,
     facts: &dyn NodeFacts,
     dev: DevNodes,
@@ -520,13 +573,13 @@ fn serve_device(
 
     let device_info = (resource.device_type == DeviceType::NetDevice).then(|| {
         match device.vdpa.as_ref().and_then(|v| Some((v, v.vdpa_type?))) {
-            Some((vdpa, kind)) => DeviceInfo::Vdpa(VdpaDeviceInfo {
+            Some((vdpa, kind)) => DeviceInfo::Vdpa(Box::new(VdpaDeviceInfo {
                 parent_device: vdpa.name.clone(),
                 driver: kind.to_owned(),
                 path: vdpa_vhost_node.clone(),
                 pci_address: device.pci_address.clone(),
                 pf_pci_address: device.pf_pci_address.clone(),
-            }),
+            })),
             None => DeviceInfo::Pci(PciDeviceInfo {
                 pci_address: device.id.clone(),
                 pf_pci_address: device.pf_pci_address.clone(),
@@ -536,14 +589,14 @@ fn serve_device(
         }
     });
     ServedDevice {
-        id: device.id.clone(),
+        id: device.id,
         healthy: true,
         links: DeviceLinks {
-            pf: device.pf_name.clone(),
-            own: device.netdev.clone(),
+            pf: device.pf_name,
+            own: device.netdev,
         },
-        numa_node: device.numa_node.filter(|_| !pool.exclude_topology),
-        pf: device.pf_pci_address.clone(),
+        numa_node: device.numa_node.filter(|_| !exclude_topology),
+        pf: device.pf_pci_address,
         vf_index: device.vf_index,
         nodes,
         info,

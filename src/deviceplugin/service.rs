@@ -3,7 +3,7 @@
 
 use super::allocate::{allocate_container, CdiMode};
 use super::preferred::preferred_allocation;
-use super::served::ServedPool;
+use super::served::{PoolOwners, ServedPool};
 use crate::kubelet_api::deviceplugin::v1beta1::{
     device_plugin_server::DevicePlugin, AllocateRequest, AllocateResponse,
     ContainerPreferredAllocationResponse, Device, DevicePluginOptions, Empty, ListAndWatchResponse,
@@ -15,15 +15,14 @@ use crate::kubelet_api::pluginregistration::{
     RegistrationStatusResponse,
 };
 use crate::kubelet_api::{HEALTHY, PLUGIN_TYPE_DEVICE_PLUGIN, UNHEALTHY};
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
-/// Device IDs of all our pools → their resource names, for Allocate's
-/// "this ID belongs to pool X" message.
-pub type DeviceOwners = Arc<RwLock<HashMap<String, String>>>;
+/// Which of all our pools lists a device ID, for Allocate's "this ID
+/// belongs to pool X" message.
+pub type DeviceOwners = Arc<RwLock<PoolOwners>>;
 
 /// The options we advertise: preferred allocation on, no PreStartContainer.
 pub fn plugin_options() -> DevicePluginOptions {
@@ -149,7 +148,7 @@ impl DevicePlugin for PoolService {
         // Read under the lock, not cloned: a copy of every device's owner
         // per call made Allocate's cost grow with the node's device count.
         // Nothing below awaits, so the guard never crosses an await.
-        let no_owners = std::collections::HashMap::new();
+        let no_owners = PoolOwners::default();
         let guard = self.owners.read();
         let owners = guard.as_deref().unwrap_or(&no_owners);
         let mut response = AllocateResponse::default();

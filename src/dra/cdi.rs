@@ -12,8 +12,9 @@ use crate::deviceplugin::allocate::{allocate_container, AllocateError, CdiMode};
 use crate::deviceplugin::files::{
     device_info_path, remove_if_present, write_atomically, FileError, CDI_VERSION, DEVICE_INFO_MODE,
 };
+use crate::deviceplugin::served::PoolOwners;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Prefix of our claims' CDI spec files (the device plugin's are
@@ -64,7 +65,7 @@ pub fn claim_spec(
     claim_uid: &str,
     devices: &[(&PreparedDevice, &DraDevice)],
 ) -> Result<serde_json::Value, CdiError> {
-    let none = HashMap::new();
+    let none = PoolOwners::default();
     let mut groups: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
     for (prepared, dra) in devices {
         groups

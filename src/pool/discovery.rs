@@ -17,8 +17,6 @@ pub struct Discovered {
     /// The PCI function; for an aux device, the function it sits on.
     pub device: PciDevice,
     pub pf_address: Option<PciAddress>,
-    /// The device's first netdev, if it has one.
-    pub netdev: Option<String>,
     /// For an aux device: the aux device itself. Boxed, like `vdpa`: few
     /// devices have one, and every VF would otherwise carry the room.
     pub aux: Option<Box<AuxDevice>>,
@@ -45,6 +43,15 @@ impl std::fmt::Display for Exclusion {
 }
 
 impl Discovered {
+    /// The device's first netdev, if it has one (an aux device's own, not
+    /// its parent's). Looked up, not kept: a copy per VF was a string each.
+    pub fn netdev(&self) -> Option<&String> {
+        match &self.aux {
+            Some(aux) => aux.netdevs.first(),
+            None => self.device.netdevs.first(),
+        }
+    }
+
     /// The netDevice exclusion that applies, given the netdevs that carry
     /// an IPv4 default route.
     pub fn exclusion(&self, default_route_netdevs: &[String]) -> Option<Exclusion> {
@@ -66,18 +73,6 @@ impl Discovered {
                 netdev: netdev.clone(),
             })
     }
-
-    /// The RDMA devices that go with this device (an aux device's own).
-    pub fn rdma_devices(&self) -> &[String] {
-        match &self.aux {
-            Some(aux) => &aux.rdma_devices,
-            None => &self.device.rdma_devices,
-        }
-    }
-}
-
-fn parse_hex_u16(hex: &str) -> u16 {
-    u16::from_str_radix(hex, 16).unwrap_or_default()
 }
 
 /// What a config's selectors need read beyond what every pool needs.
@@ -165,8 +160,8 @@ pub fn discover_with(
     for device in scan.functions {
         let mut facts = DeviceFacts::pci(
             &device.address.to_string(),
-            parse_hex_u16(&device.vendor),
-            parse_hex_u16(&device.device),
+            device.vendor,
+            device.device,
             device.class,
         );
         facts.driver = device.driver.clone();
@@ -190,7 +185,6 @@ pub fn discover_with(
         found.push(Discovered {
             facts,
             pf_address: device.physfn,
-            netdev: device.netdevs.first().cloned(),
             device,
             aux: None,
             vdpa,
@@ -232,16 +226,16 @@ fn aux_device(
         .uplinks
         .get(&parent.address)
         .ok_or("its PCI function has no switchdev uplink representor")?;
-    let netdev = aux.netdevs.first().cloned();
-    let link_type = netdev
-        .as_ref()
+    let link_type = aux
+        .netdevs
+        .first()
         .or(Some(uplink))
         .and_then(|n| scan.link_types.get(n))
         .map(|t| (*t).to_owned());
     let mut facts = DeviceFacts::pci(
         &parent.address.to_string(),
-        parse_hex_u16(&parent.vendor),
-        parse_hex_u16(&parent.device),
+        parent.vendor,
+        parent.device,
         parent.class,
     );
     facts.id = aux.name.clone();
@@ -256,7 +250,6 @@ fn aux_device(
         facts,
         device: parent.clone(),
         pf_address: Some(parent.address),
-        netdev,
         aux: Some(Box::new(aux.clone())),
         vdpa: None,
     })

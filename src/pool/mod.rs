@@ -3,6 +3,9 @@
 //! data the kubelet server and `sriovctl inventory` both use.
 
 pub mod discovery;
+mod freeing;
+
+pub use freeing::drain_freeing;
 
 pub use discovery::{discover, discover_for, discover_with, scan_options, Discovered, Exclusion};
 
@@ -115,7 +118,13 @@ fn device_nodes(device: &Discovered) -> Vec<String> {
 /// Assign devices to pools in config order, upstream's way: netDevice pools
 /// never take excluded devices (PFs with VFs, default-route netdevs);
 /// accelerator and aux pools are not subject to those rules.
-pub fn build(config: &Config, devices: &[Discovered], default_route_netdevs: &[String]) -> Pools {
+///
+/// Takes discovery's records by value: each becomes its pool device (its
+/// strings moved, not copied) while the records' list gives its memory
+/// back, so discovery's facts and the pools' devices are never both alive
+/// whole (at 4096 VFs each list is megabytes, and the daemon's peak memory
+/// was where they met).
+pub fn build(config: &Config, devices: Vec<Discovered>, default_route_netdevs: &[String]) -> Pools {
     let excluded: Vec<Excluded> = devices
         .iter()
         .filter_map(|device| {
@@ -126,71 +135,26 @@ pub fn build(config: &Config, devices: &[Discovered], default_route_netdevs: &[S
             })
         })
         .collect();
-    // Resource by resource in config order, each seeing the devices no
-    // earlier resource took; excluded devices are hidden from netDevice
-    // resources only.
-    let facts_all: Vec<&crate::config::DeviceFacts> = devices.iter().map(|d| &d.facts).collect();
-    let excluded_ids: Vec<String> = excluded.iter().map(|e| e.address.to_string()).collect();
-    let mut per_resource: Vec<Vec<(usize, usize)>> = vec![Vec::new(); config.resources.len()];
-    let mut taken = std::collections::HashSet::new();
-    for (r, resource) in config.resources.iter().enumerate() {
-        let visible: Vec<usize> = (0..devices.len())
-            .filter(|&d| {
-                resource.device_type != DeviceType::NetDevice
-                    || !excluded_ids.contains(&facts_all[d].id)
-            })
-            .filter(|&d| !taken.contains(&d))
-            .collect();
-        let subset: Vec<&crate::config::DeviceFacts> =
-            visible.iter().map(|&d| facts_all[d]).collect();
-        let single = std::slice::from_ref(resource);
-        for assignment in assign_pools(single, &subset) {
-            for member in assignment.members {
-                let d = visible[member.device];
-                taken.insert(d);
-                per_resource[r].push((d, member.selector));
-            }
+    let places = assign(config, &devices, &excluded);
+    let mut placed: Vec<(Place, PoolDevice)> = Vec::new();
+    for (found, place) in drain_freeing(devices).zip(places.into_iter().rev()) {
+        if let Some(place) = place {
+            placed.push((place, pool_device(found, place.selector)));
         }
     }
+    placed.sort_unstable_by_key(|(place, _)| (place.resource, place.rank));
+    // Split per resource from the last pool back, so that the first (most
+    // often the only) one keeps the buffer instead of being copied.
     let mut pools = Vec::new();
-    for (r, members) in per_resource.into_iter().enumerate() {
-        if members.is_empty() {
-            continue; // upstream starts no server for an empty pool
-        }
+    while let Some((last, _)) = placed.last() {
+        let r = last.resource;
+        let start = placed.partition_point(|(place, _)| place.resource < r);
+        let members = if start == 0 {
+            std::mem::take(&mut placed)
+        } else {
+            placed.split_off(start)
+        };
         let resource = &config.resources[r];
-        let devices = members
-            .into_iter()
-            .map(|(d, selector)| {
-                let found = &devices[d];
-                PoolDevice {
-                    id: found.facts.id.clone(),
-                    pf_name: found.facts.pf_name.clone(),
-                    pf_pci_address: found.facts.pf_pci_address.clone(),
-                    vf_index: found.facts.vf_index,
-                    vendor: found.device.vendor.clone(),
-                    device: found.device.device.clone(),
-                    driver: found.device.driver.clone(),
-                    numa_node: found.device.numa_node,
-                    iommu_group: found.device.iommu_group,
-                    netdev: found.netdev.clone(),
-                    link_type: found.facts.link_type.clone(),
-                    rdma_devices: found.rdma_devices().to_vec(),
-                    device_nodes: device_nodes(found),
-                    selector,
-                    pci_address: found.facts.pci_address.clone(),
-                    aux_type: found.facts.aux_type.clone(),
-                    vdpa: found.vdpa.as_ref().map(|v| {
-                        Box::new(PoolVdpa {
-                            name: v.name.clone(),
-                            driver: v.driver.clone(),
-                            vdpa_type: found.facts.vdpa_type.map(|t| t.as_str()),
-                            device_node: v.vhost_device.as_ref().map(|n| format!("/dev/{n}")),
-                        })
-                    }),
-                    pkey: found.facts.pkey.map(|k| format!("{k:#06x}")),
-                }
-            })
-            .collect();
         pools.push(Pool {
             resource_name: resource.full_name(),
             device_type: resource.device_type.as_str(),
@@ -200,8 +164,106 @@ pub fn build(config: &Config, devices: &[Discovered], default_route_netdevs: &[S
                 AllocationPolicy::Spread => "spread",
             }),
             resource: r,
-            devices,
+            devices: without_places(members),
         });
     }
+    pools.reverse();
     Pools { pools, excluded }
+}
+
+/// The devices of `placed`, in order. Vec's in-place collect reuses the
+/// buffer (a device is no larger than itself with its place), so the list
+/// is not held twice; the room the places took is then given back.
+fn without_places(placed: Vec<(Place, PoolDevice)>) -> Vec<PoolDevice> {
+    let mut devices: Vec<PoolDevice> = placed.into_iter().map(|(_, device)| device).collect();
+    devices.shrink_to_fit();
+    devices
+}
+
+/// Where an assigned device goes: its resource, its position in that pool
+/// (the order upstream lists it in), and the selector that took it.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    resource: usize,
+    rank: usize,
+    selector: usize,
+}
+
+/// Each device's place, if a pool takes it: resource by resource in config
+/// order, each seeing the devices no earlier resource took; excluded
+/// devices are hidden from netDevice resources only.
+fn assign(config: &Config, devices: &[Discovered], excluded: &[Excluded]) -> Vec<Option<Place>> {
+    let facts_all: Vec<&crate::config::DeviceFacts> = devices.iter().map(|d| &d.facts).collect();
+    let excluded_ids: Vec<String> = excluded.iter().map(|e| e.address.to_string()).collect();
+    let mut places: Vec<Option<Place>> = vec![None; devices.len()];
+    for (r, resource) in config.resources.iter().enumerate() {
+        let visible: Vec<usize> = (0..devices.len())
+            .filter(|&d| {
+                resource.device_type != DeviceType::NetDevice
+                    || !excluded_ids.contains(&facts_all[d].id)
+            })
+            .filter(|&d| places[d].is_none())
+            .collect();
+        let subset: Vec<&crate::config::DeviceFacts> =
+            visible.iter().map(|&d| facts_all[d]).collect();
+        let single = std::slice::from_ref(resource);
+        let mut rank = 0;
+        for assignment in assign_pools(single, &subset) {
+            for member in assignment.members {
+                places[visible[member.device]] = Some(Place {
+                    resource: r,
+                    rank,
+                    selector: member.selector,
+                });
+                rank += 1;
+            }
+        }
+    }
+    places
+}
+
+/// A discovered device as its pool keeps it, moved out of discovery's record.
+fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
+    let device_nodes = device_nodes(&found);
+    let Discovered {
+        facts,
+        device,
+        aux,
+        vdpa,
+        ..
+    } = found;
+    // the rule of Discovered::netdev, moving instead of copying
+    let (netdev, rdma_devices) = match aux {
+        Some(aux) => (aux.netdevs.into_iter().next(), aux.rdma_devices),
+        None => (device.netdevs.into_iter().next(), device.rdma_devices),
+    };
+    let vdpa_type = facts.vdpa_type.map(|t| t.as_str());
+    PoolDevice {
+        id: facts.id,
+        pf_name: facts.pf_name,
+        pf_pci_address: facts.pf_pci_address,
+        vf_index: facts.vf_index,
+        vendor: format!("{:04x}", device.vendor),
+        device: format!("{:04x}", device.device),
+        driver: device.driver,
+        numa_node: device.numa_node,
+        iommu_group: device.iommu_group,
+        netdev,
+        link_type: facts.link_type,
+        // an aux device's own RDMA devices, not its parent's
+        rdma_devices,
+        device_nodes,
+        selector,
+        pci_address: facts.pci_address,
+        aux_type: facts.aux_type,
+        vdpa: vdpa.map(|v| {
+            Box::new(PoolVdpa {
+                name: v.name,
+                driver: v.driver,
+                vdpa_type,
+                device_node: v.vhost_device.map(|n| format!("/dev/{n}")),
+            })
+        }),
+        pkey: facts.pkey.map(|k| format!("{k:#06x}")),
+    }
 }

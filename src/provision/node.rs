@@ -57,8 +57,8 @@ impl NodeView {
                     PfView {
                         address: device.device.address,
                         name: device.device.netdevs.first().cloned(),
-                        vendor: device.device.vendor.clone(),
-                        device: device.device.device.clone(),
+                        vendor: format!("{:04x}", device.device.vendor),
+                        device: format!("{:04x}", device.device.device),
                         driver: device.device.driver.clone(),
                         total_vfs: sriov.total_vfs,
                         num_vfs: sriov.num_vfs,
@@ -79,7 +79,7 @@ impl NodeView {
                     address: device.device.address,
                     driver: device.device.driver.clone(),
                     driver_override: None,
-                    netdev: device.netdev.clone(),
+                    netdev: device.netdev().cloned(),
                 });
             }
         }

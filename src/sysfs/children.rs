@@ -49,14 +49,14 @@ impl ChildMap {
         }
         let dir = DirHandle::open(listing)?;
         let threads = threads_for(names.len(), max_threads);
-        let targets = in_runs(&names, threads, |run| {
-            run.iter()
-                .map(|name| dir.attrs().read_link(name))
-                .collect::<Vec<_>>()
+        let targets = in_runs(&names, threads, 0, |run, slots| {
+            for (name, slot) in run.iter().zip(slots) {
+                *slot = Some(dir.attrs().read_link(name));
+            }
         });
         let mut map: HashMap<String, Vec<Child>> = HashMap::new();
         for (name, target) in names.into_iter().zip(targets) {
-            let Some(target) = target? else {
+            let Some(target) = target.transpose()?.flatten() else {
                 continue; // gone since the listing
             };
             let dir = resolve_link(listing, &target);

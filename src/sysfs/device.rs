@@ -26,11 +26,16 @@ pub struct SriovCapability {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PciDevice {
     pub address: PciAddress,
-    /// Lower-case hex without `0x`, as selectors spell them: `8086`.
-    pub vendor: String,
-    pub device: String,
-    pub subsystem_vendor: String,
-    pub subsystem_device: String,
+    /// Serialized as selectors spell them: lower-case hex without `0x`,
+    /// `8086`.
+    #[serde(serialize_with = "hex_id")]
+    pub vendor: u16,
+    #[serde(serialize_with = "hex_id")]
+    pub device: u16,
+    #[serde(serialize_with = "hex_id")]
+    pub subsystem_vendor: u16,
+    #[serde(serialize_with = "hex_id")]
+    pub subsystem_device: u16,
     /// The 24-bit class code; the base class is `class >> 16`.
     pub class: u32,
     pub driver: Option<String>,
@@ -48,6 +53,10 @@ pub struct PciDevice {
     pub netdevs: Vec<String>,
     /// RDMA device names under `infiniband/`, sorted.
     pub rdma_devices: Vec<String>,
+}
+
+fn hex_id<S: serde::Serializer>(id: &u16, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{id:04x}"))
 }
 
 impl PciDevice {

@@ -32,7 +32,8 @@ use super::vdpa::{read_vdpa_devices, VdpaDevice};
 use super::{SysfsError, SysfsRoot};
 use crate::pci::PciAddress;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Facts only some users need; off means "not read".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +113,7 @@ impl SysfsRoot {
         // side when there are many.
         let mut announced: HashMap<PciAddress, KnownVf> = HashMap::new();
         let mut vfs: Vec<(PciAddress, KnownVf)> = Vec::new();
-        let mut read: Vec<(PciAddress, FunctionRead)> = Vec::new();
+        let mut others: Vec<Option<(PciAddress, FunctionRead)>> = Vec::new();
         for address in self.pci_addresses()? {
             match announced.remove(&address) {
                 Some(vf) => vfs.push((address, vf)),
@@ -124,29 +125,37 @@ impl SysfsRoot {
                         &mut announced,
                         &mut scan.vf_indexes,
                     );
-                    read.push((address, result));
+                    others.push(Some((address, result)));
                 }
             }
         }
-        read.extend(read_vfs(&vfs, &netdevs, options));
-        read.sort_by_key(|(address, _)| *address);
+        // the VFs' list (the long one) with room for the others, so that
+        // neither is copied into a third
+        let mut read = read_vfs(&vfs, &netdevs, options, others.len());
+        read.append(&mut others);
+        // addresses are unique: unstable is the same order, without a
+        // scratch list the size of this one
+        read.sort_unstable_by_key(|slot| slot.as_ref().map(|(address, _)| *address));
         // Collected from `read` by value: std reuses its buffer, so the
         // functions do not take a second one beside it (two buffers, one
         // grown by doubling, were the largest part of a 4096-VF daemon's
         // peak heap).
         scan.functions = read
             .into_iter()
-            .filter_map(|(address, result)| match result {
-                Ok((mut device, link_types)) => {
-                    let name = address.to_string();
-                    scan.link_types.extend(link_types);
-                    device.netdevs = netdevs.names_of(&name);
-                    device.rdma_devices = rdma.names_of(&name);
-                    Some(device)
-                }
-                Err(error) => {
-                    scan.unreadable.push((address, error));
-                    None
+            .filter_map(|slot| {
+                let (address, result) = slot?;
+                match result {
+                    Ok((mut device, link_types)) => {
+                        let name = address.to_string();
+                        scan.link_types.extend(link_types);
+                        device.netdevs = netdevs.names_of(&name);
+                        device.rdma_devices = rdma.names_of(&name);
+                        Some(device)
+                    }
+                    Err(error) => {
+                        scan.unreadable.push((address, error));
+                        None
+                    }
                 }
             })
             .collect();
@@ -210,6 +219,8 @@ impl SysfsRoot {
         let handle = DirHandle::open(&path)?;
         let dir = handle.attrs();
         let device = read_function(&dir, address, &entries)?;
+        // one copy of the VFs' parent directory, not one per VF
+        let mut parent: Option<Arc<Path>> = None;
         for name in &names {
             let Some(index) = name
                 .strip_prefix("virtfn")
@@ -230,7 +241,11 @@ impl SysfsRoot {
                     content: target.display().to_string(),
                     expected: "a link to the VF's PCI directory",
                 })?;
-            let parent = vf_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            let vf_parent = vf_dir.parent().unwrap_or(Path::new(""));
+            let parent = match &parent {
+                Some(known) if **known == *vf_parent => known.clone(),
+                _ => parent.insert(Arc::from(vf_parent)).clone(),
+            };
             vf_indexes.insert(vf, index);
             announced.insert(
                 vf,
@@ -251,19 +266,23 @@ type FunctionRead = Result<(PciDevice, Vec<(String, &'static str)>), SysfsError>
 /// A VF found through its PF's `virtfnN` link.
 struct KnownVf {
     /// The directory holding the VF's directory (VFs are their PF's
-    /// siblings in the device tree).
-    parent: PathBuf,
+    /// siblings in the device tree), shared by a PF's VFs.
+    parent: Arc<Path>,
     pf: PciAddress,
 }
 
-/// Read the announced VFs, in contiguous runs side by side (see `runs`).
+/// Read the announced VFs, in contiguous runs side by side (see `runs`),
+/// with room for `spare` more results.
 fn read_vfs(
     vfs: &[(PciAddress, KnownVf)],
     netdevs: &ChildMap,
     options: &ScanOptions,
-) -> Vec<(PciAddress, FunctionRead)> {
+    spare: usize,
+) -> Vec<Option<(PciAddress, FunctionRead)>> {
     let threads = threads_for(vfs.len(), options.max_threads);
-    in_runs(vfs, threads, |run| read_vf_run(run, netdevs, options))
+    in_runs(vfs, threads, spare, |run, slots| {
+        read_vf_run(run, netdevs, options, slots)
+    })
 }
 
 /// A run of VFs, each read relative to its parent directory (opened once
@@ -272,19 +291,19 @@ fn read_vf_run(
     vfs: &[(PciAddress, KnownVf)],
     netdevs: &ChildMap,
     options: &ScanOptions,
-) -> Vec<(PciAddress, FunctionRead)> {
+    read: &mut [Option<(PciAddress, FunctionRead)>],
+) {
     let mut parent: Option<DirHandle> = None;
     let mut identities: HashMap<PciAddress, Identity> = HashMap::new();
-    let mut read = Vec::with_capacity(vfs.len());
-    for (address, vf) in vfs {
+    for ((address, vf), slot) in vfs.iter().zip(read) {
         let result = open_parent(&mut parent, &vf.parent).and_then(|dir| {
             let name = address.to_string();
             let attrs = dir.attrs_of(&name);
             let identity = match identities.get(&vf.pf) {
-                Some(identity) => identity.clone(),
+                Some(identity) => *identity,
                 None => {
                     let identity = read_identity(&attrs)?;
-                    identities.insert(vf.pf, identity.clone());
+                    identities.insert(vf.pf, identity);
                     identity
                 }
             };
@@ -292,9 +311,8 @@ fn read_vf_run(
             let link_types = read_link_types(&attrs, netdevs, *address, options)?;
             Ok((device, link_types))
         });
-        read.push((*address, result));
+        *slot = Some((*address, result));
     }
-    read
 }
 
 /// The open parent directory, reopened only when the run of siblings changes.

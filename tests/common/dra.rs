@@ -102,13 +102,10 @@ pub fn served_pools() -> Result<Vec<Arc<ServedPool>>, Box<dyn Error>> {
         },
     ];
     Ok(pools
-        .iter()
+        .into_iter()
         .map(|p| {
-            Arc::new(serve_pool(
-                p,
-                &loaded.config.resources[p.resource],
-                &NoExtras,
-            ))
+            let resource = &loaded.config.resources[p.resource];
+            Arc::new(serve_pool(p, resource, &NoExtras))
         })
         .collect())
 }
