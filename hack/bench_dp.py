@@ -192,7 +192,7 @@ def compare(trees, runs, other):
     print(f"This build against {other} (DP_COMPARE), interleaved, {runs} runs each; resident KiB at the "
           "first full list, medians:")
     print()
-    print("| VFs | device-info files | build | first full list, median ms | peak RSS MiB | "
+    print("| VFs | device-info files | build | first full list, median ms | peak RSS MiB (max over the runs) | "
           + " | ".join(PARTS) + " |")
     print("|---|---|---|---|---|" + "---|" * len(PARTS))
     for tree in trees:

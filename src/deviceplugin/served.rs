@@ -252,9 +252,8 @@ pub struct ServedPool {
 
 impl ServedPool {
     pub fn device(&self, id: &str) -> Option<&ServedDevice> {
-        self.index
-            .find(&self.devices, id)
-            .map(|i| &*self.devices[i])
+        let position = self.index.find(&self.devices, id)?;
+        self.devices.get(position).map(|device| &**device)
     }
 
     /// The same pool serving `devices` instead of its own.
@@ -436,12 +435,18 @@ pub fn serve_pool(pool: Pool, resource: &Resource, facts: &dyn NodeFacts) -> Ser
 struct IdIndex(Vec<u32>);
 
 impl IdIndex {
+    /// The position of `id` in `devices`. `devices` is public on the pool:
+    /// were it changed without the index, a position past its end reads as
+    /// "not this one" and the answer is checked, so a lookup is never a
+    /// panic in an Allocate, at worst "unknown device".
     fn find(&self, devices: &[Arc<ServedDevice>], id: &str) -> Option<usize> {
+        let id_at = |i: u32| devices.get(i as usize).map(|d| d.id.as_str());
         let at = self
             .0
-            .binary_search_by(|&i| devices[i as usize].id.as_str().cmp(id))
+            .binary_search_by(|&i| id_at(i).map_or(std::cmp::Ordering::Less, |d| d.cmp(id)))
             .ok()?;
-        Some(self.0[at] as usize)
+        let position = *self.0.get(at)?;
+        (id_at(position) == Some(id)).then_some(position as usize)
     }
 }
 
@@ -620,5 +625,90 @@ pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool 
         api: AllocationApi::DevicePlugin,
         devices,
         index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str) -> ServedDevice {
+        ServedDevice {
+            id: id.into(),
+            healthy: true,
+            links: Default::default(),
+            numa_node: None,
+            pf: None,
+            vf_index: None,
+            nodes: Vec::new(),
+            info: Default::default(),
+            device_info: None,
+        }
+    }
+
+    fn pool(resource: &str, ids: &[&str]) -> ServedPool {
+        let mut pool = test_pool(ids.iter().map(|id| device(id)).collect(), false);
+        pool.resource_name = resource.into();
+        pool
+    }
+
+    #[test]
+    fn devices_are_found_by_id_in_any_order_and_after_a_change() {
+        // as pools really hold them: PCI addresses, SF names that sort as
+        // text (sf.10 before sf.2), a held VF added at the end
+        let ids = [
+            "0000:3b:01.2",
+            "mlx5_core.sf.2",
+            "0000:3b:01.0",
+            "mlx5_core.sf.10",
+            "0000:3b:00.7",
+        ];
+        let pool = pool("intel.com/a", &ids);
+        for id in ids {
+            assert_eq!(pool.device(id).map(|d| d.id.as_str()), Some(id));
+        }
+        assert!(pool.device("0000:3b:01.1").is_none());
+        assert!(pool.device("").is_none());
+
+        let mut devices = pool.devices.clone();
+        devices.push(Arc::new(device("0000:18:02.0")));
+        let grown = pool.with_devices(devices);
+        for id in ids.iter().copied().chain(["0000:18:02.0"]) {
+            assert_eq!(grown.device(id).map(|d| d.id.as_str()), Some(id), "{id}");
+        }
+        let shrunk = grown.with_devices(grown.devices[1..].to_vec());
+        assert!(shrunk.device(ids[0]).is_none());
+        assert!(shrunk.device("0000:18:02.0").is_some());
+    }
+
+    #[test]
+    fn a_pool_whose_devices_changed_behind_its_index_never_panics() {
+        let mut pool = pool(
+            "intel.com/a",
+            &["0000:3b:01.0", "0000:3b:01.1", "0000:3b:01.2"],
+        );
+        pool.devices.truncate(1);
+        // positions past the end read as "not this one": not found, no panic
+        for id in [
+            "0000:3b:01.0",
+            "0000:3b:01.1",
+            "0000:3b:01.2",
+            "0000:ff:1f.7",
+        ] {
+            let found = pool.device(id).map(|d| d.id.as_str());
+            assert!(found.is_none() || found == Some(id), "{id}: {found:?}");
+        }
+        assert!(pool.device("0000:3b:01.2").is_none());
+    }
+
+    #[test]
+    fn the_owner_of_a_device_listed_twice_is_the_last_pool() {
+        let owners = PoolOwners::of(&[
+            pool("intel.com/old", &["0000:3b:01.0", "0000:3b:01.1"]),
+            pool("intel.com/new", &["0000:3b:01.1"]),
+        ]);
+        assert_eq!(owners.owner_of("0000:3b:01.1"), Some("intel.com/new"));
+        assert_eq!(owners.owner_of("0000:3b:01.0"), Some("intel.com/old"));
+        assert_eq!(owners.owner_of("0000:3b:01.9"), None);
     }
 }
