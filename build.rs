@@ -27,6 +27,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     println!("cargo:rerun-if-changed=build.rs");
 
+    link_startup_code_together();
+
     let descriptors = protox::compile(PROTO_FILES, [PROTO_ROOT])?;
 
     // We are both sides of every API: the device plugin serves DevicePlugin
@@ -36,4 +38,56 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_server(true)
         .compile_fds(descriptors)?;
     Ok(())
+}
+
+/// The functions the daemon runs from start to its first ListAndWatch list,
+/// in `hack/sriov-device-plugin.order` (written by `hack/startup-order.sh`).
+const STARTUP_ORDER: &str = "hack/sriov-device-plugin.order";
+
+/// Lay the daemon's start-up functions out together: the kernel maps a
+/// binary's code around every page it touches, so start-up code spread over
+/// the whole text makes nearly all of it resident (5 MiB of a 6.4 MiB text;
+/// laid out together, 1.7 MiB: README, "Device plugin start-up, memory and
+/// Allocate"). Only with rust-lld, the linker of x86_64-unknown-linux-gnu
+/// since Rust 1.90, and only when no other linker is configured: GNU ld has
+/// no `--symbol-ordering-file`. Names no longer in the binary (the code
+/// changed since the file was written) are skipped without a warning: the
+/// layout only gets less compact.
+fn link_startup_code_together() {
+    println!("cargo:rerun-if-changed={STARTUP_ORDER}");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let custom_linker = std::env::var_os("RUSTC_LINKER").is_some()
+        || std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|flags| flags.contains("linker"));
+    if target != "x86_64-unknown-linux-gnu" || custom_linker || !rustc_links_with_lld() {
+        return;
+    }
+    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let order = std::path::Path::new(&dir).join(STARTUP_ORDER);
+    if order.is_file() {
+        let bin = "cargo:rustc-link-arg-bin=sriov-device-plugin";
+        println!("{bin}=-Wl,--symbol-ordering-file={}", order.display());
+        println!("{bin}=-Wl,--no-warn-symbol-ordering");
+    }
+}
+
+/// Whether this rustc links x86_64-unknown-linux-gnu with its own rust-lld
+/// (1.90 and later).
+fn rustc_links_with_lld() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(output) = std::process::Command::new(rustc).arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let mut version = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    (major, minor) >= (1, 90)
 }
