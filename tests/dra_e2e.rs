@@ -295,15 +295,13 @@ async fn one_daemon_two_apis_and_the_cni_attaches_a_prepared_vf() {
         log,
     };
 
-    // no kubelet yet: not ready, naming what is not registered
-    let (_, body) = common::probe::wait_readyz(health, WAIT, |status, _| status == 503).await;
-    assert_eq!(
-        body,
-        format!(
-            "not registered with the kubelet: DRA driver {DRIVER}, intel.com/sriov_dp, \
-             intel.com/sriov_dpdk\n"
-        )
+    // no kubelet yet: not ready (after "starting"), naming what is not registered
+    let waiting = format!(
+        "not registered with the kubelet: DRA driver {DRIVER}, intel.com/sriov_dp, \
+         intel.com/sriov_dpdk\n"
     );
+    let (status, _) = common::probe::wait_readyz(health, WAIT, |_, body| body == waiting).await;
+    assert_eq!(status, 503);
 
     // the kubelet: device plugins on kubelet.sock, DRA drivers through the
     // plugin watcher, PodResources, the node's slices wiped as it starts
