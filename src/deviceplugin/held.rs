@@ -355,27 +355,13 @@ pub(crate) fn held_by_pod(pod: &str, resource: &str, ids: &[&str]) -> HeldDevice
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deviceplugin::served::{test_pool, ServedDevice};
+    use crate::deviceplugin::served::{test_device, test_pool};
     use crate::kubelet_api::podresources::v1::{
         ClaimResource, ContainerResources, DynamicResource, PodResources,
     };
 
-    fn device(id: &str) -> ServedDevice {
-        ServedDevice {
-            id: id.into(),
-            healthy: true,
-            links: Default::default(),
-            numa_node: None,
-            pf: None,
-            vf_index: None,
-            nodes: Vec::new(),
-            info: Default::default(),
-            device_info: None,
-        }
-    }
-
     fn pool(name: &str, ids: &[&str]) -> ServedPool {
-        let mut pool = test_pool(ids.iter().map(|id| device(id)).collect(), false);
+        let mut pool = test_pool(ids.iter().map(|id| test_device(id)).collect(), false);
         pool.name = name.into();
         pool.resource_name = format!("intel.com/{name}");
         pool

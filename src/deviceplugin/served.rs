@@ -610,6 +610,22 @@ fn serve_device(
 }
 
 /// A pool built by hand, for the pure modules' tests.
+/// A healthy device with nothing but its ID, for tests.
+#[cfg(test)]
+pub(crate) fn test_device(id: &str) -> ServedDevice {
+    ServedDevice {
+        id: id.into(),
+        healthy: true,
+        links: Default::default(),
+        numa_node: None,
+        pf: None,
+        vf_index: None,
+        nodes: Vec::new(),
+        info: Default::default(),
+        device_info: None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool {
     let devices: Vec<Arc<ServedDevice>> = devices.into_iter().map(Arc::new).collect();
@@ -632,22 +648,8 @@ pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool 
 mod tests {
     use super::*;
 
-    fn device(id: &str) -> ServedDevice {
-        ServedDevice {
-            id: id.into(),
-            healthy: true,
-            links: Default::default(),
-            numa_node: None,
-            pf: None,
-            vf_index: None,
-            nodes: Vec::new(),
-            info: Default::default(),
-            device_info: None,
-        }
-    }
-
     fn pool(resource: &str, ids: &[&str]) -> ServedPool {
-        let mut pool = test_pool(ids.iter().map(|id| device(id)).collect(), false);
+        let mut pool = test_pool(ids.iter().map(|id| test_device(id)).collect(), false);
         pool.resource_name = resource.into();
         pool
     }
@@ -671,7 +673,7 @@ mod tests {
         assert!(pool.device("").is_none());
 
         let mut devices = pool.devices.clone();
-        devices.push(Arc::new(device("0000:18:02.0")));
+        devices.push(Arc::new(test_device("0000:18:02.0")));
         let grown = pool.with_devices(devices);
         for id in ids.iter().copied().chain(["0000:18:02.0"]) {
             assert_eq!(grown.device(id).map(|d| d.id.as_str()), Some(id), "{id}");

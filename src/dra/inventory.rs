@@ -98,19 +98,12 @@ impl DraInventory {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::deviceplugin::served::test_pool;
+    use crate::deviceplugin::served::{test_device, test_pool};
 
     fn device(id: &str, healthy: bool) -> ServedDevice {
         ServedDevice {
-            id: id.into(),
             healthy,
-            links: Default::default(),
-            numa_node: None,
-            pf: None,
-            vf_index: None,
-            nodes: vec![],
-            info: Default::default(),
-            device_info: None,
+            ..test_device(id)
         }
     }
 

@@ -363,7 +363,7 @@ impl Preparer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::deviceplugin::served::{test_pool, ServedDevice};
+    use crate::deviceplugin::served::{test_device, test_pool};
     use crate::dra::claims::{ClaimSourceError, ClaimView};
     use std::sync::Arc;
 
@@ -380,22 +380,8 @@ mod tests {
         }
     }
 
-    fn device(id: &str) -> ServedDevice {
-        ServedDevice {
-            id: id.into(),
-            healthy: true,
-            links: Default::default(),
-            numa_node: None,
-            pf: None,
-            vf_index: None,
-            nodes: vec![],
-            info: Default::default(),
-            device_info: None,
-        }
-    }
-
     fn inventory(ids: &[&str]) -> DraInventory {
-        let pool = test_pool(ids.iter().map(|id| device(id)).collect(), false);
+        let pool = test_pool(ids.iter().map(|id| test_device(id)).collect(), false);
         DraInventory::new("worker-1", &[Arc::new(pool)])
     }
 

@@ -454,15 +454,8 @@ mod tests {
         // a change is seen by the next scrape, with no call from the daemon
         let grown = sender.borrow().with_devices(vec![std::sync::Arc::new(
             crate::deviceplugin::served::ServedDevice {
-                id: "0000:3b:01.0".into(),
                 healthy: false,
-                links: Default::default(),
-                numa_node: None,
-                pf: None,
-                vf_index: None,
-                nodes: Vec::new(),
-                info: Default::default(),
-                device_info: None,
+                ..crate::deviceplugin::served::test_device("0000:3b:01.0")
             },
         )]);
         sender.send_replace(Arc::new(grown));

@@ -110,22 +110,15 @@ pub fn health_transitions(old: &ServedPool, new: &ServedPool) -> Vec<(&'static s
 mod tests {
     use super::*;
     use crate::deviceplugin::held::held_by_pod;
-    use crate::deviceplugin::served::{test_pool, ServedDevice};
+    use crate::deviceplugin::served::{test_device, test_pool, ServedDevice};
     use crate::kubelet_api::podresources::v1::{
         ClaimResource, ContainerResources, DynamicResource, ListPodResourcesResponse, PodResources,
     };
 
     fn device(id: &str, healthy: bool) -> ServedDevice {
         ServedDevice {
-            id: id.into(),
             healthy,
-            links: Default::default(),
-            numa_node: None,
-            pf: None,
-            vf_index: None,
-            nodes: Vec::new(),
-            info: Default::default(),
-            device_info: None,
+            ..test_device(id)
         }
     }
 
