@@ -371,19 +371,10 @@ impl DraNode {
         }
     }
 
-    /// Whether the kubelet's plugin watcher has registered us.
-    pub fn registered(&self) -> bool {
-        self.registered.load(Ordering::Relaxed)
-    }
-
-    /// The flag behind [`Self::registered`], for the readiness probe.
+    /// Whether the kubelet's plugin watcher has registered us, as it
+    /// changes: for the readiness probe.
     pub fn registration_flag(&self) -> Arc<AtomicBool> {
         self.registered.clone()
-    }
-
-    /// The last publishing pass's outcome.
-    pub fn publish_state(&self) -> PublishState {
-        self.publish_state.borrow().clone()
     }
 
     /// Each publishing pass's outcome from now on, for the readiness probe.
