@@ -199,6 +199,30 @@ impl Setup {
         }
     }
 
+    /// The daemon serving e810 through the device plugin and cx through
+    /// DRA, registered, and pod ran/du-0 holding e810's first VF: every
+    /// e810 VF ID, sorted, and the held one.
+    async fn e810_vf_held_by_du0(&mut self) -> (Vec<String>, String) {
+        self.start_daemon().await;
+        let e810 = self.wait_dp(E810, |d| d.len() == 3).await;
+        self.plugin_watcher_registers().await;
+        self.wait_slices("cx", |s| device_names(s, CX_POOL).len() == 2)
+            .await;
+        let all: Vec<String> = ids(&e810).into_iter().collect();
+        let held = all[0].clone();
+        self.kubelet
+            .allocate_to_pod("ran", "du-0", "app", E810, std::slice::from_ref(&held))
+            .await
+            .unwrap();
+        (all, held)
+    }
+
+    /// The config with e810 on DRA, applied.
+    async fn move_e810_to_dra(&self) {
+        std::fs::write(self.path("config.json"), config(&self.node.tag, "dra")).unwrap();
+        self.reload().await;
+    }
+
     fn registration_socket(&self) -> PathBuf {
         self.path("plugins_registry")
             .join(format!("{DRIVER}-reg.sock"))
@@ -792,24 +816,10 @@ async fn a_pool_moved_to_dra_keeps_a_held_vf_in_the_device_plugin_until_released
         return;
     }
     let mut setup = Setup::new("devicePlugin").await;
-    setup.start_daemon().await;
-    let e810 = setup.wait_dp(E810, |d| d.len() == 3).await;
-    setup.plugin_watcher_registers().await;
-    setup
-        .wait_slices("cx", |s| device_names(s, CX_POOL).len() == 2)
-        .await;
-    let all: Vec<String> = ids(&e810).into_iter().collect();
-    let held = all[0].clone();
-    setup
-        .kubelet
-        .allocate_to_pod("ran", "du-0", "app", E810, std::slice::from_ref(&held))
-        .await
-        .unwrap();
+    let (all, held) = setup.e810_vf_held_by_du0().await;
 
     // e810 moves to DRA while du-0 holds one of its VFs
-    let tag = setup.node.tag.clone();
-    std::fs::write(setup.path("config.json"), config(&tag, "dra")).unwrap();
-    setup.reload().await;
+    setup.move_e810_to_dra().await;
     let others: Vec<String> = all[1..].iter().map(|id| label(id)).collect();
     let slices = setup
         .wait_slices("e810 published without the held VF", |s| {
@@ -928,25 +938,14 @@ async fn prepare_refuses_a_vf_a_pod_holds_through_the_device_plugin() {
         return;
     }
     let mut setup = Setup::new("devicePlugin").await;
-    setup.start_daemon().await;
-    let e810 = setup.wait_dp(E810, |d| d.len() == 3).await;
-    setup.plugin_watcher_registers().await;
-    let all: Vec<String> = ids(&e810).into_iter().collect();
-    let held = all[0].clone();
-    setup
-        .kubelet
-        .allocate_to_pod("ran", "du-0", "app", E810, std::slice::from_ref(&held))
-        .await
-        .unwrap();
+    let (all, held) = setup.e810_vf_held_by_du0().await;
 
     // PodResources unreachable while e810 moves to DRA: nothing was kept
     // before, so every VF moves and is published
     let socket = setup.path("pod-resources.sock");
     let away = setup.path("pod-resources.sock.away");
     std::fs::rename(&socket, &away).unwrap();
-    let tag = setup.node.tag.clone();
-    std::fs::write(setup.path("config.json"), config(&tag, "dra")).unwrap();
-    setup.reload().await;
+    setup.move_e810_to_dra().await;
     let mut everything: Vec<String> = all.iter().map(|id| label(id)).collect();
     everything.sort();
     setup
