@@ -112,6 +112,14 @@ impl HeldDevices {
         self.by_resource.get(resource).and_then(|ids| ids.get(id))
     }
 
+    /// The held devices of one resource: (device ID, holder).
+    pub fn of_resource(&self, resource: &str) -> impl Iterator<Item = (&str, &Holder)> {
+        self.by_resource
+            .get(resource)
+            .into_iter()
+            .flat_map(|ids| ids.iter().map(|(id, holder)| (id.as_str(), holder)))
+    }
+
     /// Every held device: (resource, device ID, holder).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Holder)> {
         self.by_resource.iter().flat_map(|(resource, ids)| {

@@ -10,9 +10,8 @@ pub type Holders = HashMap<String, Holder>;
 
 /// The holders of a device plugin pool's devices, from PodResources.
 pub fn device_plugin_holders(held: &HeldDevices, resource: &str) -> Holders {
-    held.iter()
-        .filter(|(r, _, _)| *r == resource)
-        .map(|(_, id, holder)| (id.to_owned(), holder.clone()))
+    held.of_resource(resource)
+        .map(|(id, holder)| (id.to_owned(), holder.clone()))
         .collect()
 }
 
