@@ -296,24 +296,11 @@ mod tests {
         let slot = index / 8 + 1;
         let id = format!("0000:{pf:02x}:{slot:02x}.{fn_no}");
         PoolDevice {
-            id: id.clone(),
             pf_name: Some(format!("ens{pf}f0")),
             pf_pci_address: Some(format!("0000:{pf:02x}:00.0")),
             vf_index: Some(index),
-            vendor: "8086".into(),
-            device: "154c".into(),
-            driver: Some("iavf".into()),
-            numa_node: Some(0),
             iommu_group: Some(index),
-            netdev: None,
-            link_type: Some("ether".into()),
-            rdma_devices: vec![],
-            device_nodes: vec![],
-            selector: 0,
-            pci_address: id,
-            aux_type: None,
-            vdpa: None,
-            pkey: None,
+            ..crate::pool::test_vf(&id)
         }
     }
 

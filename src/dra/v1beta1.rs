@@ -189,24 +189,8 @@ mod tests {
             allocation_policy: None,
             resource: 0,
             devices: vec![PoolDevice {
-                id: id.clone(),
-                pf_name: Some("ens1f0".into()),
-                pf_pci_address: Some("0000:3b:00.0".into()),
-                vf_index: Some(0),
-                vendor: "8086".into(),
-                device: "154c".into(),
-                driver: Some("iavf".into()),
                 numa_node: Some(1),
-                iommu_group: None,
-                netdev: None,
-                link_type: Some("ether".into()),
-                rdma_devices: vec![],
-                device_nodes: vec![],
-                selector: 0,
-                pci_address: id,
-                aux_type: None,
-                vdpa: None,
-                pkey: None,
+                ..crate::pool::test_vf(&id)
             }],
         };
         let node = NodeRef {

@@ -223,6 +223,33 @@ fn assign(config: &Config, devices: &[Discovered], excluded: &[Excluded]) -> Vec
 }
 
 /// A discovered device as its pool keeps it, moved out of discovery's record.
+/// An iavf VF (E810, 8086:154c) of PF ens1f0 (0000:3b:00.0), index 0,
+/// NUMA 0, ether link, at PCI address `id`: for tests, which change what
+/// they look at with struct update syntax.
+#[cfg(test)]
+pub(crate) fn test_vf(id: &str) -> PoolDevice {
+    PoolDevice {
+        id: id.into(),
+        pf_name: Some("ens1f0".into()),
+        pf_pci_address: Some("0000:3b:00.0".into()),
+        vf_index: Some(0),
+        vendor: "8086".into(),
+        device: "154c".into(),
+        driver: Some("iavf".into()),
+        numa_node: Some(0),
+        iommu_group: None,
+        netdev: None,
+        link_type: Some("ether".into()),
+        rdma_devices: vec![],
+        device_nodes: vec![],
+        selector: 0,
+        pci_address: id.into(),
+        aux_type: None,
+        vdpa: None,
+        pkey: None,
+    }
+}
+
 fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
     let device_nodes = device_nodes(&found);
     let Discovered {
