@@ -128,7 +128,7 @@ impl Node {
                 .map(|p| {
                     (
                         p.resource_name.clone(),
-                        p.devices.iter().map(|d| d.id.clone()).collect(),
+                        p.devices.iter().map(|d| d.id.to_string()).collect(),
                     )
                 })
                 .collect()
@@ -166,7 +166,7 @@ fn ids(pools: &pool::Pools, name: &str) -> Vec<String> {
         .pools
         .iter()
         .find(|p| p.resource_name == name)
-        .map(|p| p.devices.iter().map(|d| d.id.clone()).collect())
+        .map(|p| p.devices.iter().map(|d| d.id.to_string()).collect())
         .unwrap_or_default()
 }
 

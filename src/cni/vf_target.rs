@@ -44,7 +44,7 @@ pub fn resolve(sysfs: &SysfsRoot, vf: PciAddress) -> Result<VfTarget, CniError> 
         pf_address,
         pf_name: pf.netdevs.first().cloned().unwrap_or_default(),
         vf_index,
-        driver,
+        driver: driver.to_string(),
         mode,
     })
 }

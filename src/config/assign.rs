@@ -61,7 +61,7 @@ pub fn assign_pools<D: Borrow<DeviceFacts>>(
                 }
                 members.push(PoolMember {
                     device: d,
-                    id: facts.id.clone(),
+                    id: facts.id.to_string(),
                     selector: s,
                 });
             }

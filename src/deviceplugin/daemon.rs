@@ -507,7 +507,7 @@ impl Daemon {
                     .devices
                     .iter()
                     .filter(|d| served.device(&d.id).is_some())
-                    .filter(|d| !kept.is_some_and(|k| k.contains(&d.id)))
+                    .filter(|d| !kept.is_some_and(|k| k.contains(d.id.as_str())))
                     .cloned()
                     .collect();
                 Some(Pool {

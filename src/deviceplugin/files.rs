@@ -278,7 +278,7 @@ mod tests {
         let pci = DeviceInfo::Pci(PciDeviceInfo {
             pci_address: "0000:3b:01.0".into(),
             pf_pci_address: Some("0000:3b:00.0".into()),
-            vhost_net: Some("/dev/vhost-net".into()),
+            vhost_net: Some("/dev/vhost-net"),
             rdma_device: Some("mlx5_2".into()),
         });
         assert_eq!(

@@ -306,7 +306,7 @@ pub fn keep_held(
             }
             kept.entry(key.clone())
                 .or_default()
-                .insert(device.id.clone());
+                .insert(device.id.to_string());
             // not advertised twice: out of the pool it would move to
             for (other, pool) in out.iter_mut() {
                 if *other != key && pool.device(&device.id).is_some() {
@@ -386,7 +386,7 @@ mod tests {
                 let mut devices: Vec<(String, bool)> = p
                     .devices
                     .iter()
-                    .map(|d| (d.id.clone(), d.healthy))
+                    .map(|d| (d.id.to_string(), d.healthy))
                     .collect();
                 devices.sort();
                 (p.resource_name.clone(), devices)

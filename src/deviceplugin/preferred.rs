@@ -94,7 +94,7 @@ fn by_pf<'a>(pool: &ServedPool, ids: &[&'a String]) -> BTreeMap<String, Vec<&'a 
     for id in ids {
         let key = pool
             .device(id)
-            .and_then(|d| d.pf.clone())
+            .and_then(|d| d.pf.as_ref().map(|pf| pf.to_string()))
             .unwrap_or_else(|| format!("~{id}")); // sorts after real PF addresses
         groups.entry(key).or_default().push(id);
     }
@@ -111,7 +111,8 @@ fn by_pf<'a>(pool: &ServedPool, ids: &[&'a String]) -> BTreeMap<String, Vec<&'a 
 fn pf_use(pool: &ServedPool, chosen: &[String]) -> HashMap<String, usize> {
     let mut used = HashMap::new();
     for id in chosen {
-        if let Some(pf) = pool.device(id).and_then(|d| d.pf.clone()) {
+        if let Some(pf) = pool.device(id).and_then(|d| d.pf.as_ref()) {
+            let pf = pf.to_string();
             *used.entry(pf).or_default() += 1;
         }
     }
@@ -196,7 +197,7 @@ mod tests {
         ] {
             for vf in 0..count {
                 devices.push(ServedDevice {
-                    id: format!("0000:{bus}:01.{vf}"),
+                    id: compact_str::format_compact!("0000:{bus}:01.{vf}"),
                     healthy: true,
                     links: Default::default(),
                     numa_node: Some(numa),

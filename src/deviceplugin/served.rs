@@ -9,6 +9,7 @@
 use crate::config::{AllocationApi, DeviceType, Resource};
 use crate::pool::{drain_freeing, Pool, PoolDevice};
 use crate::sysfs::{RdmaCharDevices, SysfsError, SysfsRoot};
+use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,15 +41,24 @@ impl NodeSpec {
 pub struct InfoProviders {
     /// (provider, key, value); providers and keys are the fixed names
     /// upstream uses.
-    entries: Vec<(&'static str, &'static str, String)>,
+    entries: Vec<(&'static str, &'static str, CompactString)>,
     /// The `extra` provider: the resource's `additionalInfo` for the
     /// device; present (even empty) when the resource has any.
-    extra: Option<BTreeMap<String, String>>,
+    /// Boxed: few resources have `additionalInfo`, and every served device
+    /// would otherwise carry the map's room (24 bytes, which at 4096 VFs
+    /// take each served device into the next allocation size).
+    #[allow(clippy::box_collection)]
+    extra: Option<Box<BTreeMap<String, String>>>,
 }
 
 impl InfoProviders {
     /// Set `provider.key`, replacing an earlier value.
-    pub fn insert(&mut self, provider: &'static str, key: &'static str, value: impl Into<String>) {
+    pub fn insert(
+        &mut self,
+        provider: &'static str,
+        key: &'static str,
+        value: impl Into<CompactString>,
+    ) {
         let value = value.into();
         match self
             .entries
@@ -67,7 +77,7 @@ impl InfoProviders {
 
     /// Set the `extra` provider's keys.
     pub fn set_extra(&mut self, extra: BTreeMap<String, String>) {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
     }
 
     /// provider → key → value, sorted.
@@ -103,13 +113,14 @@ impl serde::Serialize for InfoProviders {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PciDeviceInfo {
     #[serde(rename = "pci-address")]
-    pub pci_address: String,
+    pub pci_address: CompactString,
     #[serde(rename = "pf-pci-address", skip_serializing_if = "Option::is_none")]
-    pub pf_pci_address: Option<String>,
+    pub pf_pci_address: Option<CompactString>,
     #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
     pub rdma_device: Option<String>,
     #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
-    pub vhost_net: Option<String>,
+    /// Always `/dev/vhost-net` when present.
+    pub vhost_net: Option<&'static str>,
 }
 
 /// The `vdpa` object of a device-info file (spec 1.1.0), fields in key order.
@@ -176,14 +187,14 @@ impl DeviceInfo {
 /// One device as the server sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedDevice {
-    pub id: String,
+    pub id: CompactString,
     pub healthy: bool,
     /// The links its health follows (see [`super::link_health`]).
     pub links: DeviceLinks,
     /// Reported to the kubelet unless the pool excludes topology.
     pub numa_node: Option<u32>,
     /// PF PCI address: the unit `pack`/`spread` count in.
-    pub pf: Option<String>,
+    pub pf: Option<CompactString>,
     pub vf_index: Option<u32>,
     pub nodes: Vec<NodeSpec>,
     pub info: InfoProviders,
@@ -218,9 +229,9 @@ pub fn cdi_kind_short(device_type: DeviceType) -> &'static str {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceLinks {
     /// Its PF's netdev.
-    pub pf: Option<String>,
+    pub pf: Option<CompactString>,
     /// Its own netdev on the host (a VF's, a PF's own).
-    pub own: Option<String>,
+    pub own: Option<CompactString>,
 }
 
 /// A pool ready to serve.
@@ -468,8 +479,11 @@ fn serve_device(
     let want_rdma = selector.is_some_and(|s| s.is_rdma);
     let want_vhost = selector.is_some_and(|s| s.need_vhost_net);
     let mut nodes = Vec::new();
+    // copies of inline strings (see PoolDevice), not heap blocks
+    let id = device.id.clone();
+    let pf_pci_address = device.pf_pci_address.clone();
     let mut info = InfoProviders::default();
-    info.insert("generic", "deviceID", device.id.clone());
+    info.insert("generic", "deviceID", id.clone());
 
     match device.driver.as_deref() {
         Some("vfio-pci") => {
@@ -549,7 +563,7 @@ fn serve_device(
         if dev.vhost_net {
             info.insert("vhost", "net-mount", VHOST_NET_NODE);
             info.insert("vhost", "tun-mount", TUN_NODE);
-            vhost_net = Some(VHOST_NET_NODE.to_owned());
+            vhost_net = Some(VHOST_NET_NODE);
         }
         if dev.vhost_net && dev.tun {
             nodes.push(NodeSpec::same(VHOST_NET_NODE.into()));
@@ -582,26 +596,26 @@ fn serve_device(
                 parent_device: vdpa.name.clone(),
                 driver: kind.to_owned(),
                 path: vdpa_vhost_node.clone(),
-                pci_address: device.pci_address.clone(),
-                pf_pci_address: device.pf_pci_address.clone(),
+                pci_address: device.pci_address.to_string(),
+                pf_pci_address: device.pf_pci_address.as_ref().map(|pf| pf.to_string()),
             })),
             None => DeviceInfo::Pci(PciDeviceInfo {
-                pci_address: device.id.clone(),
-                pf_pci_address: device.pf_pci_address.clone(),
+                pci_address: id.clone(),
+                pf_pci_address: pf_pci_address.clone(),
                 vhost_net,
                 rdma_device,
             }),
         }
     });
     ServedDevice {
-        id: device.id,
+        id,
         healthy: true,
         links: DeviceLinks {
             pf: device.pf_name,
             own: device.netdev,
         },
         numa_node: device.numa_node.filter(|_| !exclude_topology),
-        pf: device.pf_pci_address,
+        pf: pf_pci_address,
         vf_index: device.vf_index,
         nodes,
         info,

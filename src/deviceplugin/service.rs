@@ -39,7 +39,7 @@ pub fn device_list(pool: &ServedPool) -> ListAndWatchResponse {
             .devices
             .iter()
             .map(|d| Device {
-                id: d.id.clone(),
+                id: d.id.to_string(),
                 health: if d.healthy { HEALTHY } else { UNHEALTHY }.into(),
                 topology: d.numa_node.map(|n| TopologyInfo {
                     nodes: vec![NumaNode { id: i64::from(n) }],

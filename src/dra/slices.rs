@@ -70,9 +70,9 @@ pub fn pool_name(node: &str, resource_name: &str) -> Option<String> {
     is_pool_name(&name).then_some(name)
 }
 
-fn string(value: impl Into<String>) -> DeviceAttribute {
+fn string(value: &str) -> DeviceAttribute {
     DeviceAttribute {
-        string: Some(value.into()),
+        string: Some(value.to_owned()),
         ..Default::default()
     }
 }
@@ -177,13 +177,13 @@ pub fn pool_slices(
     for device in &pool.devices {
         let name = device_name(&device.id).ok_or_else(|| SliceError::DeviceName {
             resource: resource(),
-            id: device.id.clone(),
+            id: device.id.to_string(),
         })?;
         if let Some(first) = named.insert(name.clone(), device) {
             return Err(SliceError::DeviceNameClash {
                 resource: resource(),
-                first: first.id.clone(),
-                second: device.id.clone(),
+                first: first.id.to_string(),
+                second: device.id.to_string(),
                 name,
             });
         }
@@ -195,7 +195,9 @@ pub fn pool_slices(
             attributes: Some(device_attributes(
                 pool,
                 device,
-                ctx.pcie_roots.get(&device.pci_address).map(String::as_str),
+                ctx.pcie_roots
+                    .get(device.pci_address.as_str())
+                    .map(String::as_str),
             )),
             ..Default::default()
         })
@@ -296,8 +298,8 @@ mod tests {
         let slot = index / 8 + 1;
         let id = format!("0000:{pf:02x}:{slot:02x}.{fn_no}");
         PoolDevice {
-            pf_name: Some(format!("ens{pf}f0")),
-            pf_pci_address: Some(format!("0000:{pf:02x}:00.0")),
+            pf_name: Some(compact_str::format_compact!("ens{pf}f0")),
+            pf_pci_address: Some(compact_str::format_compact!("0000:{pf:02x}:00.0")),
             vf_index: Some(index),
             iommu_group: Some(index),
             ..crate::pool::test_vf(&id)

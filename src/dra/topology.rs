@@ -13,7 +13,7 @@ use std::collections::HashMap;
 pub fn pcie_roots(sysfs: &SysfsRoot, pools: &[&Pool]) -> HashMap<String, String> {
     let mut roots = HashMap::new();
     for device in pools.iter().flat_map(|p| &p.devices) {
-        if roots.contains_key(&device.pci_address) {
+        if roots.contains_key(device.pci_address.as_str()) {
             continue;
         }
         let Ok(address) = device.pci_address.parse::<PciAddress>() else {
@@ -22,7 +22,7 @@ pub fn pcie_roots(sysfs: &SysfsRoot, pools: &[&Pool]) -> HashMap<String, String>
         };
         match sysfs.pcie_root(address) {
             Ok(Some(root)) => {
-                roots.insert(device.pci_address.clone(), root);
+                roots.insert(device.pci_address.to_string(), root);
             }
             Ok(None) => {}
             Err(error) => tracing::warn!(device = %device.id, %error, "cannot read the PCIe root"),
@@ -43,8 +43,8 @@ mod tests {
             pf_name: None,
             pf_pci_address: None,
             vf_index: None,
-            vendor: String::new(),
-            device: String::new(),
+            vendor: Default::default(),
+            device: Default::default(),
             driver: None,
             numa_node: None,
             iommu_group: None,

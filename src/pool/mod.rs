@@ -11,32 +11,39 @@ pub use discovery::{discover, discover_for, discover_with, scan_options, Discove
 
 use crate::config::{assign_pools, AllocationPolicy, Config, DeviceType};
 use crate::pci::PciAddress;
+use compact_str::{format_compact, CompactString, ToCompactString};
 use serde::Serialize;
 
 /// One device of a pool, with what Allocate and ListAndWatch need.
+///
+/// Its names are `CompactString`s, as in `DeviceFacts` and the served
+/// device: IDs, PCI addresses, netdev and driver names fit in its 24 bytes,
+/// so they live inside the device instead of a dozen heap blocks per VF
+/// (the daemon's peak memory at 4096 VFs: README, "Device plugin start-up,
+/// memory and Allocate").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolDevice {
     /// The kubelet device ID: the PCI address.
-    pub id: String,
-    pub pf_name: Option<String>,
-    pub pf_pci_address: Option<String>,
+    pub id: CompactString,
+    pub pf_name: Option<CompactString>,
+    pub pf_pci_address: Option<CompactString>,
     pub vf_index: Option<u32>,
     /// PCI vendor and device ID, lower-case hex without `0x` (`8086`,
     /// `154c`); an aux device's are its parent's. For DRA's attributes; left
     /// out of `sriovctl inventory`'s output, which predates them.
     #[serde(skip)]
-    pub vendor: String,
+    pub vendor: CompactString,
     #[serde(skip)]
-    pub device: String,
-    pub driver: Option<String>,
+    pub device: CompactString,
+    pub driver: Option<CompactString>,
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
-    pub netdev: Option<String>,
+    pub netdev: Option<CompactString>,
     /// Link type of its netdev (its PF's for a VF without one). Filled by
     /// `discover`; by `discover_for` only when a `linkTypes` or `pKeys`
     /// selector or a DRA pool needs it.
-    pub link_type: Option<String>,
+    pub link_type: Option<CompactString>,
     pub rdma_devices: Vec<String>,
     /// Host device nodes Allocate hands out (vfio group, uio, ...).
     pub device_nodes: Vec<String>,
@@ -45,10 +52,10 @@ pub struct PoolDevice {
     pub selector: usize,
     /// The PCI function the device is, or, for an aux device (whose `id`
     /// is its aux name), the function it sits on.
-    pub pci_address: String,
+    pub pci_address: CompactString,
     /// `sf` for an aux device; None for a PCI function.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub aux_type: Option<String>,
+    pub aux_type: Option<CompactString>,
     /// The function's vDPA device, when it has one. Boxed: few devices
     /// have one, and every device of a pool would otherwise carry the room.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +63,7 @@ pub struct PoolDevice {
     /// InfiniBand P_Key at index 0 (`0x7fff`), when read (infiniband links
     /// and a config with `pKeys`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pkey: Option<String>,
+    pub pkey: Option<CompactString>,
 }
 
 /// A vDPA device as Allocate and the device-info file need it.
@@ -120,10 +127,9 @@ fn device_nodes(device: &Discovered) -> Vec<String> {
 /// accelerator and aux pools are not subject to those rules.
 ///
 /// Takes discovery's records by value: each becomes its pool device (its
-/// strings moved, not copied) while the records' list gives its memory
-/// back, so discovery's facts and the pools' devices are never both alive
-/// whole (at 4096 VFs each list is megabytes, and the daemon's peak memory
-/// was where they met).
+/// strings moved, not copied) in the records' own buffer, so discovery's
+/// facts and the pools' devices are never two lists (at 4096 VFs each is
+/// megabytes, and the daemon's peak memory was where they met).
 pub fn build(config: &Config, devices: Vec<Discovered>, default_route_netdevs: &[String]) -> Pools {
     let excluded: Vec<Excluded> = devices
         .iter()
@@ -136,12 +142,19 @@ pub fn build(config: &Config, devices: Vec<Discovered>, default_route_netdevs: &
         })
         .collect();
     let places = assign(config, &devices, &excluded);
-    let mut placed: Vec<(Place, PoolDevice)> = Vec::new();
-    for (found, place) in drain_freeing(devices).zip(places.into_iter().rev()) {
-        if let Some(place) = place {
-            placed.push((place, pool_device(found, place.selector)));
-        }
-    }
+    // Collected in place: a placed device is smaller than its record, so
+    // the records' buffer is reused for the pool devices instead of a
+    // second list growing beside the first (at 4096 VFs the two met at
+    // 3.3 MB, the daemon's heap peak: README, "Device plugin start-up,
+    // memory and Allocate").
+    let mut placed: Vec<(Place, PoolDevice)> = devices
+        .into_iter()
+        .zip(places)
+        .filter_map(|(found, place)| {
+            let place = place?;
+            Some((place, pool_device(found, place.selector)))
+        })
+        .collect();
     placed.sort_unstable_by_key(|(place, _)| (place.resource, place.rank));
     // Split per resource from the last pool back, so that the first (most
     // often the only) one keeps the buffer instead of being copied.
@@ -180,6 +193,12 @@ fn without_places(placed: Vec<(Place, PoolDevice)>) -> Vec<PoolDevice> {
     devices
 }
 
+// `build` converts records into placed devices in place only while a
+// placed device fits in a record's room; past that, std would quietly
+// allocate a second list.
+const _: () =
+    assert!(std::mem::size_of::<(Place, PoolDevice)>() <= std::mem::size_of::<Discovered>());
+
 /// Where an assigned device goes: its resource, its position in that pool
 /// (the order upstream lists it in), and the selector that took it.
 #[derive(Debug, Clone, Copy)]
@@ -194,7 +213,10 @@ struct Place {
 /// devices are hidden from netDevice resources only.
 fn assign(config: &Config, devices: &[Discovered], excluded: &[Excluded]) -> Vec<Option<Place>> {
     let facts_all: Vec<&crate::config::DeviceFacts> = devices.iter().map(|d| &d.facts).collect();
-    let excluded_ids: Vec<String> = excluded.iter().map(|e| e.address.to_string()).collect();
+    let excluded_ids: Vec<CompactString> = excluded
+        .iter()
+        .map(|e| e.address.to_compact_string())
+        .collect();
     let mut places: Vec<Option<Place>> = vec![None; devices.len()];
     for (r, resource) in config.resources.iter().enumerate() {
         let visible: Vec<usize> = (0..devices.len())
@@ -264,15 +286,18 @@ fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
         Some(aux) => (aux.netdevs.into_iter().next(), aux.rdma_devices),
         None => (device.netdevs.into_iter().next(), device.rdma_devices),
     };
+    // inline copies (a netdev name is at most 15 bytes); the scan's
+    // strings are freed with the record
+    let netdev = netdev.as_deref().map(CompactString::from);
     let vdpa_type = facts.vdpa_type.map(|t| t.as_str());
     PoolDevice {
         id: facts.id,
         pf_name: facts.pf_name,
         pf_pci_address: facts.pf_pci_address,
         vf_index: facts.vf_index,
-        vendor: format!("{:04x}", device.vendor),
-        device: format!("{:04x}", device.device),
-        driver: device.driver,
+        vendor: format_compact!("{:04x}", device.vendor),
+        device: format_compact!("{:04x}", device.device),
+        driver: facts.driver,
         numa_node: device.numa_node,
         iommu_group: device.iommu_group,
         netdev,
@@ -291,6 +316,6 @@ fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
                 device_node: v.vhost_device.map(|n| format!("/dev/{n}")),
             })
         }),
-        pkey: facts.pkey.map(|k| format!("{k:#06x}")),
+        pkey: facts.pkey.map(|k| format_compact!("{k:#06x}")),
     }
 }

@@ -59,7 +59,7 @@ impl NodeView {
                         name: device.device.netdevs.first().cloned(),
                         vendor: format!("{:04x}", device.device.vendor),
                         device: format!("{:04x}", device.device.device),
-                        driver: device.device.driver.clone(),
+                        driver: device.device.driver.as_ref().map(|d| d.to_string()),
                         total_vfs: sriov.total_vfs,
                         num_vfs: sriov.num_vfs,
                         mtu: None,
@@ -77,7 +77,7 @@ impl NodeView {
                 pf.vfs.push(VfView {
                     index,
                     address: device.device.address,
-                    driver: device.device.driver.clone(),
+                    driver: device.device.driver.as_ref().map(|d| d.to_string()),
                     driver_override: None,
                     netdev: device.netdev().cloned(),
                 });

@@ -8,6 +8,7 @@ use super::attr::{io_error, link_basename, read_number, resolve_link, Attrs, Dir
 use super::identity::read_identity;
 use super::{SysfsError, SysfsRoot};
 use crate::pci::PciAddress;
+use compact_str::CompactString;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -38,7 +39,9 @@ pub struct PciDevice {
     pub subsystem_device: u16,
     /// The 24-bit class code; the base class is `class >> 16`.
     pub class: u32,
-    pub driver: Option<String>,
+    /// Inline, as the pools' names are (see `pool::PoolDevice`): a driver
+    /// name is short, and every VF has one.
+    pub driver: Option<CompactString>,
     /// None when the kernel reports -1 (no NUMA affinity).
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
@@ -105,7 +108,7 @@ pub(crate) fn read_function(
         subsystem_device: identity.subsystem_device,
         class: identity.class,
         driver: if has("driver") {
-            dir.link_basename("driver")?
+            driver_name(dir)?
         } else {
             None
         },
@@ -125,6 +128,13 @@ pub(crate) fn read_function(
         netdevs: Vec::new(),
         rdma_devices: Vec::new(),
     })
+}
+
+/// The name of the driver bound to the function at `dir`, if one is.
+pub(crate) fn driver_name(dir: &Attrs) -> Result<Option<CompactString>, SysfsError> {
+    Ok(dir
+        .link_basename("driver")?
+        .map(|name| CompactString::from(name.as_str())))
 }
 
 /// iproute2's names for the ARPHRD types we meet (`net/<if>/type`), which

@@ -45,11 +45,17 @@ pub(crate) fn in_runs<T: Sync, R: Send>(
         let run = items.len().div_ceil(threads);
         let read = &read;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = items
-                .chunks(run)
-                .zip(slots.chunks_mut(run))
+            let mut runs = items.chunks(run).zip(slots.chunks_mut(run));
+            let first = runs.next();
+            let handles: Vec<_> = runs
                 .map(|(chunk, slots)| scope.spawn(move || read(chunk, slots)))
                 .collect();
+            // This thread reads the first run instead of waiting: one
+            // thread fewer, and one malloc arena fewer, which glibc keeps
+            // for the process's life (168 KiB resident at 4096 VFs).
+            if let Some((chunk, slots)) = first {
+                read(chunk, slots);
+            }
             for handle in handles {
                 if let Err(panic) = handle.join() {
                     std::panic::resume_unwind(panic);

@@ -25,7 +25,7 @@
 use super::attr::{io_error, list_dir, read_number, read_optional, resolve_link, Attrs, DirHandle};
 use super::auxiliary::{read_aux_devices, AuxDevice};
 use super::children::{Child, ChildMap};
-use super::device::{link_type_name, read_function, PciDevice};
+use super::device::{driver_name, link_type_name, read_function, PciDevice};
 use super::identity::{read_identity, Identity};
 use super::runs::{in_runs, threads_for};
 use super::vdpa::{read_vdpa_devices, VdpaDevice};
@@ -338,7 +338,7 @@ fn read_vf(
     options: &ScanOptions,
 ) -> Result<PciDevice, SysfsError> {
     let numa_node: Option<i64> = dir.read_number("numa_node", "a NUMA node number or -1")?;
-    let driver = dir.link_basename("driver")?;
+    let driver = driver_name(dir)?;
     Ok(PciDevice {
         address,
         vendor: identity.vendor,

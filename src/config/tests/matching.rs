@@ -91,7 +91,7 @@ fn devices_without_a_pf_never_match_pf_filters() {
         &pf
     ));
     let empty_name = DeviceFacts {
-        pf_name: Some(String::new()),
+        pf_name: Some("".into()),
         ..e810_vf(0)
     };
     assert!(!matches(

@@ -44,11 +44,11 @@ pub(super) fn vf(
     index: u32,
 ) -> DeviceFacts {
     DeviceFacts {
-        driver: Some(driver.to_string()),
-        pf_name: Some(pf_name.to_string()),
-        pf_pci_address: Some(pf_pci.to_string()),
+        driver: Some(driver.into()),
+        pf_name: Some(pf_name.into()),
+        pf_pci_address: Some(pf_pci.into()),
         vf_index: Some(index),
-        link_type: Some("ether".to_string()),
+        link_type: Some("ether".into()),
         ..DeviceFacts::pci(pci, vendor, device, ETHERNET)
     }
 }

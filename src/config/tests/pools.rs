@@ -209,7 +209,7 @@ fn aux_devices_only_join_aux_pools_and_keep_their_own_ids() {
     };
     let sfs: Vec<DeviceFacts> = (1..=7u32)
         .map(|n| DeviceFacts {
-            id: format!("mlx5_core.sf.{n}"),
+            id: compact_str::format_compact!("mlx5_core.sf.{n}"),
             pf_name: Some("p0".into()),
             pf_pci_address: Some("0000:03:00.0".into()),
             vf_index: Some(n),

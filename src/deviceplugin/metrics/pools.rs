@@ -66,7 +66,7 @@ impl PoolFigures {
         let allocated = holders.map(|holders| {
             pool.devices
                 .iter()
-                .filter(|d| holders.contains_key(&d.id))
+                .filter(|d| holders.contains_key(d.id.as_str()))
                 .count() as u64
         });
         PoolFigures {

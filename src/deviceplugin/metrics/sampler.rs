@@ -62,10 +62,10 @@ fn targets(pools: &[Arc<ServedPool>]) -> BTreeMap<String, PfTarget> {
             let (Some(pf), Some(vf)) = (&device.pf, device.vf_index) else {
                 continue;
             };
-            let target = out.entry(pf.clone()).or_default();
+            let target = out.entry(pf.to_string()).or_default();
             target.vfs.insert(vf);
             if target.netdev.is_none() {
-                target.netdev = device.links.pf.clone();
+                target.netdev = device.links.pf.as_ref().map(|pf| pf.to_string());
             }
         }
     }
@@ -201,11 +201,11 @@ mod tests {
             id: id.into(),
             healthy: true,
             links: DeviceLinks {
-                pf: pf.map(|_| "ens1f0".to_owned()),
+                pf: pf.map(|_| "ens1f0".into()),
                 own: None,
             },
             numa_node: None,
-            pf: pf.map(str::to_owned),
+            pf: pf.map(Into::into),
             vf_index: index,
             nodes: Vec::new(),
             info: Default::default(),

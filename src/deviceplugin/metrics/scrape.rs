@@ -118,13 +118,13 @@ impl View {
                 let (Some(pf), Some(vf)) = (&device.pf, device.vf_index) else {
                     continue;
                 };
-                let Some(pf_sample) = self.sample.pfs.get(pf) else {
+                let Some(pf_sample) = self.sample.pfs.get(pf.as_str()) else {
                     continue;
                 };
                 let Some(counters) = pf_sample.vfs.get(&vf) else {
                     continue;
                 };
-                let holder = holders.as_ref().and_then(|h| h.get(&device.id));
+                let holder = holders.as_ref().and_then(|h| h.get(device.id.as_str()));
                 rows.push(VfRow {
                     pf: device.links.pf.as_deref().unwrap_or_default(),
                     vf: vf.to_string(),
@@ -222,7 +222,7 @@ mod tests {
 
     fn vf(index: u32, healthy: bool) -> ServedDevice {
         ServedDevice {
-            id: format!("0000:3b:01.{index}"),
+            id: compact_str::format_compact!("0000:3b:01.{index}"),
             healthy,
             links: DeviceLinks {
                 pf: Some("ens1f0".into()),
