@@ -20,7 +20,9 @@ cargo build --locked --release --quiet --bin sriov-device-plugin --bin sriovctl
 
 WORK=$(mktemp -d /tmp/sriov-startup-order.XXXXXX)
 KUBELET_PID=
+DAEMON_PID=
 cleanup() {
+  [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null || true
   [ -n "$KUBELET_PID" ] && kill "$KUBELET_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -40,16 +42,16 @@ profile_start() {
   local mode=$1 dir="$WORK/$1" sock=
   mkdir -p "$dir/device-plugins"
   mkfifo "$dir/kubelet.in"
-  local sim_args=()
-  if [ "$mode" = pod-resources ]; then
-    sock="$dir/pod-resources.sock"
-    sim_args=(--pod-resources-socket "$sock")
-  fi
-  "$TARGET/sriovctl" --log-level warn kubelet-sim --dir "$dir/device-plugins" "${sim_args[@]}" \
-    --timeout 120 <"$dir/kubelet.in" >"$dir/kubelet.out" &
+  [ "$mode" = pod-resources ] && sock="$dir/pod-resources.sock"
+  "$TARGET/sriovctl" --log-level warn kubelet-sim --dir "$dir/device-plugins" \
+    ${sock:+--pod-resources-socket "$sock"} --timeout 120 <"$dir/kubelet.in" >"$dir/kubelet.out" &
   KUBELET_PID=$!
   exec 7>"$dir/kubelet.in"
-  for _ in $(seq 100); do [ -S "$dir/device-plugins/kubelet.sock" ] && break; sleep 0.1; done
+  # the socket the stand-in binds last: PodResources when it serves it
+  # (asked before it is there, the daemon would write every file)
+  local ready=${sock:-$dir/device-plugins/kubelet.sock}
+  for _ in $(seq 100); do [ -S "$ready" ] && break; sleep 0.1; done
+  [ -S "$ready" ] || { log "$mode: the stand-in kubelet never served $ready"; exit 1; }
 
   log "$mode: the daemon under callgrind until the kubelet has its first full list"
   valgrind --tool=callgrind --demangle=no --callgrind-out-file="$dir/callgrind.out" \
@@ -57,12 +59,13 @@ profile_start() {
     --device-plugin-path "$dir/device-plugins" --registration-mode kubelet-socket \
     --devinfo-dir "$dir/devinfo" --pod-resources-socket "$sock" \
     --log-level warn 2>"$dir/valgrind.log" &
-  local daemon=$!
+  DAEMON_PID=$!
   echo "wait intel.com/all_vfs 4096" >&7
   for _ in $(seq 1200); do grep -q 'listed' "$dir/kubelet.out" && break; sleep 0.1; done
   grep -q 'listed' "$dir/kubelet.out" || { log "no first list:"; cat "$dir/kubelet.out" "$dir/valgrind.log" >&2; exit 1; }
-  kill -TERM "$daemon"
-  wait "$daemon" || true
+  kill -TERM "$DAEMON_PID"
+  wait "$DAEMON_PID" || true
+  DAEMON_PID=
   echo quit >&7
   exec 7>&-
   wait "$KUBELET_PID" || true

@@ -378,6 +378,32 @@ fn sf_node() -> Node {
 }
 
 #[test]
+fn discovery_lists_pci_functions_by_address_then_the_sfs() {
+    // discovery drains the scan's list last first and turns it back: the
+    // order must come out as the scan's, whatever the pools do with it
+    let ids: Vec<String> = pool::discover(&sf_node().sysfs())
+        .unwrap()
+        .iter()
+        .map(|d| d.facts.id.to_string())
+        .collect();
+    let functions = ids.iter().take_while(|id| id.starts_with("0000:")).count();
+    assert!(functions > 2, "{ids:?}");
+    assert!(ids[..functions].is_sorted(), "{ids:?}");
+    let mut sfs = ids[functions..].to_vec();
+    sfs.sort();
+    assert_eq!(
+        sfs,
+        [
+            "mlx5_core.sf.2",
+            "mlx5_core.sf.3",
+            "mlx5_core.sf.4",
+            "mlx5_core.sf.6"
+        ],
+        "only SFs after the PCI functions: {ids:?}"
+    );
+}
+
+#[test]
 fn scalable_functions_join_aux_pools_by_sf_number() {
     let pools = sf_node().pools(
         r#"{"resourceList": [

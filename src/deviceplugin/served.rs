@@ -45,8 +45,7 @@ pub struct InfoProviders {
     /// The `extra` provider: the resource's `additionalInfo` for the
     /// device; present (even empty) when the resource has any.
     /// Boxed: few resources have `additionalInfo`, and every served device
-    /// would otherwise carry the map's room (24 bytes, which at 4096 VFs
-    /// take each served device into the next allocation size).
+    /// would otherwise carry the map's 24 bytes (boxed, 8).
     #[allow(clippy::box_collection)]
     extra: Option<Box<BTreeMap<String, String>>>,
 }
@@ -118,8 +117,8 @@ pub struct PciDeviceInfo {
     pub pf_pci_address: Option<CompactString>,
     #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
     pub rdma_device: Option<String>,
-    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
     /// Always `/dev/vhost-net` when present.
+    #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
     pub vhost_net: Option<&'static str>,
 }
 

@@ -135,7 +135,7 @@ pub fn discover_with(
         scan.uplinks
             .get(&pf.address)
             .or(pf.netdevs.first())
-            .cloned()
+            .map(|name| CompactString::from(name.as_str()))
     };
 
     // Aux devices borrow their parent function (and copy it): find them
@@ -155,7 +155,7 @@ pub fn discover_with(
         .functions
         .iter()
         .filter(|device| device.physfn.is_none())
-        .filter_map(|pf| Some((pf.address, pf_name(pf)?.as_str().into())))
+        .filter_map(|pf| Some((pf.address, pf_name(pf)?)))
         .collect();
     drop(by_address);
     // Taken from the scan's list while it gives its memory back (see

@@ -1,15 +1,16 @@
 //! Consuming a large vector while giving its memory back as it empties.
 //!
-//! Turning one per-device list into another (discovery's records into pool
-//! devices, those into served devices) would otherwise hold both lists
-//! whole at the end: the source's buffer lives until the last element is
-//! taken. At 4096 VFs each list is over a megabyte, and that overlap was
-//! the daemon's peak memory.
+//! Turning one per-device list into another (the scan's functions into
+//! discovery's records, pool devices into served devices) would otherwise
+//! hold both lists whole at the end: the source's buffer lives until the
+//! last element is taken. At 4096 VFs each list is over a megabyte, and
+//! that overlap was the daemon's peak memory.
 
 /// The elements of `items`, last first, shrinking its buffer whenever a
 /// quarter of it is unused. Shrinking a heap block keeps it in place and
-/// frees its tail (glibc splits the block, or remaps a mapped one), so the
-/// freed room is there for the list being built.
+/// frees its tail (glibc splits the block, or remaps a mapped one and the
+/// pages go back to the kernel), while the list being built only becomes
+/// resident as it is written, even when reserved whole beforehand.
 pub fn drain_freeing<T>(mut items: Vec<T>) -> impl Iterator<Item = T> {
     std::iter::from_fn(move || {
         let item = items.pop()?;

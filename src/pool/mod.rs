@@ -126,10 +126,10 @@ fn device_nodes(device: &Discovered) -> Vec<String> {
 /// never take excluded devices (PFs with VFs, default-route netdevs);
 /// accelerator and aux pools are not subject to those rules.
 ///
-/// Takes discovery's records by value: each becomes its pool device (its
-/// strings moved, not copied) in the records' own buffer, so discovery's
-/// facts and the pools' devices are never two lists (at 4096 VFs each is
-/// megabytes, and the daemon's peak memory was where they met).
+/// Takes discovery's records by value: each becomes its pool device in the
+/// records' own buffer, so discovery's facts and the pools' devices are
+/// never two lists (at 4096 VFs each is megabytes, and the daemon's peak
+/// memory was where they met).
 pub fn build(config: &Config, devices: Vec<Discovered>, default_route_netdevs: &[String]) -> Pools {
     let excluded: Vec<Excluded> = devices
         .iter()
@@ -193,11 +193,14 @@ fn without_places(placed: Vec<(Place, PoolDevice)>) -> Vec<PoolDevice> {
     devices
 }
 
-// `build` converts records into placed devices in place only while a
-// placed device fits in a record's room; past that, std would quietly
+// std collects `build`'s placed devices into the records' buffer (an
+// optimisation it makes, not a promise) only while a placed device fits in
+// a record's room with the same alignment; past that, it would quietly
 // allocate a second list.
-const _: () =
-    assert!(std::mem::size_of::<(Place, PoolDevice)>() <= std::mem::size_of::<Discovered>());
+const _: () = assert!(
+    std::mem::size_of::<(Place, PoolDevice)>() <= std::mem::size_of::<Discovered>()
+        && std::mem::align_of::<(Place, PoolDevice)>() == std::mem::align_of::<Discovered>()
+);
 
 /// Where an assigned device goes: its resource, its position in that pool
 /// (the order upstream lists it in), and the selector that took it.
@@ -244,7 +247,6 @@ fn assign(config: &Config, devices: &[Discovered], excluded: &[Excluded]) -> Vec
     places
 }
 
-/// A discovered device as its pool keeps it, moved out of discovery's record.
 /// An iavf VF (E810, 8086:154c) of PF ens1f0 (0000:3b:00.0), index 0,
 /// NUMA 0, ether link, at PCI address `id`: for tests, which change what
 /// they look at with struct update syntax.
@@ -272,6 +274,7 @@ pub(crate) fn test_vf(id: &str) -> PoolDevice {
     }
 }
 
+/// A discovered device as its pool keeps it, taken out of discovery's record.
 fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
     let device_nodes = device_nodes(&found);
     let Discovered {

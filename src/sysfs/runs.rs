@@ -52,7 +52,7 @@ pub(crate) fn in_runs<T: Sync, R: Send>(
                 .collect();
             // This thread reads the first run instead of waiting: one
             // thread fewer, and one malloc arena fewer, which glibc keeps
-            // for the process's life (168 KiB resident at 4096 VFs).
+            // for the process's life (168 KiB resident in the daemon).
             if let Some((chunk, slots)) = first {
                 read(chunk, slots);
             }
@@ -83,5 +83,22 @@ mod tests {
         assert_eq!(threads_for(100, 4), 1, "too few items for a second thread");
         assert_eq!(threads_for(1000, 4), 4);
         assert_eq!(threads_for(1000, 1), 1);
+    }
+
+    #[test]
+    fn a_panic_in_any_run_reaches_the_caller() {
+        let items: Vec<u32> = (0..300).collect();
+        // run 0 is read on the calling thread, runs 1 and 2 on their own
+        for panicking in [0, 150, 299] {
+            let outcome = std::panic::catch_unwind(|| {
+                in_runs(&items, 3, 0, |run, slots| {
+                    for (n, slot) in run.iter().zip(slots) {
+                        assert_ne!(*n, panicking, "item {n}");
+                        *slot = Some(*n);
+                    }
+                })
+            });
+            assert!(outcome.is_err(), "a panic at item {panicking} was lost");
+        }
     }
 }
