@@ -146,7 +146,7 @@ pub fn allocate_container(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::served::{test_pool, NodeSpec, ServedDevice};
+    use super::super::served::{test_device, test_pool, NodeSpec, ServedDevice};
     use super::*;
 
     fn device(
@@ -159,12 +159,6 @@ mod tests {
             providers.insert(p, k, *v);
         }
         ServedDevice {
-            id: id.into(),
-            healthy: true,
-            links: Default::default(),
-            numa_node: None,
-            pf: None,
-            vf_index: None,
             nodes: nodes
                 .iter()
                 .map(|(h, c)| NodeSpec {
@@ -173,7 +167,7 @@ mod tests {
                 })
                 .collect(),
             info: providers,
-            device_info: None,
+            ..test_device(id)
         }
     }
 

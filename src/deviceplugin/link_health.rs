@@ -81,24 +81,18 @@ pub fn apply(pool: &ServedPool, links: &LinkStates) -> ServedPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deviceplugin::served::{test_pool, DeviceLinks, ServedDevice};
+    use crate::deviceplugin::served::{test_device, test_pool, DeviceLinks, ServedDevice};
 
     use crate::deviceplugin::node_watch::test_status as status;
 
     fn device(id: &str, pf: &str, own: Option<&str>, healthy: bool) -> ServedDevice {
         ServedDevice {
-            id: id.into(),
             healthy,
             links: DeviceLinks {
                 pf: Some(pf.into()),
                 own: own.map(Into::into),
             },
-            numa_node: None,
-            pf: None,
-            vf_index: None,
-            nodes: Vec::new(),
-            info: Default::default(),
-            device_info: None,
+            ..test_device(id)
         }
     }
 

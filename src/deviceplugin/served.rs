@@ -622,7 +622,6 @@ fn serve_device(
     }
 }
 
-/// A pool built by hand, for the pure modules' tests.
 /// A healthy device with nothing but its ID, for tests.
 #[cfg(test)]
 pub(crate) fn test_device(id: &str) -> ServedDevice {
@@ -639,6 +638,7 @@ pub(crate) fn test_device(id: &str) -> ServedDevice {
     }
 }
 
+/// A pool built by hand, for the pure modules' tests.
 #[cfg(test)]
 pub(crate) fn test_pool(devices: Vec<ServedDevice>, spread: bool) -> ServedPool {
     let devices: Vec<Arc<ServedDevice>> = devices.into_iter().map(Arc::new).collect();
