@@ -124,18 +124,14 @@ pub fn discover_with(
         // upstream takes the first vDPA device of a function
         vdpa_by_parent.entry(vdpa.parent).or_insert(vdpa);
     }
-    let link_type = |netdev: Option<&str>| {
-        netdev
-            .and_then(|n| scan.link_types.get(n))
-            .map(|t| CompactString::from(*t))
-    };
+    let link_type = |netdev: Option<&str>| link_type_of(&scan.link_types, netdev?);
     // PF name as upstream: the switchdev uplink representor when the PF
     // has one, else its first netdev.
     let pf_name = |pf: &PciDevice| {
         scan.uplinks
             .get(&pf.address)
             .or(pf.netdevs.first())
-            .map(|name| CompactString::from(name.as_str()))
+            .map(CompactString::from)
     };
 
     // Aux devices borrow their parent function (and copy it): find them
@@ -201,6 +197,11 @@ pub fn discover_with(
     Ok(found)
 }
 
+/// The link type the scan read for `netdev`, if it read one.
+fn link_type_of(link_types: &HashMap<String, &'static str>, netdev: &str) -> Option<CompactString> {
+    link_types.get(netdev).map(|t| CompactString::from(*t))
+}
+
 fn vdpa_type(vdpa: &VdpaDevice) -> Option<VdpaType> {
     match vdpa.driver.as_deref() {
         Some(VHOST_VDPA_DRIVER) => Some(VdpaType::Vhost),
@@ -233,12 +234,7 @@ fn aux_device(
         .uplinks
         .get(&parent.address)
         .ok_or("its PCI function has no switchdev uplink representor")?;
-    let link_type = aux
-        .netdevs
-        .first()
-        .or(Some(uplink))
-        .and_then(|n| scan.link_types.get(n))
-        .map(|t| CompactString::from(*t));
+    let link_type = link_type_of(&scan.link_types, aux.netdevs.first().unwrap_or(uplink));
     let mut facts = DeviceFacts::pci(
         &parent.address.to_compact_string(),
         parent.vendor,

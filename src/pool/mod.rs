@@ -289,9 +289,8 @@ fn pool_device(found: Discovered, selector: usize) -> PoolDevice {
         Some(aux) => (aux.netdevs.into_iter().next(), aux.rdma_devices),
         None => (device.netdevs.into_iter().next(), device.rdma_devices),
     };
-    // inline copies (a netdev name is at most 15 bytes); the scan's
-    // strings are freed with the record
-    let netdev = netdev.as_deref().map(CompactString::from);
+    // inlined (a netdev name is at most 15 bytes), the scan's string freed
+    let netdev = netdev.map(CompactString::from);
     let vdpa_type = facts.vdpa_type.map(|t| t.as_str());
     PoolDevice {
         id: facts.id,

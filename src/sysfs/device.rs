@@ -132,9 +132,7 @@ pub(crate) fn read_function(
 
 /// The name of the driver bound to the function at `dir`, if one is.
 pub(crate) fn driver_name(dir: &Attrs) -> Result<Option<CompactString>, SysfsError> {
-    Ok(dir
-        .link_basename("driver")?
-        .map(|name| CompactString::from(name.as_str())))
+    Ok(dir.link_basename("driver")?.map(CompactString::from))
 }
 
 /// iproute2's names for the ARPHRD types we meet (`net/<if>/type`), which
