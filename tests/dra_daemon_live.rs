@@ -218,6 +218,14 @@ impl Setup {
     }
 
     /// The config with e810 on DRA, applied.
+    /// Waits until the e810 pool's slices publish exactly the VFs `ids`.
+    async fn wait_e810_published(&self, what: &str, ids: &[String]) -> Vec<ResourceSlice> {
+        let mut names: Vec<String> = ids.iter().map(|id| label(id)).collect();
+        names.sort();
+        self.wait_slices(what, |s| device_names(s, E810_POOL) == names)
+            .await
+    }
+
     async fn move_e810_to_dra(&self) {
         std::fs::write(self.path("config.json"), config(&self.node.tag, "dra")).unwrap();
         self.reload().await;
@@ -822,9 +830,7 @@ async fn a_pool_moved_to_dra_keeps_a_held_vf_in_the_device_plugin_until_released
     setup.move_e810_to_dra().await;
     let others: Vec<String> = all[1..].iter().map(|id| label(id)).collect();
     let slices = setup
-        .wait_slices("e810 published without the held VF", |s| {
-            device_names(s, E810_POOL) == others
-        })
+        .wait_e810_published("e810 published without the held VF", &all[1..])
         .await;
     let dp = setup.wait_dp(E810, |d| d.len() == 1).await;
     assert_eq!(ids(&dp), BTreeSet::from([held.clone()]));
@@ -850,12 +856,8 @@ async fn a_pool_moved_to_dra_keeps_a_held_vf_in_the_device_plugin_until_released
     // du-0 is gone: the VF joins the DRA pool, and the device plugin pool
     // stops offering it
     setup.kubelet.delete_pod("ran", "du-0");
-    let mut everything: Vec<String> = all.iter().map(|id| label(id)).collect();
-    everything.sort();
     setup
-        .wait_slices("e810 with the released VF", |s| {
-            device_names(s, E810_POOL) == everything
-        })
+        .wait_e810_published("e810 with the released VF", &all)
         .await;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -946,12 +948,8 @@ async fn prepare_refuses_a_vf_a_pod_holds_through_the_device_plugin() {
     let away = setup.path("pod-resources.sock.away");
     std::fs::rename(&socket, &away).unwrap();
     setup.move_e810_to_dra().await;
-    let mut everything: Vec<String> = all.iter().map(|id| label(id)).collect();
-    everything.sort();
     setup
-        .wait_slices("every e810 VF published", |s| {
-            device_names(s, E810_POOL) == everything
-        })
+        .wait_e810_published("every e810 VF published", &all)
         .await;
     std::fs::rename(&away, &socket).unwrap();
 
